@@ -1,0 +1,86 @@
+//! Effects: what the core asks its shell to do, in the order it must be done.
+//!
+//! **The barrier rule.** A `Persist` effect must be durable (written and
+//! fdatasync'ed) before any effect after it is carried out. Consecutive `Persist`
+//! effects may share one sync (group commit). Effects before a `Persist` need not
+//! wait for it.
+
+use crate::ballot::Ballot;
+use crate::message::{AcceptedEntry, Message, Snapshot};
+use crate::value::Value;
+use concoord_wire::{ReplicaId, Slot};
+
+/// Identifies one linearizable read, chosen by the shell.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct ReadId(pub u64);
+
+/// One durable write.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum PersistOp {
+    /// The acceptor promised `ballot`.
+    Promise(Ballot),
+    /// The acceptor accepted these entries (each replaces any earlier entry at its slot).
+    Accept(Vec<AcceptedEntry>),
+    /// Every slot up to here is chosen (and its entry is on disk).
+    Commit(Slot),
+    /// A snapshot replaces the log up to its slot; entries at or below it may go.
+    Snapshot(Snapshot),
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Effect {
+    /// Make this durable before carrying out any later effect.
+    Persist(PersistOp),
+    /// Send a message. `to` may be this replica itself: deliver it locally.
+    Send { to: ReplicaId, msg: Message },
+    /// A new replica sends this to any bootstrap peer it knows by address.
+    SendToBootstrap(Message),
+    /// Slot `slot` is chosen: apply its value to the state machine, in slot order.
+    Apply { slot: Slot, value: Value },
+    /// Replace the state machine with this snapshot; `Apply` continues after it.
+    InstallSnapshot(Snapshot),
+    /// A linearizable read may now be served from the state machine, which has
+    /// applied everything it must reflect.
+    ReadReady { id: ReadId },
+    /// A pending read cannot be served by this replica (it stopped leading).
+    ReadAborted { id: ReadId, leader_hint: Option<ReplicaId> },
+    /// This replica is no longer a member (a committed change removed it). The shell
+    /// should stop it, or rejoin under a fresh identity.
+    Removed,
+}
+
+/// Everything a durable replica finds on its disk at restart.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct DurableState {
+    pub promised: Ballot,
+    /// Accepted entries, one per slot (the last written wins).
+    pub entries: Vec<AcceptedEntry>,
+    pub commit_max: Slot,
+    pub snapshot: Option<Snapshot>,
+}
+
+impl DurableState {
+    /// Folds one persisted operation into the state, as a disk replay would.
+    pub fn apply(&mut self, op: &PersistOp) {
+        match op {
+            PersistOp::Promise(b) => self.promised = self.promised.max(*b),
+            PersistOp::Accept(entries) => {
+                for e in entries {
+                    self.promised = self.promised.max(e.ballot);
+                    match self.entries.iter_mut().find(|x| x.slot == e.slot) {
+                        Some(x) => *x = e.clone(),
+                        None => self.entries.push(e.clone()),
+                    }
+                }
+            }
+            PersistOp::Commit(slot) => self.commit_max = self.commit_max.max(*slot),
+            PersistOp::Snapshot(snapshot) => {
+                if self.snapshot.as_ref().is_none_or(|s| s.slot < snapshot.slot) {
+                    self.entries.retain(|e| e.slot > snapshot.slot);
+                    self.commit_max = self.commit_max.max(snapshot.slot);
+                    self.snapshot = Some(snapshot.clone());
+                }
+            }
+        }
+    }
+}

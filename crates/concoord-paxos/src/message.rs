@@ -1,0 +1,80 @@
+//! Messages between replicas. Every field is a plain value; the shell encodes them
+//! with a compact serde codec and size-limits frames.
+//!
+//! See `docs/consensus.md` for the table of who sends what, and when.
+
+use crate::ballot::Ballot;
+use crate::membership::Schedule;
+use crate::value::{Member, Value};
+use concoord_wire::{Slot, Time};
+use serde::{Deserialize, Serialize};
+
+/// An acceptor's record of one slot: the highest ballot it accepted there and the
+/// value of that ballot.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct AcceptedEntry {
+    pub slot: Slot,
+    pub ballot: Ballot,
+    pub value: Value,
+}
+
+/// A state-machine snapshot that replaces the log up to and including `slot`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The last slot whose effects the snapshot includes.
+    pub slot: Slot,
+    /// The state machine's own bytes; opaque to the core.
+    pub data: Vec<u8>,
+    /// Memberships governing slots after `slot`, including changes chosen at or
+    /// before `slot` that take effect later.
+    pub schedule: Schedule,
+    /// The highest leader timestamp at or before `slot`; keeps cluster time monotonic.
+    pub timestamp: Time,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Message {
+    /// Phase 1a: "promise me `ballot` for every slot from `from_slot` on".
+    Prepare { ballot: Ballot, from_slot: Slot },
+    /// Phase 1b: the promise, with the acceptor's accepted entries above both
+    /// `from_slot - 1` and its own `commit_max` (slots it knows are chosen it does not
+    /// report: the leader catches up on those instead).
+    Promise { ballot: Ballot, commit_max: Slot, accepted: Vec<AcceptedEntry> },
+    /// Phase 2a for a run of slots, with the leader's commit point.
+    Accept { ballot: Ballot, entries: Vec<(Slot, Value)>, commit_max: Slot },
+    /// Phase 2b: the acceptor durably accepted these slots at `ballot`.
+    Accepted { ballot: Ballot, slots: Vec<Slot>, commit_max: Slot },
+    /// The sender has promised a ballot higher than the one in `rejected`.
+    Nack { promised: Ballot, rejected: Ballot },
+    /// Leader liveness, commit notification and read-barrier round.
+    Heartbeat { ballot: Ballot, commit_max: Slot, round: u64 },
+    /// The sender has promised nothing above `ballot` as of this `round`.
+    HeartbeatAck { ballot: Ballot, round: u64, commit_max: Slot },
+    /// "Send me chosen entries from `from_slot` on."
+    CatchupRequest { from_slot: Slot },
+    /// Chosen entries (contiguous from the requested slot), and the sender's commit point.
+    Catchup { entries: Vec<AcceptedEntry>, commit_max: Slot },
+    /// A snapshot, for a replica that needs entries already truncated.
+    InstallSnapshot { snapshot: Snapshot },
+    /// A new replica asks to be added as a learner.
+    JoinRequest { member: Member },
+}
+
+impl Message {
+    /// A short name for traces and per-type counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Prepare { .. } => "prepare",
+            Message::Promise { .. } => "promise",
+            Message::Accept { .. } => "accept",
+            Message::Accepted { .. } => "accepted",
+            Message::Nack { .. } => "nack",
+            Message::Heartbeat { .. } => "heartbeat",
+            Message::HeartbeatAck { .. } => "heartbeat_ack",
+            Message::CatchupRequest { .. } => "catchup_request",
+            Message::Catchup { .. } => "catchup",
+            Message::InstallSnapshot { .. } => "install_snapshot",
+            Message::JoinRequest { .. } => "join_request",
+        }
+    }
+}

@@ -1,0 +1,1379 @@
+//! The Multi-Paxos replica: acceptor, learner and (when elected) leader in one
+//! sans-IO state machine.
+//!
+//! It is driven by `step(now, input, &mut effects)` and asks to be woken at
+//! `next_deadline()`. It never reads a clock, touches a socket or a file, spawns a
+//! thread or draws OS randomness: time and messages come in, effects go out, and the
+//! shell carries them out in order (honouring the `Persist` barrier).
+//!
+//! It orders opaque command bytes and knows nothing of objects or sessions.
+
+use crate::ballot::Ballot;
+use crate::effect::{DurableState, Effect, PersistOp, ReadId};
+use crate::membership::{effective_slot, Membership, Role, Schedule};
+use crate::message::{AcceptedEntry, Message, Snapshot};
+use crate::options::{Bug, Options};
+use crate::rng::Prng;
+use crate::value::{Command, ConfigChange, Member, Value};
+use concoord_wire::{ReplicaId, Slot, Span, Time};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// An input to the state machine.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A message from another replica (or from this one, looped back).
+    Message { from: ReplicaId, msg: Message },
+    /// Client commands to order. Accepted only by the leader.
+    Propose(Vec<Command>),
+    /// A linearizable read. Accepted only by the leader; answered by `ReadReady`.
+    Read(ReadId),
+    /// The state machine took a snapshot of itself after applying `slot`.
+    SnapshotTaken { slot: Slot, data: Vec<u8> },
+    /// Time passed (the shell calls this when `now >= next_deadline()`).
+    Tick,
+}
+
+/// Why a `Propose` or `Read` was refused. Nothing was queued.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Rejected {
+    /// Only the leader orders commands; try the hinted replica.
+    NotLeader { leader_hint: Option<ReplicaId> },
+    /// The leader's queue is full; retry later.
+    Busy,
+}
+
+/// What role the replica plays right now.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RoleKind {
+    /// Not yet a member: waiting to be added and to receive the log.
+    Joining,
+    /// A member that is not leading.
+    Follower,
+    /// Running phase 1 or phase 2 with its own ballot.
+    Leader,
+    /// Removed from the membership by a committed change.
+    Removed,
+}
+
+/// One slot of the acceptor's log.
+#[derive(Clone, Debug)]
+struct LogEntry {
+    ballot: Ballot,
+    value: Value,
+    /// Known chosen (committed). Slots `<= commit_max` are always chosen.
+    chosen: bool,
+}
+
+/// A value this leader proposed and is collecting acceptances for.
+#[derive(Clone, Debug)]
+struct Inflight {
+    value: Value,
+    acks: BTreeSet<ReplicaId>,
+    sent_at: Time,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PendingRead {
+    id: ReadId,
+    /// The heartbeat round that must be acknowledged by a quorum.
+    round: u64,
+    /// The slot the state machine must have applied; assigned once the leader has
+    /// recovered every slot earlier leaders may have chosen.
+    read_index: Option<Slot>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Progress {
+    commit_max: Slot,
+    last_heard: Time,
+}
+
+#[derive(Debug)]
+struct Leader {
+    ballot: Ballot,
+    /// Acceptors that promised `ballot`, with their commit point at the time.
+    promises: BTreeMap<ReplicaId, Slot>,
+    /// Highest-ballot values reported in promises, for slots not yet proposed.
+    adopted: BTreeMap<Slot, (Ballot, Value)>,
+    prepare_sent_at: Time,
+    /// Phase 1 covered the whole window at least once; reads may get an index.
+    recovered: bool,
+    /// Every slot up to here may have been chosen by an earlier leader.
+    recovery_target: Slot,
+    next_slot: Slot,
+    inflight: BTreeMap<Slot, Inflight>,
+    pending: VecDeque<Command>,
+    pending_config: VecDeque<ConfigChange>,
+    /// Highest timestamp stamped or adopted; keeps cluster time monotonic.
+    timestamp_floor: Time,
+    reads: VecDeque<PendingRead>,
+    round: u64,
+    acks: BTreeMap<ReplicaId, u64>,
+    heartbeat_due: Time,
+    progress: BTreeMap<ReplicaId, Progress>,
+}
+
+#[derive(Debug)]
+enum State {
+    Joining { retry_at: Time },
+    Follower,
+    Leader(Box<Leader>),
+    Removed,
+}
+
+/// A Multi-Paxos replica. See the module docs and `docs/consensus.md`.
+#[derive(Debug)]
+pub struct Replica {
+    id: ReplicaId,
+    addr: String,
+    opts: Options,
+    rng: Prng,
+
+    // Acceptor (durable when `opts.durable`).
+    promised: Ballot,
+    log: BTreeMap<Slot, LogEntry>,
+
+    // Learner. Every slot `<= commit_max` is chosen and has been handed to `Apply`.
+    commit_max: Slot,
+    snapshot: Option<Snapshot>,
+    schedule: Schedule,
+    timestamp_max: Time,
+
+    state: State,
+    max_seen: Ballot,
+    leader_hint: Option<ReplicaId>,
+    election_deadline: Time,
+    /// Highest commit point a leader or peer told us about.
+    known_commit: Slot,
+    catchup_sent_at: Option<Time>,
+}
+
+impl Replica {
+    /// A founding member of a new cluster whose initial membership is `membership`.
+    pub fn new(
+        id: ReplicaId,
+        addr: String,
+        opts: Options,
+        membership: Membership,
+        now: Time,
+    ) -> Replica {
+        let mut replica = Replica::blank(id, addr, opts, State::Follower);
+        replica.schedule = Schedule::starting_with(membership);
+        replica.reset_election_deadline(now);
+        replica
+    }
+
+    /// A new replica that will ask a bootstrap peer to add it as a learner, receive a
+    /// snapshot and the log, and then (once promoted) vote.
+    pub fn join(id: ReplicaId, addr: String, opts: Options, now: Time) -> Replica {
+        Replica::blank(id, addr, opts, State::Joining { retry_at: now })
+    }
+
+    /// Restart of a replica that ran without durable state: it must not reuse its old
+    /// acceptor identity (it forgot its promises), so it joins as `fresh_id`. The
+    /// injected bug `ReuseIdentity` instead comes back as `old_id`, amnesiac, voting.
+    pub fn restart_in_memory(
+        old_id: ReplicaId,
+        fresh_id: ReplicaId,
+        addr: String,
+        opts: Options,
+        base: Membership,
+        now: Time,
+    ) -> Replica {
+        if opts.has_bug(Bug::ReuseIdentity) {
+            return Replica::new(old_id, addr, opts, base, now);
+        }
+        Replica::join(fresh_id, addr, opts, now)
+    }
+
+    /// Restart of a durable replica from what its disk holds. Replays the snapshot
+    /// and the chosen entries into `effects` (as `InstallSnapshot` and `Apply`).
+    pub fn recover(
+        id: ReplicaId,
+        addr: String,
+        opts: Options,
+        base: Option<Membership>,
+        durable: DurableState,
+        now: Time,
+        effects: &mut Vec<Effect>,
+    ) -> Replica {
+        let mut replica = Replica::blank(id, addr, opts, State::Follower);
+        replica.promised = durable.promised;
+        replica.max_seen = durable.promised;
+        if let Some(base) = base {
+            replica.schedule = Schedule::starting_with(base);
+        }
+        if let Some(snapshot) = durable.snapshot {
+            replica.commit_max = snapshot.slot;
+            replica.schedule = snapshot.schedule.clone();
+            replica.timestamp_max = snapshot.timestamp;
+            effects.push(Effect::InstallSnapshot(snapshot.clone()));
+            replica.snapshot = Some(snapshot);
+        }
+        for e in durable.entries {
+            if e.slot > replica.commit_max {
+                let chosen = e.slot <= durable.commit_max;
+                replica.log.insert(e.slot, LogEntry { ballot: e.ballot, value: e.value, chosen });
+            }
+        }
+        replica.advance_commit(now, effects);
+        replica.state = if replica.schedule.is_empty() {
+            State::Joining { retry_at: now }
+        } else {
+            State::Follower
+        };
+        replica.check_membership(now, effects);
+        replica.reset_election_deadline(now);
+        replica
+    }
+
+    fn blank(id: ReplicaId, addr: String, opts: Options, state: State) -> Replica {
+        assert!(opts.alpha >= 1, "alpha must be at least 1");
+        assert!(opts.accept_ahead_max >= 2 * opts.alpha, "accept_ahead_max must cover the window");
+        let rng = Prng::new(opts.seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        Replica {
+            id,
+            addr,
+            opts,
+            rng,
+            promised: Ballot::ZERO,
+            log: BTreeMap::new(),
+            commit_max: Slot::ZERO,
+            snapshot: None,
+            schedule: Schedule::default(),
+            timestamp_max: Time(0),
+            state,
+            max_seen: Ballot::ZERO,
+            leader_hint: None,
+            election_deadline: Time(u64::MAX),
+            known_commit: Slot::ZERO,
+            catchup_sent_at: None,
+        }
+    }
+
+    // ------------------------------------------------------------------ queries
+
+    pub fn id(&self) -> ReplicaId {
+        self.id
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    pub fn role(&self) -> RoleKind {
+        match self.state {
+            State::Joining { .. } => RoleKind::Joining,
+            State::Follower => RoleKind::Follower,
+            State::Leader(_) => RoleKind::Leader,
+            State::Removed => RoleKind::Removed,
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(self.state, State::Leader(_))
+    }
+
+    /// The leader's ballot, when leading.
+    pub fn ballot(&self) -> Option<Ballot> {
+        match &self.state {
+            State::Leader(l) => Some(l.ballot),
+            _ => None,
+        }
+    }
+
+    pub fn promised(&self) -> Ballot {
+        self.promised
+    }
+
+    pub fn commit_max(&self) -> Slot {
+        self.commit_max
+    }
+
+    pub fn leader_hint(&self) -> Option<ReplicaId> {
+        if self.is_leader() {
+            Some(self.id)
+        } else {
+            self.leader_hint
+        }
+    }
+
+    /// The membership governing the next slot to be applied.
+    pub fn membership(&self) -> Option<&Membership> {
+        self.schedule.at(self.commit_max.next())
+    }
+
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// The acceptor's entry at `slot`, if it still holds one.
+    pub fn accepted(&self, slot: Slot) -> Option<(Ballot, &Value)> {
+        self.log.get(&slot).map(|e| (e.ballot, &e.value))
+    }
+
+    pub fn log_len(&self) -> usize {
+        self.log.len()
+    }
+
+    pub fn snapshot_slot(&self) -> Slot {
+        self.snapshot.as_ref().map_or(Slot::ZERO, |s| s.slot)
+    }
+
+    /// Client commands waiting at the leader for a slot.
+    pub fn pending_len(&self) -> usize {
+        match &self.state {
+            State::Leader(l) => l.pending.len() + l.pending_config.len(),
+            _ => 0,
+        }
+    }
+
+    /// When the shell must call `step(now, Input::Tick)` next.
+    pub fn next_deadline(&self) -> Time {
+        let retransmit = self.opts.retransmit_interval;
+        let mut deadline = Time(u64::MAX);
+        match &self.state {
+            State::Joining { retry_at } => deadline = deadline.min(*retry_at),
+            State::Follower => {
+                if self.is_voter_now() {
+                    deadline = deadline.min(self.election_deadline);
+                }
+            }
+            State::Leader(l) => {
+                deadline = deadline.min(l.heartbeat_due);
+                if self.window_voters().iter().any(|v| !l.promises.contains_key(v)) {
+                    deadline = deadline.min(l.prepare_sent_at + retransmit);
+                }
+                if let Some(oldest) = l.inflight.values().map(|i| i.sent_at).min() {
+                    deadline = deadline.min(oldest + retransmit);
+                }
+            }
+            State::Removed => {}
+        }
+        let catchup_target = self.leader_hint.is_some_and(|l| l != self.id);
+        if self.commit_max < self.known_commit && catchup_target {
+            if let Some(at) = self.catchup_sent_at {
+                deadline = deadline.min(at + self.opts.catchup_retry);
+            }
+        }
+        deadline
+    }
+
+    // ------------------------------------------------------------------ step
+
+    /// Feeds one input. Effects are appended to `effects` in the order they must run.
+    pub fn step(
+        &mut self,
+        now: Time,
+        input: Input,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), Rejected> {
+        let result = match input {
+            Input::Message { from, msg } => {
+                self.on_message(now, from, msg, effects);
+                Ok(())
+            }
+            Input::Propose(commands) => self.on_propose(commands),
+            Input::Read(id) => self.on_read(id, effects),
+            Input::SnapshotTaken { slot, data } => {
+                self.on_snapshot_taken(slot, data, effects);
+                Ok(())
+            }
+            Input::Tick => {
+                self.on_tick(now, effects);
+                Ok(())
+            }
+        };
+        if matches!(self.state, State::Leader(_)) {
+            self.lead(now, effects);
+        }
+        result
+    }
+
+    fn on_message(&mut self, now: Time, from: ReplicaId, msg: Message, effects: &mut Vec<Effect>) {
+        match msg {
+            Message::Prepare { ballot, from_slot } => {
+                self.on_prepare(now, from, ballot, from_slot, effects)
+            }
+            Message::Promise { ballot, commit_max, accepted } => {
+                self.on_promise(now, from, ballot, commit_max, accepted, effects)
+            }
+            Message::Accept { ballot, entries, commit_max } => {
+                self.on_accept(now, from, ballot, entries, commit_max, effects)
+            }
+            Message::Accepted { ballot, slots, commit_max } => {
+                self.on_accepted(now, from, ballot, slots, commit_max, effects)
+            }
+            Message::Nack { promised, rejected } => self.on_nack(now, promised, rejected, effects),
+            Message::Heartbeat { ballot, commit_max, round } => {
+                self.on_heartbeat(now, from, ballot, commit_max, round, effects)
+            }
+            Message::HeartbeatAck { ballot, round, commit_max } => {
+                self.on_heartbeat_ack(now, from, ballot, round, commit_max, effects)
+            }
+            Message::CatchupRequest { from_slot } => {
+                self.on_catchup_request(from, from_slot, effects)
+            }
+            Message::Catchup { entries, commit_max } => {
+                self.on_catchup(now, from, entries, commit_max, effects)
+            }
+            Message::InstallSnapshot { snapshot } => {
+                self.on_install_snapshot(now, from, snapshot, effects)
+            }
+            Message::JoinRequest { member } => self.on_join_request(member, effects),
+        }
+    }
+
+    // ------------------------------------------------------------------ acceptor
+
+    fn on_prepare(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        ballot: Ballot,
+        from_slot: Slot,
+        effects: &mut Vec<Effect>,
+    ) {
+        if ballot < self.promised {
+            effects
+                .push(self.send(from, Message::Nack { promised: self.promised, rejected: ballot }));
+            return;
+        }
+        self.observe_ballot(now, ballot, effects);
+        if ballot > self.promised {
+            self.promised = ballot;
+            if !self.opts.has_bug(Bug::SkipPersistPromise) {
+                self.persist(PersistOp::Promise(ballot), effects);
+            }
+        }
+        if ballot.leader != self.id {
+            self.leader_hint = Some(ballot.leader);
+            self.reset_election_deadline(now);
+        }
+        let low = from_slot.max(self.commit_max.next());
+        let accepted = self
+            .log
+            .range(low..)
+            .map(|(slot, e)| AcceptedEntry {
+                slot: *slot,
+                ballot: e.ballot,
+                value: e.value.clone(),
+            })
+            .collect();
+        let msg = Message::Promise { ballot, commit_max: self.commit_max, accepted };
+        effects.push(self.send(from, msg));
+    }
+
+    fn on_accept(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        ballot: Ballot,
+        entries: Vec<(Slot, Value)>,
+        leader_commit: Slot,
+        effects: &mut Vec<Effect>,
+    ) {
+        if ballot < self.promised && !self.opts.has_bug(Bug::AcceptLowerBallot) {
+            effects
+                .push(self.send(from, Message::Nack { promised: self.promised, rejected: ballot }));
+            return;
+        }
+        self.observe_ballot(now, ballot, effects);
+        if ballot > self.promised {
+            // Durable together with the entries below (`DurableState::apply`).
+            self.promised = ballot;
+        }
+        if ballot.leader != self.id {
+            self.leader_hint = Some(ballot.leader);
+            self.reset_election_deadline(now);
+        }
+        let limit = self.commit_max.plus(self.opts.accept_ahead_max);
+        let mut stored = Vec::new();
+        let mut slots = Vec::new();
+        for (slot, value) in entries {
+            if slot <= self.commit_max || slot > limit {
+                continue;
+            }
+            if let Some(existing) = self.log.get(&slot) {
+                if existing.chosen {
+                    if existing.value == value {
+                        slots.push(slot);
+                    }
+                    continue;
+                }
+            }
+            self.log.insert(slot, LogEntry { ballot, value: value.clone(), chosen: false });
+            stored.push(AcceptedEntry { slot, ballot, value });
+            slots.push(slot);
+        }
+        if !stored.is_empty() {
+            self.persist(PersistOp::Accept(stored), effects);
+        }
+        if !slots.is_empty() {
+            let msg = Message::Accepted { ballot, slots, commit_max: self.commit_max };
+            effects.push(self.send(from, msg));
+        }
+        self.learn_commit(now, from, ballot, leader_commit, effects);
+    }
+
+    fn on_heartbeat(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        ballot: Ballot,
+        leader_commit: Slot,
+        round: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        if ballot < self.promised {
+            effects
+                .push(self.send(from, Message::Nack { promised: self.promised, rejected: ballot }));
+            return;
+        }
+        self.observe_ballot(now, ballot, effects);
+        if ballot.leader != self.id {
+            self.leader_hint = Some(ballot.leader);
+            self.reset_election_deadline(now);
+        }
+        self.learn_commit(now, from, ballot, leader_commit, effects);
+        let msg = Message::HeartbeatAck { ballot, round, commit_max: self.commit_max };
+        effects.push(self.send(from, msg));
+    }
+
+    /// A ballot above ours exists: a leader with a lower ballot steps down.
+    fn observe_ballot(&mut self, now: Time, ballot: Ballot, effects: &mut Vec<Effect>) {
+        self.max_seen = self.max_seen.max(ballot);
+        if let State::Leader(l) = &self.state {
+            if ballot > l.ballot {
+                self.step_down(now, Some(ballot.leader), effects);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ learner
+
+    /// The leader of `ballot` says every slot up to `leader_commit` is chosen. Our
+    /// entries accepted at that same ballot are the chosen values (one value per
+    /// ballot per slot); other slots we must fetch.
+    fn learn_commit(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        ballot: Ballot,
+        leader_commit: Slot,
+        effects: &mut Vec<Effect>,
+    ) {
+        self.known_commit = self.known_commit.max(leader_commit);
+        if leader_commit > self.commit_max {
+            for (_, e) in self.log.range_mut(self.commit_max.next()..=leader_commit) {
+                if e.ballot == ballot {
+                    e.chosen = true;
+                }
+            }
+            self.advance_commit(now, effects);
+        }
+        self.maybe_catch_up(now, from, effects);
+    }
+
+    /// Applies every contiguous chosen slot after `commit_max`.
+    fn advance_commit(&mut self, now: Time, effects: &mut Vec<Effect>) {
+        let before = self.commit_max;
+        while let Some(entry) = self.log.get(&self.commit_max.next()) {
+            if !entry.chosen {
+                break;
+            }
+            let slot = self.commit_max.next();
+            let value = entry.value.clone();
+            self.commit_max = slot;
+            self.timestamp_max = self.timestamp_max.max(value.timestamp);
+            for command in &value.commands {
+                if let Command::Reconfigure(change) = command {
+                    let effective = self.effective_slot(slot);
+                    self.schedule.schedule(change, effective);
+                }
+            }
+            effects.push(Effect::Apply { slot, value });
+        }
+        if self.commit_max > before {
+            self.persist(PersistOp::Commit(self.commit_max), effects);
+            self.check_membership(now, effects);
+        }
+    }
+
+    fn effective_slot(&self, chosen_at: Slot) -> Slot {
+        if self.opts.has_bug(Bug::ImmediateConfigChange) {
+            chosen_at.next()
+        } else {
+            effective_slot(chosen_at, self.opts.alpha)
+        }
+    }
+
+    /// Moves between Joining, Follower/Leader and Removed as the membership governing
+    /// the next slot changes.
+    fn check_membership(&mut self, now: Time, effects: &mut Vec<Effect>) {
+        let member = self.membership().is_some_and(|m| m.is_member(self.id));
+        let voter = self.is_voter_now();
+        let role = self.role();
+        match role {
+            RoleKind::Joining if member => {
+                self.state = State::Follower;
+                self.reset_election_deadline(now);
+            }
+            RoleKind::Follower | RoleKind::Leader if !member => {
+                if let State::Leader(l) = &mut self.state {
+                    abort_reads(l, None, effects);
+                }
+                self.state = State::Removed;
+                effects.push(Effect::Removed);
+            }
+            RoleKind::Leader if !voter => self.step_down(now, None, effects),
+            _ => {}
+        }
+    }
+
+    fn is_voter_now(&self) -> bool {
+        self.membership().is_some_and(|m| m.is_voter(self.id))
+    }
+
+    /// Asks `from` for chosen entries if we know we are behind (rate-limited).
+    fn maybe_catch_up(&mut self, now: Time, from: ReplicaId, effects: &mut Vec<Effect>) {
+        if self.commit_max >= self.known_commit || from == self.id {
+            return;
+        }
+        if let Some(at) = self.catchup_sent_at {
+            if now < at + self.opts.catchup_retry {
+                return;
+            }
+        }
+        self.catchup_sent_at = Some(now);
+        let msg = Message::CatchupRequest { from_slot: self.commit_max.next() };
+        effects.push(self.send(from, msg));
+    }
+
+    fn on_catchup_request(&mut self, from: ReplicaId, from_slot: Slot, effects: &mut Vec<Effect>) {
+        if from_slot > self.commit_max {
+            return;
+        }
+        let first_kept = self.log.keys().next().copied().unwrap_or(self.commit_max.next());
+        if let Some(snapshot) = &self.snapshot {
+            if from_slot < first_kept && from_slot <= snapshot.slot {
+                let msg = Message::InstallSnapshot { snapshot: snapshot.clone() };
+                effects.push(self.send(from, msg));
+                return;
+            }
+        }
+        let entries: Vec<AcceptedEntry> = self
+            .log
+            .range(from_slot..=self.commit_max)
+            .take(self.opts.catchup_entries_max)
+            .map(|(slot, e)| AcceptedEntry {
+                slot: *slot,
+                ballot: e.ballot,
+                value: e.value.clone(),
+            })
+            .collect();
+        if entries.first().is_some_and(|e| e.slot == from_slot) {
+            effects
+                .push(self.send(from, Message::Catchup { entries, commit_max: self.commit_max }));
+        }
+    }
+
+    fn on_catchup(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        entries: Vec<AcceptedEntry>,
+        their_commit: Slot,
+        effects: &mut Vec<Effect>,
+    ) {
+        self.known_commit = self.known_commit.max(their_commit);
+        let mut stored = Vec::new();
+        let mut expected = self.commit_max.next();
+        for e in entries {
+            if e.slot < expected {
+                continue;
+            }
+            if e.slot > expected || e.slot > their_commit {
+                break;
+            }
+            // A chosen value may carry a lower ballot than what we hold; keep the
+            // higher label so our reports never pull a leader below what we accepted.
+            let ballot = self.log.get(&e.slot).map_or(e.ballot, |x| x.ballot.max(e.ballot));
+            self.log.insert(e.slot, LogEntry { ballot, value: e.value.clone(), chosen: true });
+            stored.push(AcceptedEntry { slot: e.slot, ballot, value: e.value });
+            expected = expected.next();
+        }
+        if stored.is_empty() {
+            return;
+        }
+        self.persist(PersistOp::Accept(stored), effects);
+        self.advance_commit(now, effects);
+        self.catchup_sent_at = None;
+        self.maybe_catch_up(now, from, effects);
+    }
+
+    fn on_install_snapshot(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        snapshot: Snapshot,
+        effects: &mut Vec<Effect>,
+    ) {
+        if snapshot.slot <= self.commit_max {
+            return;
+        }
+        self.known_commit = self.known_commit.max(snapshot.slot);
+        self.commit_max = snapshot.slot;
+        self.log = self.log.split_off(&snapshot.slot.next());
+        self.schedule = snapshot.schedule.clone();
+        self.timestamp_max = self.timestamp_max.max(snapshot.timestamp);
+        effects.push(Effect::InstallSnapshot(snapshot.clone()));
+        self.persist(PersistOp::Snapshot(snapshot.clone()), effects);
+        self.snapshot = Some(snapshot);
+        if let State::Leader(l) = &mut self.state {
+            l.adopted = l.adopted.split_off(&self.commit_max.next());
+            l.inflight = l.inflight.split_off(&self.commit_max.next());
+        }
+        self.advance_commit(now, effects);
+        self.check_membership(now, effects);
+        self.catchup_sent_at = None;
+        self.maybe_catch_up(now, from, effects);
+    }
+
+    fn on_snapshot_taken(&mut self, slot: Slot, data: Vec<u8>, effects: &mut Vec<Effect>) {
+        if slot > self.commit_max || slot <= self.snapshot_slot() {
+            return;
+        }
+        let Some(entry) = self.log.get(&slot) else { return };
+        let mut schedule = self.schedule.clone();
+        // Keep memberships from changes chosen at or before `slot` only: a replica that
+        // installs this snapshot applies the later changes itself.
+        let newest_known = self.effective_slot(slot);
+        schedule.retain_up_to(newest_known);
+        schedule.truncate_before(slot.next());
+        let snapshot = Snapshot { slot, data, schedule, timestamp: entry.value.timestamp };
+        self.persist(PersistOp::Snapshot(snapshot.clone()), effects);
+        self.snapshot = Some(snapshot);
+        let keep_from = slot.saturating_sub(self.opts.log_keep_after_snapshot).next();
+        self.log = self.log.split_off(&keep_from);
+        self.schedule.truncate_before(keep_from.min(self.commit_max.next()));
+    }
+
+    fn on_join_request(&mut self, member: Member, effects: &mut Vec<Effect>) {
+        if member.id == self.id {
+            return;
+        }
+        match &mut self.state {
+            State::Leader(l) => {
+                let known = self.schedule.latest().is_some_and(|m| m.is_member(member.id));
+                let queued = l
+                    .pending_config
+                    .iter()
+                    .any(|c| matches!(c, ConfigChange::AddLearner(m) if m.id == member.id));
+                let in_flight = l.inflight.values().any(|i| adds(&i.value, member.id));
+                if !known && !queued && !in_flight {
+                    l.pending_config.push_back(ConfigChange::AddLearner(member));
+                }
+            }
+            State::Follower => {
+                if let Some(leader) = self.leader_hint.filter(|l| *l != self.id) {
+                    effects.push(self.send(leader, Message::JoinRequest { member }));
+                }
+            }
+            State::Joining { .. } | State::Removed => {}
+        }
+    }
+
+    // ------------------------------------------------------------------ leader
+
+    fn on_tick(&mut self, now: Time, effects: &mut Vec<Effect>) {
+        let join_retry = Span(self.opts.election_timeout_min.0 * 2);
+        match self.role() {
+            RoleKind::Joining => {
+                if let State::Joining { retry_at } = &mut self.state {
+                    if now >= *retry_at {
+                        *retry_at = now + join_retry;
+                        let member = Member { id: self.id, addr: self.addr.clone() };
+                        effects.push(Effect::SendToBootstrap(Message::JoinRequest { member }));
+                    }
+                }
+            }
+            RoleKind::Follower => {
+                if now >= self.election_deadline && self.is_voter_now() {
+                    self.start_election(now, effects);
+                }
+            }
+            RoleKind::Leader => self.leader_tick(now, effects),
+            RoleKind::Removed => {}
+        }
+        if self.commit_max < self.known_commit {
+            if let Some(target) = self.leader_hint.filter(|l| *l != self.id) {
+                self.maybe_catch_up(now, target, effects);
+            }
+        }
+    }
+
+    fn start_election(&mut self, now: Time, effects: &mut Vec<Effect>) {
+        let ballot = Ballot::next_after(self.max_seen.max(self.promised), self.id);
+        self.max_seen = ballot;
+        let from_slot = self.commit_max.next();
+        let mut leader = Box::new(Leader {
+            ballot,
+            promises: BTreeMap::new(),
+            adopted: BTreeMap::new(),
+            prepare_sent_at: now,
+            recovered: false,
+            recovery_target: self.commit_max,
+            next_slot: from_slot,
+            inflight: BTreeMap::new(),
+            pending: VecDeque::new(),
+            pending_config: VecDeque::new(),
+            timestamp_floor: self.timestamp_max,
+            reads: VecDeque::new(),
+            round: 0,
+            acks: BTreeMap::new(),
+            heartbeat_due: now,
+            progress: BTreeMap::new(),
+        });
+        for id in self.window_members() {
+            leader.progress.insert(id, Progress { commit_max: Slot::ZERO, last_heard: now });
+        }
+        self.state = State::Leader(leader);
+        for voter in self.window_voters() {
+            effects.push(self.send(voter, Message::Prepare { ballot, from_slot }));
+        }
+    }
+
+    fn on_promise(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        ballot: Ballot,
+        their_commit: Slot,
+        accepted: Vec<AcceptedEntry>,
+        effects: &mut Vec<Effect>,
+    ) {
+        let State::Leader(l) = &mut self.state else { return };
+        if ballot != l.ballot {
+            return;
+        }
+        l.promises.insert(from, their_commit);
+        touch(l, from, their_commit, now);
+        for e in accepted {
+            if e.slot < l.next_slot || e.slot <= self.commit_max {
+                continue;
+            }
+            l.timestamp_floor = l.timestamp_floor.max(e.value.timestamp);
+            let better = l.adopted.get(&e.slot).is_none_or(|(b, _)| e.ballot > *b);
+            if better {
+                l.adopted.insert(e.slot, (e.ballot, e.value));
+            }
+        }
+        self.known_commit = self.known_commit.max(their_commit);
+        self.maybe_catch_up(now, from, effects);
+    }
+
+    fn on_accepted(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        ballot: Ballot,
+        slots: Vec<Slot>,
+        their_commit: Slot,
+        effects: &mut Vec<Effect>,
+    ) {
+        let State::Leader(l) = &mut self.state else { return };
+        if ballot != l.ballot {
+            return;
+        }
+        touch(l, from, their_commit, now);
+        let mut chosen = Vec::new();
+        for slot in slots {
+            let Some(inflight) = l.inflight.get_mut(&slot) else { continue };
+            inflight.acks.insert(from);
+            let quorum = if self.opts.has_bug(Bug::CommitOnMinority) {
+                !inflight.acks.is_empty()
+            } else {
+                self.schedule.at(slot).is_some_and(|m| m.is_quorum(&inflight.acks))
+            };
+            if quorum {
+                chosen.push(slot);
+            }
+        }
+        let ballot = l.ballot;
+        let mut stored = Vec::new();
+        for slot in chosen {
+            let Some(inflight) = l.inflight.remove(&slot) else { continue };
+            // Our own acceptance may still be on its way through the disk; the chosen
+            // value must be in our log (and durable) before the commit point passes it.
+            let ours = self.log.get(&slot).is_some_and(|e| e.ballot == ballot);
+            if !ours {
+                stored.push(AcceptedEntry { slot, ballot, value: inflight.value.clone() });
+            }
+            self.log.insert(slot, LogEntry { ballot, value: inflight.value, chosen: true });
+        }
+        if !stored.is_empty() {
+            self.persist(PersistOp::Accept(stored), effects);
+        }
+        self.advance_commit(now, effects);
+        if their_commit > self.commit_max {
+            self.known_commit = self.known_commit.max(their_commit);
+            self.maybe_catch_up(now, from, effects);
+        }
+    }
+
+    fn on_nack(
+        &mut self,
+        now: Time,
+        promised: Ballot,
+        rejected: Ballot,
+        effects: &mut Vec<Effect>,
+    ) {
+        self.max_seen = self.max_seen.max(promised);
+        if let State::Leader(l) = &self.state {
+            if rejected == l.ballot && promised > l.ballot {
+                self.step_down(now, Some(promised.leader), effects);
+            }
+        }
+    }
+
+    fn on_heartbeat_ack(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        ballot: Ballot,
+        round: u64,
+        their_commit: Slot,
+        effects: &mut Vec<Effect>,
+    ) {
+        let State::Leader(l) = &mut self.state else { return };
+        if ballot != l.ballot {
+            return;
+        }
+        touch(l, from, their_commit, now);
+        let acked = l.acks.entry(from).or_insert(0);
+        *acked = (*acked).max(round);
+        if their_commit > self.commit_max {
+            self.known_commit = self.known_commit.max(their_commit);
+            self.maybe_catch_up(now, from, effects);
+        }
+    }
+
+    fn on_propose(&mut self, commands: Vec<Command>) -> Result<(), Rejected> {
+        let hint = self.leader_hint;
+        let max = self.opts.pending_commands_max;
+        let State::Leader(l) = &mut self.state else {
+            return Err(Rejected::NotLeader { leader_hint: hint });
+        };
+        if l.pending.len() + l.pending_config.len() + commands.len() > max {
+            return Err(Rejected::Busy);
+        }
+        for command in commands {
+            match command {
+                Command::App(_) => l.pending.push_back(command),
+                Command::Reconfigure(change) => l.pending_config.push_back(change),
+                Command::Noop => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn on_read(&mut self, id: ReadId, effects: &mut Vec<Effect>) -> Result<(), Rejected> {
+        let hint = self.leader_hint;
+        let max = self.opts.pending_reads_max;
+        let State::Leader(l) = &mut self.state else {
+            return Err(Rejected::NotLeader { leader_hint: hint });
+        };
+        if self.opts.bugs.contains(&Bug::ReadWithoutBarrier) {
+            effects.push(Effect::ReadReady { id });
+            return Ok(());
+        }
+        if l.reads.len() >= max {
+            return Err(Rejected::Busy);
+        }
+        // A round already sent may have been acknowledged before this read arrived;
+        // only a round started after it proves we still lead *now*.
+        let round = l.round + 1;
+        l.reads.push_back(PendingRead { id, round, read_index: None });
+        Ok(())
+    }
+
+    fn step_down(&mut self, now: Time, hint: Option<ReplicaId>, effects: &mut Vec<Effect>) {
+        if let State::Leader(l) = &mut self.state {
+            abort_reads(l, hint, effects);
+        }
+        self.state = State::Follower;
+        self.leader_hint = hint;
+        self.reset_election_deadline(now);
+    }
+
+    fn leader_tick(&mut self, now: Time, effects: &mut Vec<Effect>) {
+        let retransmit = self.opts.retransmit_interval;
+        let State::Leader(l) = &mut self.state else { return };
+        // Resend unanswered Accepts, one message per voter.
+        let mut resend: BTreeMap<ReplicaId, Vec<(Slot, Value)>> = BTreeMap::new();
+        for (slot, inflight) in l.inflight.iter_mut() {
+            if now < inflight.sent_at + retransmit {
+                continue;
+            }
+            inflight.sent_at = now;
+            if let Some(m) = self.schedule.at(*slot) {
+                for voter in m.voter_ids() {
+                    if !inflight.acks.contains(&voter) {
+                        resend.entry(voter).or_default().push((*slot, inflight.value.clone()));
+                    }
+                }
+            }
+        }
+        let ballot = l.ballot;
+        for (voter, entries) in resend {
+            let msg = Message::Accept { ballot, entries, commit_max: self.commit_max };
+            effects.push(self.send(voter, msg));
+        }
+        self.request_promises(now, false, effects);
+    }
+
+    /// Sends Prepare to voters of the window's memberships that have not promised.
+    fn request_promises(&mut self, now: Time, force: bool, effects: &mut Vec<Effect>) {
+        let retransmit = self.opts.retransmit_interval;
+        let voters = self.window_voters();
+        let from_slot = self.commit_max.next();
+        let State::Leader(l) = &mut self.state else { return };
+        if !force && now < l.prepare_sent_at + retransmit {
+            return;
+        }
+        let missing: Vec<ReplicaId> =
+            voters.into_iter().filter(|v| !l.promises.contains_key(v)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        l.prepare_sent_at = now;
+        let ballot = l.ballot;
+        for voter in missing {
+            effects.push(self.send(voter, Message::Prepare { ballot, from_slot }));
+        }
+    }
+
+    /// Runs after every input while leading: phase 1 bookkeeping, proposing, reads,
+    /// heartbeats and automatic membership changes.
+    fn lead(&mut self, now: Time, effects: &mut Vec<Effect>) {
+        let Some(ready) = self.phase1_ready(now, effects) else { return };
+        if ready {
+            self.propose_ready(now, effects);
+        }
+        self.maintain_membership(now);
+        if ready {
+            self.propose_ready(now, effects);
+        }
+        self.heartbeat(now, effects);
+        self.serve_reads(effects);
+    }
+
+    /// Whether phase 1 covers the window: a quorum of every governing membership has
+    /// promised and no promiser knows of chosen slots we lack. `None` if we stopped
+    /// leading.
+    fn phase1_ready(&mut self, now: Time, effects: &mut Vec<Effect>) -> Option<bool> {
+        let commit_max = self.commit_max;
+        let window_end = commit_max.plus(self.opts.alpha);
+        let memberships: Vec<Membership> =
+            self.schedule.governing(commit_max.next(), window_end).into_iter().cloned().collect();
+        let State::Leader(l) = &mut self.state else { return None };
+        let behind = l.promises.iter().find(|(_, c)| **c > commit_max).map(|(id, _)| *id);
+        let covered =
+            !memberships.is_empty() && memberships.iter().all(|m| m.is_quorum(l.promises.keys()));
+        if behind.is_none() && covered && !l.recovered {
+            let highest_adopted = l.adopted.keys().next_back().copied();
+            l.recovery_target = highest_adopted.unwrap_or(commit_max).max(commit_max);
+            l.recovered = true;
+        }
+        if let Some(peer) = behind {
+            self.maybe_catch_up(now, peer, effects);
+            return Some(false);
+        }
+        if !covered {
+            self.request_promises(now, false, effects);
+            return Some(false);
+        }
+        Some(true)
+    }
+
+    /// Fills free slots of the window: adopted values first (in slot order), noops in
+    /// the gaps below the highest adopted slot, then batches of client commands.
+    fn propose_ready(&mut self, now: Time, effects: &mut Vec<Effect>) {
+        let window_end = self.commit_max.plus(self.opts.alpha);
+        let commit_max = self.commit_max;
+        let config_busy = self.config_change_in_flight();
+        let State::Leader(l) = &mut self.state else { return };
+        l.next_slot = l.next_slot.max(commit_max.next());
+        let mut proposed: Vec<(Slot, Value)> = Vec::new();
+        let mut config_taken = config_busy;
+        while l.next_slot <= window_end {
+            let slot = l.next_slot;
+            let Some(m) = self.schedule.at(slot) else { break };
+            if !m.is_quorum(l.promises.keys()) {
+                break;
+            }
+            let highest_adopted = l.adopted.keys().next_back().copied();
+            let value = if let Some((_, v)) = l.adopted.remove(&slot) {
+                v
+            } else if highest_adopted.is_some_and(|h| h > slot) {
+                Value::noop(l.timestamp_floor)
+            } else if !l.pending.is_empty() || (!config_taken && !l.pending_config.is_empty()) {
+                let timestamp = l.timestamp_floor.max(now);
+                l.timestamp_floor = timestamp;
+                let mut commands = Vec::new();
+                if !config_taken {
+                    if let Some(change) = l.pending_config.pop_front() {
+                        commands.push(Command::Reconfigure(change));
+                        config_taken = true;
+                    }
+                }
+                let mut bytes = 0;
+                while let Some(c) = l.pending.front() {
+                    let len = c.encoded_len();
+                    if !commands.is_empty()
+                        && (commands.len() >= self.opts.batch_commands_max
+                            || bytes + len > self.opts.batch_bytes_max)
+                    {
+                        break;
+                    }
+                    bytes += len;
+                    commands.extend(l.pending.pop_front());
+                }
+                Value { timestamp, commands }
+            } else {
+                break;
+            };
+            if value.commands.iter().any(|c| matches!(c, Command::Reconfigure(_))) {
+                config_taken = true;
+            }
+            l.inflight.insert(
+                slot,
+                Inflight { value: value.clone(), acks: BTreeSet::new(), sent_at: now },
+            );
+            proposed.push((slot, value));
+            l.next_slot = slot.next();
+        }
+        if proposed.is_empty() {
+            return;
+        }
+        let ballot = l.ballot;
+        // One Accept per voter carrying every slot whose membership includes it.
+        let mut per_voter: BTreeMap<ReplicaId, Vec<(Slot, Value)>> = BTreeMap::new();
+        for (slot, value) in proposed {
+            if let Some(m) = self.schedule.at(slot) {
+                for voter in m.voter_ids() {
+                    per_voter.entry(voter).or_default().push((slot, value.clone()));
+                }
+            }
+        }
+        for (voter, entries) in per_voter {
+            let msg = Message::Accept { ballot, entries, commit_max };
+            effects.push(self.send(voter, msg));
+        }
+    }
+
+    /// A membership change is chosen but not yet in effect, or is being proposed.
+    fn config_change_in_flight(&self) -> bool {
+        let State::Leader(l) = &self.state else { return false };
+        self.schedule.has_change_after(self.commit_max)
+            || l.inflight.values().any(|i| has_reconfigure(&i.value))
+            || l.adopted.values().any(|(_, v)| has_reconfigure(v))
+    }
+
+    /// Promotes caught-up learners and proposes removal of long-silent members.
+    fn maintain_membership(&mut self, now: Time) {
+        if self.config_change_in_flight() {
+            return;
+        }
+        let commit_max = self.commit_max;
+        let Some(latest) = self.schedule.latest().cloned() else { return };
+        let remove_after = self.opts.remove_dead_after_effective();
+        let auto_promote = self.opts.auto_promote;
+        let promote_lag = self.opts.promote_lag_max;
+        let me = self.id;
+        let State::Leader(l) = &mut self.state else { return };
+        if !l.recovered || !l.pending_config.is_empty() {
+            return;
+        }
+        for id in latest.members.keys() {
+            l.progress.entry(*id).or_insert(Progress { commit_max: Slot::ZERO, last_heard: now });
+        }
+        for (id, (_, role)) in &latest.members {
+            let progress = l.progress.get(id).copied();
+            if *id == me {
+                continue;
+            }
+            if let (Some(after), Some(p)) = (remove_after, progress) {
+                if now.since(p.last_heard) >= after {
+                    l.pending_config.push_back(ConfigChange::Remove(*id));
+                    return;
+                }
+            }
+            if auto_promote && *role == Role::Learner {
+                if let Some(p) = progress {
+                    if p.commit_max.plus(promote_lag) >= commit_max {
+                        l.pending_config.push_back(ConfigChange::Promote(*id));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn heartbeat(&mut self, now: Time, effects: &mut Vec<Effect>) {
+        let interval = self.opts.heartbeat_interval;
+        let members = self.window_members();
+        let commit_max = self.commit_max;
+        let State::Leader(l) = &mut self.state else { return };
+        // Start a new round when a read waits for one that has not been sent.
+        // Reads that arrive while a round is out wait for the next one, so one round
+        // serves a whole batch of reads.
+        let read_waiting = l.reads.back().is_some_and(|r| r.round > l.round);
+        let round_outstanding = l.reads.front().is_some_and(|r| r.round <= l.round);
+        if now < l.heartbeat_due && !(read_waiting && !round_outstanding) {
+            return;
+        }
+        if read_waiting {
+            l.round += 1;
+        }
+        l.heartbeat_due = now + interval;
+        let (ballot, round) = (l.ballot, l.round);
+        for id in members {
+            if id != self.id {
+                effects.push(self.send(id, Message::Heartbeat { ballot, commit_max, round }));
+            }
+        }
+    }
+
+    /// Completes reads whose round a quorum acknowledged and whose index is applied.
+    fn serve_reads(&mut self, effects: &mut Vec<Effect>) {
+        let commit_max = self.commit_max;
+        let window_end = commit_max.plus(self.opts.alpha);
+        let memberships: Vec<Membership> =
+            self.schedule.governing(commit_max.next(), window_end).into_iter().cloned().collect();
+        let me = self.id;
+        let State::Leader(l) = &mut self.state else { return };
+        if !l.recovered {
+            return;
+        }
+        let index = commit_max.max(Slot(l.next_slot.0.saturating_sub(1))).max(l.recovery_target);
+        while let Some(read) = l.reads.front_mut() {
+            if read.read_index.is_none() {
+                read.read_index = Some(index);
+            }
+            let round = read.round;
+            let confirmed = round <= l.round
+                && memberships.iter().all(|m| {
+                    let ackers = l
+                        .acks
+                        .iter()
+                        .filter(|(_, r)| **r >= round)
+                        .map(|(id, _)| id)
+                        .chain(std::iter::once(&me));
+                    m.is_quorum(ackers)
+                });
+            if !confirmed || read.read_index.is_some_and(|i| i > commit_max) {
+                break;
+            }
+            effects.push(Effect::ReadReady { id: read.id });
+            l.reads.pop_front();
+        }
+        // Later reads may already have an index too (they share the round).
+        for read in l.reads.iter_mut() {
+            if read.read_index.is_none() {
+                read.read_index = Some(index);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ helpers
+
+    fn window_voters(&self) -> BTreeSet<ReplicaId> {
+        let from = self.commit_max.next();
+        let to = from.plus(self.opts.alpha);
+        self.schedule.governing(from, to).into_iter().flat_map(|m| m.voter_ids()).collect()
+    }
+
+    fn window_members(&self) -> BTreeSet<ReplicaId> {
+        let from = self.commit_max.next();
+        let to = from.plus(self.opts.alpha);
+        self.schedule.governing(from, to).into_iter().flat_map(|m| m.member_ids()).collect()
+    }
+
+    fn reset_election_deadline(&mut self, now: Time) {
+        let min = self.opts.election_timeout_min.0;
+        self.election_deadline = now + Span(min + self.rng.range(0, min));
+    }
+
+    fn persist(&self, op: PersistOp, effects: &mut Vec<Effect>) {
+        if self.opts.durable {
+            effects.push(Effect::Persist(op));
+        }
+    }
+
+    fn send(&self, to: ReplicaId, msg: Message) -> Effect {
+        Effect::Send { to, msg }
+    }
+
+    /// Asserts the relations between the replica's fields. Cheap enough for the
+    /// simulator to call after every step; panics name the broken invariant.
+    pub fn check_invariants(&self) {
+        assert!(self.commit_max >= self.snapshot_slot(), "commit point behind snapshot");
+        if self.commit_max > self.snapshot_slot() {
+            let e = self.log.get(&self.commit_max);
+            assert!(e.is_some_and(|e| e.chosen), "committed slot {:?} missing", self.commit_max);
+        }
+        if let Some((last, _)) = self.log.iter().next_back() {
+            let limit = self.commit_max.plus(self.opts.accept_ahead_max + self.opts.alpha);
+            assert!(*last <= limit, "log runs past accept_ahead_max");
+        }
+        match &self.state {
+            State::Joining { .. } => {}
+            State::Follower | State::Removed => {
+                assert!(!self.schedule.is_empty(), "member without a membership");
+            }
+            State::Leader(l) => {
+                assert!(l.ballot.leader == self.id, "leading with another's ballot");
+                assert!(self.promised <= l.ballot, "leading below our own promise");
+                assert!(l.inflight.len() as u64 <= self.opts.alpha, "inflight beyond alpha");
+                let window_end = self.commit_max.plus(self.opts.alpha);
+                for slot in l.inflight.keys() {
+                    assert!(
+                        *slot > self.commit_max && *slot <= window_end,
+                        "inflight outside window"
+                    );
+                }
+                assert!(l.next_slot <= window_end.next(), "next slot beyond window");
+                assert!(
+                    l.pending.len() + l.pending_config.len() <= self.opts.pending_commands_max,
+                    "pending over limit"
+                );
+                assert!(l.reads.len() <= self.opts.pending_reads_max, "reads over limit");
+            }
+        }
+    }
+}
+
+fn touch(l: &mut Leader, from: ReplicaId, commit_max: Slot, now: Time) {
+    let p = l.progress.entry(from).or_insert(Progress { commit_max, last_heard: now });
+    p.commit_max = p.commit_max.max(commit_max);
+    p.last_heard = now;
+}
+
+fn abort_reads(l: &mut Leader, hint: Option<ReplicaId>, effects: &mut Vec<Effect>) {
+    for read in l.reads.drain(..) {
+        effects.push(Effect::ReadAborted { id: read.id, leader_hint: hint });
+    }
+}
+
+fn has_reconfigure(value: &Value) -> bool {
+    value.commands.iter().any(|c| matches!(c, Command::Reconfigure(_)))
+}
+
+fn adds(value: &Value, id: ReplicaId) -> bool {
+    value
+        .commands
+        .iter()
+        .any(|c| matches!(c, Command::Reconfigure(ConfigChange::AddLearner(m)) if m.id == id))
+}

@@ -1,0 +1,1261 @@
+//! One simulated run: N replicas running the real `concoord-paxos` code and M
+//! clients, in one thread, over a simulated network, disks and clocks, all driven
+//! by one seed.
+//!
+//! What it is not: a model of Paxos. Every protocol decision is made by the real
+//! `Replica`; the simulator only delivers messages, loses them, crashes and
+//! restarts processes, and watches.
+
+use crate::app::{App, Op, Outcome, Request};
+use crate::checkers::agreement::Agreement;
+use crate::checkers::exactly_once::ExactlyOnce;
+use crate::checkers::linearizability::{self, Model, Operation, Verdict};
+use crate::checkers::liveness::{self, NodeView};
+use crate::checkers::prefix::Prefix;
+use crate::checkers::state::StateEquality;
+use crate::checkers::{Check, Violation};
+use concoord_paxos::{
+    Bug, Command, ConfigChange, DurableState, Effect, Fnv, Input, Member, Membership, Message,
+    Options, PersistOp, Prng, ReadId, Rejected, Replica, Role, RoleKind,
+};
+use concoord_wire::{ReplicaId, Slot, Span, Time};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write as _;
+
+const MS: u64 = 1_000;
+const SEC: u64 = 1_000_000;
+/// How long after healing the cluster has to converge.
+const CONVERGENCE_BOUND: u64 = 40 * SEC;
+/// A run that processes more events than this is reported as stuck.
+const EVENTS_MAX: u64 = 20_000_000;
+
+/// What the caller controls; everything else is drawn from the seed.
+#[derive(Clone, Debug, Default)]
+pub struct SimOptions {
+    pub bugs: BTreeSet<Bug>,
+    pub trace: bool,
+}
+
+/// Parameters of one run, drawn from its seed ("swarm testing": each seed explores
+/// a different mix of cluster size, faults and workload).
+#[derive(Clone, Debug)]
+pub struct Params {
+    pub nodes: usize,
+    pub nodes_max: usize,
+    pub clients: usize,
+    pub keys: u8,
+    pub durable: bool,
+    pub alpha: u64,
+    pub auto_promote: bool,
+    pub remove_dead_after: Option<u64>,
+    pub loss: f64,
+    pub duplicate: f64,
+    pub delay_min: u64,
+    pub delay_max: u64,
+    pub fault_phase: u64,
+    pub fault_gap_max: u64,
+    pub crash_weight: u64,
+    pub pause_weight: u64,
+    pub partition_weight: u64,
+    pub reconfig_weight: u64,
+    pub snapshot_every: u64,
+    pub barrier_reads: f64,
+    pub disk_latency_max: u64,
+    pub client_timeout: u64,
+}
+
+impl Params {
+    pub fn draw(rng: &mut Prng) -> Params {
+        let nodes = [1, 3, 3, 3, 5, 5, 7][rng.index(7)];
+        let durable = rng.chance(0.6);
+        let delay_max = [2 * MS, 10 * MS, 40 * MS][rng.index(3)];
+        Params {
+            nodes,
+            nodes_max: nodes + 2,
+            clients: rng.range(1, 9) as usize,
+            keys: rng.range(1, 4) as u8,
+            durable,
+            alpha: rng.range(1, 11),
+            auto_promote: rng.chance(0.5),
+            // Without durable state, a restart comes back under a new identity, so
+            // the dead one must be removed or the cluster would run out of majority.
+            remove_dead_after: if !durable || rng.chance(0.5) {
+                Some(rng.range(2 * SEC, 5 * SEC))
+            } else {
+                None
+            },
+            loss: [0.0, 0.01, 0.05, 0.15][rng.index(4)],
+            duplicate: [0.0, 0.01, 0.05][rng.index(3)],
+            delay_min: rng.range(50, 500),
+            delay_max,
+            fault_phase: rng.range(3 * SEC, 10 * SEC),
+            fault_gap_max: rng.range(200 * MS, 1500 * MS),
+            crash_weight: rng.range(0, 4),
+            pause_weight: rng.range(0, 3),
+            partition_weight: rng.range(0, 4),
+            reconfig_weight: rng.range(0, 3),
+            snapshot_every: rng.range(5, 80),
+            barrier_reads: rng.unit(),
+            disk_latency_max: [100, 1_000, 5 * MS][rng.index(3)],
+            client_timeout: rng.range(150 * MS, 600 * MS),
+        }
+    }
+}
+
+/// Protocol costs of a run: hardware-independent numbers whose regressions are real.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    pub messages: u64,
+    pub fsyncs: u64,
+    pub commands: u64,
+    pub command_slots: u64,
+    pub slots: u64,
+    pub client_ops: u64,
+    pub events: u64,
+    pub sim_micros: u64,
+}
+
+/// The result of one seed.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub seed: u64,
+    pub params: Params,
+    pub violation: Option<Violation>,
+    pub trace_hash: u64,
+    pub stats: Stats,
+}
+
+#[derive(Clone, Debug)]
+enum Reply {
+    Done { seq: u64, result: i64 },
+    Redirect { seq: u64, hint: Option<ReplicaId> },
+}
+
+#[derive(Clone, Debug)]
+enum Event {
+    Deliver { node: usize, to: ReplicaId, from: ReplicaId, msg: Message, gen: Option<u64> },
+    Timer { node: usize, token: u64 },
+    SyncDone { node: usize, gen: u64 },
+    ToNode { node: usize, req: Request },
+    ToClient { client: usize, reply: Reply },
+    ClientTimeout { client: usize, seq: u64, attempt: u32 },
+    ClientNext { client: usize },
+    Fault,
+    Restart { node: usize, gen: u64 },
+    Rejoin { node: usize, gen: u64 },
+    Unpause { node: usize, gen: u64 },
+    Unblock { links: Vec<(usize, usize)> },
+    Heal,
+    Check,
+}
+
+impl Event {
+    fn tag(&self) -> (u64, u64) {
+        match self {
+            Event::Deliver { node, .. } => (1, *node as u64),
+            Event::Timer { node, .. } => (2, *node as u64),
+            Event::SyncDone { node, .. } => (3, *node as u64),
+            Event::ToNode { node, .. } => (4, *node as u64),
+            Event::ToClient { client, .. } => (5, *client as u64),
+            Event::ClientTimeout { client, .. } => (6, *client as u64),
+            Event::ClientNext { client } => (7, *client as u64),
+            Event::Fault => (8, 0),
+            Event::Restart { node, .. } => (9, *node as u64),
+            Event::Rejoin { node, .. } => (10, *node as u64),
+            Event::Unpause { node, .. } => (11, *node as u64),
+            Event::Unblock { .. } => (12, 0),
+            Event::Heal => (13, 0),
+            Event::Check => (14, 0),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Node {
+    id: ReplicaId,
+    addr: String,
+    replica: Option<Replica>,
+    retired: bool,
+    paused_until: Option<u64>,
+    /// Bumped on every crash and restart; stale timers and syncs are ignored.
+    gen: u64,
+    timer_token: u64,
+    timer_at: Option<u64>,
+    app: App,
+    app_applied: Slot,
+    /// What survived on disk (synced) and what is written but not yet synced.
+    disk: DurableState,
+    unsynced: Vec<PersistOp>,
+    /// The founding membership, if this node founded the cluster (it is on disk too).
+    base: Option<Membership>,
+    last_membership: Option<Membership>,
+    queue: VecDeque<Effect>,
+    syncing: bool,
+    clock_offset: u64,
+    clock_ppm: i64,
+    waiting: BTreeSet<(u64, u64)>,
+    reads: BTreeMap<ReadId, (u64, u64, u8)>,
+    next_read: u64,
+}
+
+impl Node {
+    fn is_up(&self) -> bool {
+        self.replica.is_some() && !self.retired
+    }
+
+    fn local(&self, sim: u64) -> Time {
+        let scaled =
+            u128::from(sim) * (1_000_000i128 + i128::from(self.clock_ppm)) as u128 / 1_000_000;
+        Time(self.clock_offset + scaled as u64)
+    }
+
+    /// The earliest sim time at which the local clock reads at least `local`.
+    fn sim_at(&self, local: Time) -> u64 {
+        let l = u128::from(local.0.saturating_sub(self.clock_offset));
+        let rate = (1_000_000i128 + i128::from(self.clock_ppm)) as u128;
+        (l * 1_000_000).div_ceil(rate) as u64
+    }
+}
+
+#[derive(Debug)]
+struct PendingOp {
+    seq: u64,
+    op: Op,
+    invoke: u64,
+    attempt: u32,
+    target: usize,
+}
+
+#[derive(Debug)]
+struct Client {
+    id: u64,
+    next_seq: u64,
+    current: Option<PendingOp>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Faults,
+    Healing,
+    Done,
+}
+
+/// The whole simulated world.
+#[derive(Debug)]
+pub struct Sim {
+    seed: u64,
+    opts: SimOptions,
+    params: Params,
+    rng: Prng,
+    now: u64,
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Event>,
+    nodes: Vec<Node>,
+    id_to_node: BTreeMap<ReplicaId, usize>,
+    next_id: u64,
+    retiring: BTreeSet<ReplicaId>,
+    clients: Vec<Client>,
+    blocked: BTreeMap<(usize, usize), u32>,
+    loss: f64,
+    duplicate: f64,
+    phase: Phase,
+    heal_at: u64,
+    history: Vec<(u8, Operation<Op, i64>)>,
+    agreement: Agreement,
+    prefix: Prefix,
+    state: StateEquality,
+    exactly_once: ExactlyOnce,
+    violation: Option<Violation>,
+    trace: Fnv,
+    stats: Stats,
+    last_liveness: String,
+}
+
+impl Sim {
+    pub fn new(seed: u64, opts: SimOptions) -> Sim {
+        let mut rng = Prng::new(seed);
+        let params = Params::draw(&mut rng);
+        let members: Vec<Member> = (0..params.nodes)
+            .map(|i| Member { id: ReplicaId(i as u64 + 1), addr: format!("node{i}") })
+            .collect();
+        let membership = Membership::voters(members.clone());
+        let mut sim = Sim {
+            seed,
+            agreement: Agreement::new(membership.clone(), params.alpha),
+            loss: params.loss,
+            duplicate: params.duplicate,
+            params,
+            opts,
+            rng,
+            now: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            nodes: Vec::new(),
+            id_to_node: BTreeMap::new(),
+            next_id: 1_000,
+            retiring: BTreeSet::new(),
+            clients: Vec::new(),
+            blocked: BTreeMap::new(),
+            phase: Phase::Faults,
+            heal_at: 0,
+            history: Vec::new(),
+            prefix: Prefix::default(),
+            state: StateEquality::default(),
+            exactly_once: ExactlyOnce::default(),
+            violation: None,
+            trace: Fnv::new(),
+            stats: Stats::default(),
+            last_liveness: String::new(),
+        };
+        for m in members {
+            let n = sim.add_node(m.id, m.addr.clone(), Some(membership.clone()));
+            let opts = sim.replica_options(m.id);
+            let local = sim.nodes[n].local(0);
+            let replica = Replica::new(m.id, m.addr, opts, membership.clone(), local);
+            sim.nodes[n].replica = Some(replica);
+            sim.nodes[n].disk = DurableState::default();
+            sim.schedule_timer(n);
+        }
+        for i in 0..sim.params.clients {
+            sim.clients.push(Client { id: i as u64 + 1, next_seq: 1, current: None });
+            let at = sim.rng.range(0, 50 * MS);
+            sim.schedule(at, Event::ClientNext { client: i });
+        }
+        sim.heal_at = sim.params.fault_phase;
+        let first_fault = sim.rng.range(100 * MS, sim.params.fault_gap_max + 100 * MS);
+        sim.schedule(first_fault, Event::Fault);
+        sim.schedule(sim.heal_at, Event::Heal);
+        sim
+    }
+
+    fn add_node(&mut self, id: ReplicaId, addr: String, base: Option<Membership>) -> usize {
+        let n = self.nodes.len();
+        let clock_offset = self.rng.range(0, 10 * SEC);
+        let clock_ppm = self.rng.range(0, 40_001) as i64 - 20_000;
+        self.nodes.push(Node {
+            id,
+            addr,
+            replica: None,
+            retired: false,
+            paused_until: None,
+            gen: 0,
+            timer_token: 0,
+            timer_at: None,
+            app: App::default(),
+            app_applied: Slot::ZERO,
+            disk: DurableState::default(),
+            unsynced: Vec::new(),
+            base,
+            last_membership: None,
+            queue: VecDeque::new(),
+            syncing: false,
+            clock_offset,
+            clock_ppm,
+            waiting: BTreeSet::new(),
+            reads: BTreeMap::new(),
+            next_read: 1,
+        });
+        self.id_to_node.insert(id, n);
+        n
+    }
+
+    fn replica_options(&self, id: ReplicaId) -> Options {
+        Options {
+            alpha: self.params.alpha,
+            accept_ahead_max: 64.max(4 * self.params.alpha),
+            auto_promote: self.params.auto_promote,
+            remove_dead_after: self.params.remove_dead_after.map(Span),
+            durable: self.params.durable,
+            seed: self.seed ^ id.0,
+            bugs: self.opts.bugs.clone(),
+            ..Options::default()
+        }
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    // ------------------------------------------------------------------ loop
+
+    /// Runs the seed to the end and reports.
+    pub fn run(mut self) -> Report {
+        while let Some(((at, _), event)) = self.queue.pop_first() {
+            self.now = at;
+            self.stats.events += 1;
+            let (kind, who) = event.tag();
+            self.trace.u64(at);
+            self.trace.u64(kind);
+            self.trace.u64(who);
+            if self.opts.trace {
+                println!("{:>10}us {}", at, describe(&event));
+            }
+            self.handle(event);
+            if self.violation.is_some() || self.phase == Phase::Done {
+                break;
+            }
+            if self.stats.events > EVENTS_MAX {
+                self.fail("liveness", format!("event budget exhausted at {at}us"));
+                break;
+            }
+        }
+        if self.violation.is_none() && self.phase != Phase::Done {
+            self.fail("liveness", "simulation ran out of events before converging".to_string());
+        }
+        if self.violation.is_none() {
+            if let Err(v) = self.agreement.finish() {
+                self.violation = Some(v);
+            }
+        }
+        if self.violation.is_none() {
+            self.check_linearizability();
+        }
+        self.stats.sim_micros = self.now;
+        Report {
+            seed: self.seed,
+            params: self.params,
+            violation: self.violation,
+            trace_hash: self.trace.finish(),
+            stats: self.stats,
+        }
+    }
+
+    fn schedule(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.insert((at.max(self.now), self.seq), event);
+    }
+
+    fn fail(&mut self, checker: &'static str, detail: String) {
+        if self.violation.is_none() {
+            self.violation = Some(Violation { checker, detail });
+        }
+    }
+
+    fn record(&mut self, check: Check) {
+        if let Err(v) = check {
+            if self.violation.is_none() {
+                self.violation = Some(v);
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        // A paused process handles nothing; its events wait until it resumes.
+        if let Some(node) = event_node(&event) {
+            if let Some(until) = self.nodes[node].paused_until {
+                if !matches!(event, Event::Unpause { .. }) {
+                    self.schedule(until + 1, event);
+                    return;
+                }
+            }
+        }
+        match event {
+            Event::Deliver { node, to, from, msg, gen } => {
+                let n = &self.nodes[node];
+                if n.id != to || !n.is_up() || gen.is_some_and(|g| g != n.gen) {
+                    return;
+                }
+                let _ = self.step(node, Input::Message { from, msg });
+            }
+            Event::Timer { node, token } => {
+                if self.nodes[node].timer_token != token || !self.nodes[node].is_up() {
+                    return;
+                }
+                self.nodes[node].timer_at = None;
+                let _ = self.step(node, Input::Tick);
+                // A tick must move the deadline forward, or the shell would spin.
+                let local = self.nodes[node].local(self.now);
+                if let Some(r) = &self.nodes[node].replica {
+                    if r.next_deadline() <= local && self.nodes[node].queue.is_empty() {
+                        let id = r.id();
+                        self.fail(
+                            "liveness",
+                            format!("{id:?} busy loop: deadline not advanced by a tick"),
+                        );
+                    }
+                }
+            }
+            Event::SyncDone { node, gen } => {
+                let n = &mut self.nodes[node];
+                if n.gen != gen || !n.is_up() {
+                    return;
+                }
+                for op in n.unsynced.drain(..) {
+                    n.disk.apply(&op);
+                }
+                n.syncing = false;
+                self.run_effects(node);
+                self.schedule_timer(node);
+            }
+            Event::ToNode { node, req } => self.on_request(node, req),
+            Event::ToClient { client, reply } => self.on_reply(client, reply),
+            Event::ClientTimeout { client, seq, attempt } => {
+                let c = &self.clients[client];
+                let Some(p) = &c.current else { return };
+                if p.seq != seq || p.attempt != attempt {
+                    return;
+                }
+                let target = self.rng.index(self.nodes.len());
+                self.resend(client, target, 0);
+            }
+            Event::ClientNext { client } => self.start_op(client),
+            Event::Fault => {
+                if self.phase == Phase::Faults {
+                    self.inject_fault();
+                    let gap = self.rng.range(10 * MS, self.params.fault_gap_max);
+                    self.schedule(self.now + gap, Event::Fault);
+                }
+            }
+            Event::Restart { node, gen } => {
+                if self.nodes[node].gen == gen && self.nodes[node].replica.is_none() {
+                    self.restart(node);
+                }
+            }
+            Event::Rejoin { node, gen } => {
+                if self.nodes[node].gen == gen && !self.nodes[node].retired {
+                    self.rejoin(node);
+                }
+            }
+            Event::Unpause { node, gen } => {
+                if self.nodes[node].gen == gen {
+                    self.nodes[node].paused_until = None;
+                }
+            }
+            Event::Unblock { links } => {
+                for link in links {
+                    if let Some(count) = self.blocked.get_mut(&link) {
+                        *count -= 1;
+                        if *count == 0 {
+                            self.blocked.remove(&link);
+                        }
+                    }
+                }
+            }
+            Event::Heal => self.heal(),
+            Event::Check => self.check_convergence(),
+        }
+    }
+
+    // ------------------------------------------------------------------ replicas
+
+    fn step(&mut self, node: usize, input: Input) -> Result<(), Rejected> {
+        let local = self.nodes[node].local(self.now);
+        let mut effects = Vec::new();
+        let Some(replica) = self.nodes[node].replica.as_mut() else {
+            return Err(Rejected::NotLeader { leader_hint: None });
+        };
+        let result = replica.step(local, input, &mut effects);
+        replica.check_invariants();
+        self.nodes[node].queue.extend(effects);
+        self.run_effects(node);
+        self.schedule_timer(node);
+        result
+    }
+
+    fn schedule_timer(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        let Some(replica) = &n.replica else { return };
+        let deadline = replica.next_deadline();
+        if deadline.0 == u64::MAX {
+            n.timer_at = None;
+            n.timer_token += 1;
+            return;
+        }
+        let at = n.sim_at(deadline).max(self.now);
+        if n.timer_at == Some(at) {
+            return;
+        }
+        n.timer_at = Some(at);
+        n.timer_token += 1;
+        let token = n.timer_token;
+        self.schedule(at, Event::Timer { node, token });
+    }
+
+    /// Carries out queued effects in order, stopping at a `Persist` until the disk
+    /// has synced it (the barrier rule). Consecutive persists share one sync.
+    fn run_effects(&mut self, node: usize) {
+        loop {
+            if self.violation.is_some() {
+                return;
+            }
+            let n = &mut self.nodes[node];
+            if n.syncing || n.replica.is_none() {
+                return;
+            }
+            let Some(effect) = n.queue.pop_front() else { return };
+            match effect {
+                Effect::Persist(op) => {
+                    n.unsynced.push(op);
+                    if !matches!(n.queue.front(), Some(Effect::Persist(_))) {
+                        n.syncing = true;
+                        let gen = n.gen;
+                        self.stats.fsyncs += 1;
+                        let latency = self.rng.range(20, self.params.disk_latency_max + 21);
+                        self.schedule(self.now + latency, Event::SyncDone { node, gen });
+                    }
+                }
+                Effect::Send { to, msg } => self.send(node, to, msg),
+                Effect::SendToBootstrap(msg) => {
+                    let candidates: Vec<usize> = (0..self.nodes.len())
+                        .filter(|i| *i != node && self.nodes[*i].is_up())
+                        .collect();
+                    if !candidates.is_empty() {
+                        let target = candidates[self.rng.index(candidates.len())];
+                        let to = self.nodes[target].id;
+                        self.send(node, to, msg);
+                    }
+                }
+                Effect::Apply { slot, value } => self.on_apply(node, slot, value),
+                Effect::InstallSnapshot(snapshot) => {
+                    let id = n.id;
+                    match App::decode(&snapshot.data) {
+                        Some(app) => {
+                            n.app = app;
+                            n.app_applied = snapshot.slot;
+                            let hash = n.app.state_hash();
+                            let check = self.prefix.on_snapshot(id, snapshot.slot);
+                            self.record(check);
+                            let check = self.state.on_state(id, snapshot.slot, hash);
+                            self.record(check);
+                        }
+                        None => self.fail("state", format!("{id:?} got an undecodable snapshot")),
+                    }
+                }
+                Effect::ReadReady { id } => {
+                    if let Some((client, seq, key)) = n.reads.remove(&id) {
+                        let result = n.app.get(key);
+                        self.reply(node, client, Reply::Done { seq, result });
+                    }
+                }
+                Effect::ReadAborted { id, leader_hint } => {
+                    if let Some((client, seq, _)) = n.reads.remove(&id) {
+                        self.reply(node, client, Reply::Redirect { seq, hint: leader_hint });
+                    }
+                }
+                Effect::Removed => {
+                    let gen = n.gen;
+                    self.schedule(self.now + MS, Event::Rejoin { node, gen });
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, node: usize, to: ReplicaId, msg: Message) {
+        let from = self.nodes[node].id;
+        self.observe_send(from, &msg);
+        if to == from {
+            let gen = Some(self.nodes[node].gen);
+            self.schedule(self.now, Event::Deliver { node, to, from, msg, gen });
+            return;
+        }
+        self.stats.messages += 1;
+        let Some(&target) = self.id_to_node.get(&to) else { return };
+        if self.blocked.contains_key(&(node, target)) || self.rng.chance(self.loss) {
+            return;
+        }
+        let copies = if self.rng.chance(self.duplicate) { 2 } else { 1 };
+        for _ in 0..copies {
+            let delay = self.rng.range(self.params.delay_min, self.params.delay_max + 1);
+            let event = Event::Deliver { node: target, to, from, msg: msg.clone(), gen: None };
+            self.schedule(self.now + delay, event);
+        }
+    }
+
+    /// Ground truth for the agreement checker, taken from what replicas say to each
+    /// other (an `Accepted` leaves only after its entries are durable).
+    fn observe_send(&mut self, from: ReplicaId, msg: &Message) {
+        match msg {
+            Message::Accept { ballot, entries, .. } => {
+                for (slot, value) in entries {
+                    let check = self.agreement.on_accept_sent(*ballot, *slot, value.digest());
+                    self.record(check);
+                }
+            }
+            Message::Accepted { ballot, slots, .. } => {
+                self.agreement.on_accepted_sent(from, *ballot, slots);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_apply(&mut self, node: usize, slot: Slot, value: concoord_paxos::Value) {
+        let id = self.nodes[node].id;
+        let check = self.agreement.on_apply(id, slot, value.digest());
+        self.record(check);
+        match self.prefix.on_apply(id, slot, &value) {
+            Ok(true) => {
+                self.agreement.on_agreed(slot, &value);
+                self.stats.slots += 1;
+                let commands =
+                    value.commands.iter().filter(|c| matches!(c, Command::App(_))).count() as u64;
+                self.stats.commands += commands;
+                if commands > 0 {
+                    self.stats.command_slots += 1;
+                }
+                if slot.0 % 512 == 0 && slot.0 > 4096 {
+                    let below = Slot(slot.0 - 4096);
+                    self.agreement.forget_below(below);
+                    self.prefix.forget_below(below);
+                    self.state.forget_below(below);
+                }
+            }
+            Ok(false) => {}
+            Err(v) => {
+                self.record(Err(v));
+                return;
+            }
+        }
+        let n = &mut self.nodes[node];
+        let outcomes = n.app.apply(&value);
+        n.app_applied = slot;
+        let hash = n.app.state_hash();
+        let mut replies = Vec::new();
+        for (req, outcome) in outcomes {
+            let result = match outcome {
+                Outcome::Executed(r) => {
+                    let check = self.exactly_once.on_executed(id, req.client, req.seq, slot);
+                    self.record(check);
+                    Some(r)
+                }
+                Outcome::Duplicate(r) => Some(r),
+                Outcome::Stale => None,
+            };
+            if let Some(result) = result {
+                if self.nodes[node].waiting.remove(&(req.client, req.seq)) {
+                    replies.push((req.client, Reply::Done { seq: req.seq, result }));
+                }
+            }
+        }
+        let check = self.state.on_state(id, slot, hash);
+        self.record(check);
+        for (client, reply) in replies {
+            self.reply(node, client, reply);
+        }
+        if slot.0 % self.params.snapshot_every == 0 {
+            let data = self.nodes[node].app.encode();
+            let local = self.nodes[node].local(self.now);
+            let mut effects = Vec::new();
+            if let Some(replica) = self.nodes[node].replica.as_mut() {
+                let _ = replica.step(local, Input::SnapshotTaken { slot, data }, &mut effects);
+                self.nodes[node].queue.extend(effects);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ clients
+
+    fn start_op(&mut self, client: usize) {
+        if self.phase != Phase::Faults || self.clients[client].current.is_some() {
+            return;
+        }
+        let key = self.rng.range(0, u64::from(self.params.keys)) as u8;
+        let c = &mut self.clients[client];
+        let seq = c.next_seq;
+        c.next_seq += 1;
+        let op = match self.rng.range(0, 10) {
+            0..=2 => Op::Write { key, value: (c.id as i64) * 1_000_000 + seq as i64 },
+            3..=5 => Op::Add { key, delta: self.rng.range(1, 100) as i64 },
+            _ => {
+                if self.rng.chance(self.params.barrier_reads) {
+                    Op::Read { key }
+                } else {
+                    Op::LogRead { key }
+                }
+            }
+        };
+        let target = self.rng.index(self.nodes.len());
+        self.clients[client].current =
+            Some(PendingOp { seq, op, invoke: self.now, attempt: 0, target });
+        self.resend(client, target, 0);
+    }
+
+    fn resend(&mut self, client: usize, target: usize, delay: u64) {
+        let c = &mut self.clients[client];
+        let Some(p) = c.current.as_mut() else { return };
+        p.attempt += 1;
+        p.target = target;
+        let req = Request { client: c.id, seq: p.seq, op: p.op };
+        let (seq, attempt) = (p.seq, p.attempt);
+        if !self.rng.chance(self.loss) {
+            let d = delay + self.rng.range(self.params.delay_min, self.params.delay_max + 1);
+            self.schedule(self.now + d, Event::ToNode { node: target, req });
+        }
+        let timeout = self.now + delay + self.params.client_timeout;
+        self.schedule(timeout, Event::ClientTimeout { client, seq, attempt });
+    }
+
+    fn on_request(&mut self, node: usize, req: Request) {
+        if !self.nodes[node].is_up() {
+            return;
+        }
+        let client = (req.client - 1) as usize;
+        let result = match req.op {
+            Op::Read { key } => {
+                let n = &mut self.nodes[node];
+                let id = ReadId(n.next_read);
+                n.next_read += 1;
+                n.reads.insert(id, (req.client, req.seq, key));
+                let result = self.step(node, Input::Read(id));
+                if result.is_err() {
+                    self.nodes[node].reads.remove(&id);
+                }
+                result
+            }
+            _ => {
+                let command = Command::App(req.encode());
+                let result = self.step(node, Input::Propose(vec![command]));
+                if result.is_ok() {
+                    self.nodes[node].waiting.insert((req.client, req.seq));
+                }
+                result
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(Rejected::NotLeader { leader_hint }) => {
+                self.reply(node, req.client, Reply::Redirect { seq: req.seq, hint: leader_hint })
+            }
+            Err(Rejected::Busy) => {
+                let hint = Some(self.nodes[node].id);
+                self.reply(node, req.client, Reply::Redirect { seq: req.seq, hint });
+            }
+        }
+        let _ = client;
+    }
+
+    fn reply(&mut self, _node: usize, client_id: u64, reply: Reply) {
+        if self.rng.chance(self.loss) {
+            return;
+        }
+        let client = (client_id - 1) as usize;
+        let d = self.rng.range(self.params.delay_min, self.params.delay_max + 1);
+        self.schedule(self.now + d, Event::ToClient { client, reply });
+    }
+
+    fn on_reply(&mut self, client: usize, reply: Reply) {
+        let Some(p) = &self.clients[client].current else { return };
+        match reply {
+            Reply::Done { seq, result } => {
+                if seq != p.seq {
+                    return;
+                }
+                let op = Operation {
+                    client: self.clients[client].id,
+                    invoke: p.invoke,
+                    complete: Some((self.now, result)),
+                    op: p.op,
+                };
+                self.history.push((p.op.key(), op));
+                self.stats.client_ops += 1;
+                self.clients[client].current = None;
+                let think = self.rng.range(0, 20 * MS);
+                self.schedule(self.now + think, Event::ClientNext { client });
+            }
+            Reply::Redirect { seq, hint } => {
+                if seq != p.seq {
+                    return;
+                }
+                let target = match hint.and_then(|h| self.id_to_node.get(&h).copied()) {
+                    Some(t) if t != p.target => t,
+                    _ => self.rng.index(self.nodes.len()),
+                };
+                let backoff = self.rng.range(MS, 30 * MS);
+                self.resend(client, target, backoff);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ faults
+
+    fn inject_fault(&mut self) {
+        let p = &self.params;
+        let weights = [p.crash_weight, p.pause_weight, p.partition_weight, p.reconfig_weight];
+        let total: u64 = weights.iter().sum();
+        if total == 0 {
+            return;
+        }
+        let mut pick = self.rng.range(0, total);
+        let mut kind = 0;
+        for (i, w) in weights.iter().enumerate() {
+            if pick < *w {
+                kind = i;
+                break;
+            }
+            pick -= w;
+        }
+        match kind {
+            0 => self.fault_crash(),
+            1 => self.fault_pause(),
+            2 => self.fault_partition(),
+            _ => self.fault_reconfigure(),
+        }
+    }
+
+    fn up_nodes(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|i| self.nodes[*i].is_up()).collect()
+    }
+
+    fn fault_crash(&mut self) {
+        let up = self.up_nodes();
+        if up.is_empty() {
+            return;
+        }
+        let node = up[self.rng.index(up.len())];
+        self.crash(node);
+        let gen = self.nodes[node].gen;
+        let after = self.rng.range(100 * MS, 3 * SEC);
+        self.schedule(self.now + after, Event::Restart { node, gen });
+    }
+
+    fn crash(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        n.last_membership = n.replica.as_ref().and_then(|r| r.membership().cloned());
+        n.replica = None;
+        n.gen += 1;
+        n.timer_token += 1;
+        n.timer_at = None;
+        n.queue.clear();
+        n.syncing = false;
+        // Written but not synced: lost with the process.
+        n.unsynced.clear();
+        n.paused_until = None;
+        n.app = App::default();
+        n.app_applied = Slot::ZERO;
+        n.waiting.clear();
+        n.reads.clear();
+        let id = n.id;
+        self.prefix.on_restart(id);
+    }
+
+    fn restart(&mut self, node: usize) {
+        let local = self.nodes[node].local(self.now);
+        let n = &self.nodes[node];
+        let old = n.id;
+        let opts = self.replica_options(old);
+        let mut effects = Vec::new();
+        let replica = if self.params.durable {
+            Replica::recover(
+                old,
+                n.addr.clone(),
+                opts,
+                n.base.clone(),
+                n.disk.clone(),
+                local,
+                &mut effects,
+            )
+        } else {
+            let fresh = ReplicaId(self.next_id);
+            let base = n.last_membership.clone().or(n.base.clone()).unwrap_or_default();
+            let opts = Options { seed: self.seed ^ fresh.0, ..opts };
+            Replica::restart_in_memory(old, fresh, n.addr.clone(), opts, base, local)
+        };
+        let n = &mut self.nodes[node];
+        n.gen += 1;
+        if replica.id() != old {
+            self.next_id += 1;
+            n.id = replica.id();
+            n.disk = DurableState::default();
+            n.base = None;
+            self.id_to_node.insert(replica.id(), node);
+        }
+        n.replica = Some(replica);
+        n.queue.extend(effects);
+        self.run_effects(node);
+        self.schedule_timer(node);
+    }
+
+    /// A removed replica that was not meant to leave comes back as a new member.
+    fn rejoin(&mut self, node: usize) {
+        let old = self.nodes[node].id;
+        if self.retiring.contains(&old) {
+            self.crash(node);
+            self.nodes[node].retired = true;
+            return;
+        }
+        self.crash(node);
+        let fresh = ReplicaId(self.next_id);
+        self.next_id += 1;
+        let local = self.nodes[node].local(self.now);
+        let opts = self.replica_options(fresh);
+        let n = &mut self.nodes[node];
+        n.gen += 1;
+        n.id = fresh;
+        n.disk = DurableState::default();
+        n.base = None;
+        n.replica = Some(Replica::join(fresh, n.addr.clone(), opts, local));
+        self.id_to_node.insert(fresh, node);
+        self.schedule_timer(node);
+    }
+
+    fn fault_pause(&mut self) {
+        let up = self.up_nodes();
+        if up.is_empty() {
+            return;
+        }
+        let node = up[self.rng.index(up.len())];
+        let until = self.now + self.rng.range(50 * MS, 1500 * MS);
+        self.nodes[node].paused_until = Some(until);
+        let gen = self.nodes[node].gen;
+        self.schedule(until, Event::Unpause { node, gen });
+    }
+
+    fn fault_partition(&mut self) {
+        let count = self.nodes.len();
+        if count < 2 {
+            return;
+        }
+        let mut links = Vec::new();
+        match self.rng.range(0, 3) {
+            0 => {
+                // Symmetric split into two sides.
+                let side: Vec<bool> = (0..count).map(|_| self.rng.chance(0.5)).collect();
+                for a in 0..count {
+                    for b in 0..count {
+                        if side[a] != side[b] {
+                            links.push((a, b));
+                        }
+                    }
+                }
+            }
+            1 => {
+                // Asymmetric: a hears b, b does not hear a.
+                let a = self.rng.index(count);
+                let b = self.rng.index(count);
+                if a != b {
+                    links.push((a, b));
+                }
+            }
+            _ => {
+                // Partial: a sees b, b sees c, a does not see c.
+                if count >= 3 {
+                    let a = self.rng.index(count);
+                    let c = (a + 1 + self.rng.index(count - 1)) % count;
+                    links.push((a, c));
+                    links.push((c, a));
+                }
+            }
+        }
+        if links.is_empty() {
+            return;
+        }
+        for link in &links {
+            *self.blocked.entry(*link).or_insert(0) += 1;
+        }
+        let until = self.now + self.rng.range(200 * MS, 3 * SEC);
+        self.schedule(until, Event::Unblock { links });
+    }
+
+    fn leader_node(&self) -> Option<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].is_up())
+            .filter_map(|i| Some((self.nodes[i].replica.as_ref()?.ballot()?, i)))
+            .max()
+            .map(|(_, i)| i)
+    }
+
+    fn fault_reconfigure(&mut self) {
+        let Some(leader) = self.leader_node() else { return };
+        let Some(latest) = self.nodes[leader].replica.as_ref().and_then(|r| r.schedule().latest())
+        else {
+            return;
+        };
+        let latest = latest.clone();
+        let voters: Vec<ReplicaId> = latest.voter_ids().collect();
+        let learners: Vec<ReplicaId> = latest
+            .members
+            .iter()
+            .filter(|(_, (_, r))| *r == Role::Learner)
+            .map(|(id, _)| *id)
+            .collect();
+        let change = match self.rng.range(0, 4) {
+            0 => {
+                if self.nodes.len() >= self.params.nodes_max {
+                    return;
+                }
+                let id = ReplicaId(self.next_id);
+                self.next_id += 1;
+                let addr = format!("node{}", self.nodes.len());
+                let node = self.add_node(id, addr.clone(), None);
+                let local = self.nodes[node].local(self.now);
+                let opts = self.replica_options(id);
+                self.nodes[node].replica = Some(Replica::join(id, addr, opts, local));
+                self.schedule_timer(node);
+                return;
+            }
+            1 => {
+                if voters.len() < 3 {
+                    return;
+                }
+                let victim = voters[self.rng.index(voters.len())];
+                self.retiring.insert(victim);
+                ConfigChange::Remove(victim)
+            }
+            2 => {
+                let (Some(&learner), false) = (learners.first(), voters.is_empty()) else { return };
+                let victim = voters[self.rng.index(voters.len())];
+                self.retiring.insert(victim);
+                ConfigChange::Replace { remove: victim, promote: learner }
+            }
+            _ => {
+                let Some(&learner) = learners.first() else { return };
+                ConfigChange::Promote(learner)
+            }
+        };
+        let _ = self.step(leader, Input::Propose(vec![Command::Reconfigure(change)]));
+    }
+
+    fn heal(&mut self) {
+        self.phase = Phase::Healing;
+        self.blocked.clear();
+        self.loss = 0.0;
+        self.duplicate = 0.0;
+        for node in 0..self.nodes.len() {
+            let n = &mut self.nodes[node];
+            if n.retired {
+                continue;
+            }
+            n.paused_until = None;
+            if n.replica.is_none() {
+                self.restart(node);
+            }
+        }
+        self.schedule(self.now + 100 * MS, Event::Check);
+    }
+
+    fn check_convergence(&mut self) {
+        let mut views = Vec::new();
+        let leader_membership = self
+            .leader_node()
+            .and_then(|l| self.nodes[l].replica.as_ref())
+            .and_then(|r| r.membership().cloned());
+        for n in &self.nodes {
+            let Some(r) = &n.replica else { continue };
+            if n.retired || r.role() == RoleKind::Removed {
+                continue;
+            }
+            let settled = r.membership() == r.schedule().latest();
+            views.push(NodeView {
+                id: n.id,
+                role: r.role(),
+                commit_max: r.commit_max(),
+                app_applied: n.app_applied,
+                membership_settled: settled && r.pending_len() == 0,
+                in_leader_membership: leader_membership.as_ref().is_some_and(|m| m.is_member(n.id)),
+            });
+        }
+        let unanswered = self.clients.iter().filter(|c| c.current.is_some()).count();
+        match liveness::converged(&views, unanswered) {
+            Ok(()) => self.phase = Phase::Done,
+            Err(why) => {
+                self.last_liveness = why;
+                if self.now > self.heal_at + CONVERGENCE_BOUND {
+                    let why = std::mem::take(&mut self.last_liveness);
+                    self.fail(
+                        "liveness",
+                        format!("no convergence {}s after healing: {why}", CONVERGENCE_BOUND / SEC),
+                    );
+                } else {
+                    self.schedule(self.now + 100 * MS, Event::Check);
+                }
+            }
+        }
+    }
+
+    fn check_linearizability(&mut self) {
+        let mut by_key: BTreeMap<u8, Vec<Operation<Op, i64>>> = BTreeMap::new();
+        for (key, op) in self.history.drain(..) {
+            by_key.entry(key).or_default().push(op);
+        }
+        for c in &self.clients {
+            if let Some(p) = &c.current {
+                let op = Operation { client: c.id, invoke: p.invoke, complete: None, op: p.op };
+                by_key.entry(p.op.key()).or_default().push(op);
+            }
+        }
+        for (key, ops) in by_key {
+            match linearizability::check(&Register, &ops, 2_000_000) {
+                Verdict::Linearizable => {}
+                Verdict::NotLinearizable { explanation } => {
+                    self.fail("linearizability", format!("key {key}: {explanation}"));
+                    return;
+                }
+                Verdict::Unknown { reason } => {
+                    self.fail("linearizability", format!("key {key}: checker gave up: {reason}"));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The sequential specification of one register: the application's own semantics.
+#[derive(Debug)]
+struct Register;
+
+impl Model for Register {
+    type State = i64;
+    type Op = Op;
+    type Ret = i64;
+
+    fn init(&self) -> i64 {
+        0
+    }
+
+    fn step(&self, state: &i64, op: &Op, ret: &i64) -> Option<i64> {
+        let (next, expect) = apply_register(*state, op);
+        (expect == *ret).then_some(next)
+    }
+
+    fn step_pending(&self, state: &i64, op: &Op) -> Option<i64> {
+        Some(apply_register(*state, op).0)
+    }
+}
+
+fn apply_register(state: i64, op: &Op) -> (i64, i64) {
+    match *op {
+        Op::Write { value, .. } => (value, value),
+        Op::Add { delta, .. } => (state.wrapping_add(delta), state.wrapping_add(delta)),
+        Op::Read { .. } | Op::LogRead { .. } => (state, state),
+    }
+}
+
+fn event_node(event: &Event) -> Option<usize> {
+    match event {
+        Event::Deliver { node, .. }
+        | Event::Timer { node, .. }
+        | Event::SyncDone { node, .. }
+        | Event::ToNode { node, .. }
+        | Event::Unpause { node, .. } => Some(*node),
+        _ => None,
+    }
+}
+
+fn describe(event: &Event) -> String {
+    let mut s = String::new();
+    match event {
+        Event::Deliver { node, to, from, msg, .. } => {
+            let _ = write!(s, "deliver n{node} {from:?}->{to:?} {}", brief(msg));
+        }
+        other => {
+            let _ = write!(s, "{other:?}");
+        }
+    }
+    s
+}
+
+fn brief(msg: &Message) -> String {
+    match msg {
+        Message::Accept { ballot, entries, commit_max } => format!(
+            "accept {ballot:?} slots {:?} commit {commit_max:?}",
+            entries.iter().map(|(s, _)| s.0).collect::<Vec<_>>()
+        ),
+        Message::Promise { ballot, commit_max, accepted } => {
+            format!("promise {ballot:?} commit {commit_max:?} accepted {}", accepted.len())
+        }
+        Message::Catchup { entries, commit_max } => {
+            format!("catchup {} entries commit {commit_max:?}", entries.len())
+        }
+        Message::InstallSnapshot { snapshot } => format!("install_snapshot at {:?}", snapshot.slot),
+        other => format!("{other:?}"),
+    }
+}
