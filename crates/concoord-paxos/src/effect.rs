@@ -6,6 +6,7 @@
 //! wait for it.
 
 use crate::ballot::Ballot;
+use crate::membership::Membership;
 use crate::message::{AcceptedEntry, Message, Snapshot};
 use crate::value::Value;
 use concoord_wire::{ReplicaId, Slot};
@@ -25,6 +26,8 @@ pub enum PersistOp {
     Commit(Slot),
     /// A snapshot replaces the log up to its slot; entries at or below it may go.
     Snapshot(Snapshot),
+    /// The founding membership, learned by a joiner that replays the log from slot 1.
+    Genesis(Membership),
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -57,6 +60,7 @@ pub struct DurableState {
     pub entries: Vec<AcceptedEntry>,
     pub commit_max: Slot,
     pub snapshot: Option<Snapshot>,
+    pub genesis: Option<Membership>,
 }
 
 impl DurableState {
@@ -74,6 +78,7 @@ impl DurableState {
                 }
             }
             PersistOp::Commit(slot) => self.commit_max = self.commit_max.max(*slot),
+            PersistOp::Genesis(m) => self.genesis = Some(m.clone()),
             PersistOp::Snapshot(snapshot) => {
                 if self.snapshot.as_ref().is_none_or(|s| s.slot < snapshot.slot) {
                     self.entries.retain(|e| e.slot > snapshot.slot);

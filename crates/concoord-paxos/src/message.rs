@@ -4,7 +4,7 @@
 //! See `docs/consensus.md` for the table of who sends what, and when.
 
 use crate::ballot::Ballot;
-use crate::membership::Schedule;
+use crate::membership::{Membership, Schedule};
 use crate::value::{Member, Value};
 use concoord_wire::{Slot, Time};
 use serde::{Deserialize, Serialize};
@@ -52,8 +52,10 @@ pub enum Message {
     HeartbeatAck { ballot: Ballot, round: u64, commit_max: Slot },
     /// "Send me chosen entries from `from_slot` on."
     CatchupRequest { from_slot: Slot },
-    /// Chosen entries (contiguous from the requested slot), and the sender's commit point.
-    Catchup { entries: Vec<AcceptedEntry>, commit_max: Slot },
+    /// Chosen entries (contiguous from the requested slot), and the sender's commit
+    /// point. From slot 1 it also carries the founding membership, which a joiner
+    /// needs to interpret the log.
+    Catchup { entries: Vec<AcceptedEntry>, commit_max: Slot, genesis: Option<Membership> },
     /// A snapshot, for a replica that needs entries already truncated.
     InstallSnapshot { snapshot: Snapshot },
     /// A new replica asks to be added as a learner.

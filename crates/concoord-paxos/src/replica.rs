@@ -136,6 +136,8 @@ pub struct Replica {
     // Learner. Every slot `<= commit_max` is chosen and has been handed to `Apply`.
     commit_max: Slot,
     snapshot: Option<Snapshot>,
+    /// The founding membership (governs slot 1), while we still hold slot 1.
+    genesis: Option<Membership>,
     schedule: Schedule,
     timestamp_max: Time,
 
@@ -145,6 +147,8 @@ pub struct Replica {
     election_deadline: Time,
     /// Highest commit point a leader or peer told us about.
     known_commit: Slot,
+    /// Who told us about `known_commit`: where catch-up requests go.
+    catchup_source: Option<ReplicaId>,
     catchup_sent_at: Option<Time>,
 }
 
@@ -158,7 +162,8 @@ impl Replica {
         now: Time,
     ) -> Replica {
         let mut replica = Replica::blank(id, addr, opts, State::Follower);
-        replica.schedule = Schedule::starting_with(membership);
+        replica.schedule = Schedule::starting_with(membership.clone());
+        replica.genesis = Some(membership);
         replica.reset_election_deadline(now);
         replica
     }
@@ -200,8 +205,9 @@ impl Replica {
         let mut replica = Replica::blank(id, addr, opts, State::Follower);
         replica.promised = durable.promised;
         replica.max_seen = durable.promised;
-        if let Some(base) = base {
-            replica.schedule = Schedule::starting_with(base);
+        if let Some(base) = base.or(durable.genesis) {
+            replica.schedule = Schedule::starting_with(base.clone());
+            replica.genesis = Some(base);
         }
         if let Some(snapshot) = durable.snapshot {
             replica.commit_max = snapshot.slot;
@@ -240,6 +246,7 @@ impl Replica {
             log: BTreeMap::new(),
             commit_max: Slot::ZERO,
             snapshot: None,
+            genesis: None,
             schedule: Schedule::default(),
             timestamp_max: Time(0),
             state,
@@ -247,6 +254,7 @@ impl Replica {
             leader_hint: None,
             election_deadline: Time(u64::MAX),
             known_commit: Slot::ZERO,
+            catchup_source: None,
             catchup_sent_at: None,
         }
     }
@@ -350,8 +358,7 @@ impl Replica {
             }
             State::Removed => {}
         }
-        let catchup_target = self.leader_hint.is_some_and(|l| l != self.id);
-        if self.commit_max < self.known_commit && catchup_target {
+        if self.commit_max < self.known_commit && self.catchup_source.is_some() {
             if let Some(at) = self.catchup_sent_at {
                 deadline = deadline.min(at + self.opts.catchup_retry);
             }
@@ -414,8 +421,8 @@ impl Replica {
             Message::CatchupRequest { from_slot } => {
                 self.on_catchup_request(from, from_slot, effects)
             }
-            Message::Catchup { entries, commit_max } => {
-                self.on_catchup(now, from, entries, commit_max, effects)
+            Message::Catchup { entries, commit_max, genesis } => {
+                self.on_catchup(now, from, entries, commit_max, genesis, effects)
             }
             Message::InstallSnapshot { snapshot } => {
                 self.on_install_snapshot(now, from, snapshot, effects)
@@ -563,7 +570,7 @@ impl Replica {
         leader_commit: Slot,
         effects: &mut Vec<Effect>,
     ) {
-        self.known_commit = self.known_commit.max(leader_commit);
+        self.note_commit(from, leader_commit);
         if leader_commit > self.commit_max {
             for (_, e) in self.log.range_mut(self.commit_max.next()..=leader_commit) {
                 if e.ballot == ballot {
@@ -595,6 +602,12 @@ impl Replica {
             effects.push(Effect::Apply { slot, value });
         }
         if self.commit_max > before {
+            if let State::Leader(l) = &mut self.state {
+                // Learned through catch-up while leading: those slots are settled.
+                let next = self.commit_max.next();
+                l.inflight = l.inflight.split_off(&next);
+                l.adopted = l.adopted.split_off(&next);
+            }
             self.persist(PersistOp::Commit(self.commit_max), effects);
             self.check_membership(now, effects);
         }
@@ -635,6 +648,14 @@ impl Replica {
         self.membership().is_some_and(|m| m.is_voter(self.id))
     }
 
+    /// `from` says every slot up to `commit` is chosen.
+    fn note_commit(&mut self, from: ReplicaId, commit: Slot) {
+        if from != self.id && commit > self.commit_max && commit >= self.known_commit {
+            self.known_commit = commit;
+            self.catchup_source = Some(from);
+        }
+    }
+
     /// Asks `from` for chosen entries if we know we are behind (rate-limited).
     fn maybe_catch_up(&mut self, now: Time, from: ReplicaId, effects: &mut Vec<Effect>) {
         if self.commit_max >= self.known_commit || from == self.id {
@@ -673,8 +694,9 @@ impl Replica {
             })
             .collect();
         if entries.first().is_some_and(|e| e.slot == from_slot) {
-            effects
-                .push(self.send(from, Message::Catchup { entries, commit_max: self.commit_max }));
+            let genesis = if from_slot == Slot(1) { self.genesis.clone() } else { None };
+            let msg = Message::Catchup { entries, commit_max: self.commit_max, genesis };
+            effects.push(self.send(from, msg));
         }
     }
 
@@ -684,9 +706,20 @@ impl Replica {
         from: ReplicaId,
         entries: Vec<AcceptedEntry>,
         their_commit: Slot,
+        genesis: Option<Membership>,
         effects: &mut Vec<Effect>,
     ) {
-        self.known_commit = self.known_commit.max(their_commit);
+        self.note_commit(from, their_commit);
+        if self.schedule.is_empty() {
+            // A joiner replaying from slot 1 needs the founding membership first.
+            let Some(genesis) = genesis else { return };
+            if self.commit_max != Slot::ZERO {
+                return;
+            }
+            self.schedule = Schedule::starting_with(genesis.clone());
+            self.persist(PersistOp::Genesis(genesis.clone()), effects);
+            self.genesis = Some(genesis);
+        }
         let mut stored = Vec::new();
         let mut expected = self.commit_max.next();
         for e in entries {
@@ -722,7 +755,7 @@ impl Replica {
         if snapshot.slot <= self.commit_max {
             return;
         }
-        self.known_commit = self.known_commit.max(snapshot.slot);
+        self.note_commit(from, snapshot.slot);
         self.commit_max = snapshot.slot;
         self.log = self.log.split_off(&snapshot.slot.next());
         self.schedule = snapshot.schedule.clone();
@@ -807,8 +840,8 @@ impl Replica {
             RoleKind::Removed => {}
         }
         if self.commit_max < self.known_commit {
-            if let Some(target) = self.leader_hint.filter(|l| *l != self.id) {
-                self.maybe_catch_up(now, target, effects);
+            if let Some(source) = self.catchup_source {
+                self.maybe_catch_up(now, source, effects);
             }
         }
     }
@@ -869,7 +902,7 @@ impl Replica {
                 l.adopted.insert(e.slot, (e.ballot, e.value));
             }
         }
-        self.known_commit = self.known_commit.max(their_commit);
+        self.note_commit(from, their_commit);
         self.maybe_catch_up(now, from, effects);
     }
 
@@ -917,7 +950,7 @@ impl Replica {
         }
         self.advance_commit(now, effects);
         if their_commit > self.commit_max {
-            self.known_commit = self.known_commit.max(their_commit);
+            self.note_commit(from, their_commit);
             self.maybe_catch_up(now, from, effects);
         }
     }
@@ -954,7 +987,7 @@ impl Replica {
         let acked = l.acks.entry(from).or_insert(0);
         *acked = (*acked).max(round);
         if their_commit > self.commit_max {
-            self.known_commit = self.known_commit.max(their_commit);
+            self.note_commit(from, their_commit);
             self.maybe_catch_up(now, from, effects);
         }
     }
@@ -1141,6 +1174,10 @@ impl Replica {
                     commands.extend(l.pending.pop_front());
                 }
                 Value { timestamp, commands }
+            } else if self.schedule.has_change_after(Slot(slot.0 - 1)) {
+                // A chosen membership change takes effect at a later slot: fill the
+                // log up to it so it applies without waiting for client traffic.
+                Value::noop(l.timestamp_floor.max(now))
             } else {
                 break;
             };
@@ -1191,6 +1228,7 @@ impl Replica {
         let remove_after = self.opts.remove_dead_after_effective();
         let auto_promote = self.opts.auto_promote;
         let promote_lag = self.opts.promote_lag_max;
+        let heard_within = Span(self.opts.heartbeat_interval.0 * 3);
         let me = self.id;
         let State::Leader(l) = &mut self.state else { return };
         if !l.recovered || !l.pending_config.is_empty() {
@@ -1212,7 +1250,10 @@ impl Replica {
             }
             if auto_promote && *role == Role::Learner {
                 if let Some(p) = progress {
-                    if p.commit_max.plus(promote_lag) >= commit_max {
+                    // Only a learner that is caught up *and* answering: promoting a
+                    // dead one would shrink the live majority.
+                    let recent = now.since(p.last_heard) <= heard_within;
+                    if recent && p.commit_max.plus(promote_lag) >= commit_max {
                         l.pending_config.push_back(ConfigChange::Promote(*id));
                         return;
                     }

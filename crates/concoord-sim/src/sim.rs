@@ -230,6 +230,8 @@ struct PendingOp {
 struct Client {
     id: u64,
     next_seq: u64,
+    /// The node that answered last: where the next request goes first.
+    favourite: Option<usize>,
     current: Option<PendingOp>,
 }
 
@@ -317,7 +319,12 @@ impl Sim {
             sim.schedule_timer(n);
         }
         for i in 0..sim.params.clients {
-            sim.clients.push(Client { id: i as u64 + 1, next_seq: 1, current: None });
+            sim.clients.push(Client {
+                id: i as u64 + 1,
+                next_seq: 1,
+                favourite: None,
+                current: None,
+            });
             let at = sim.rng.range(0, 50 * MS);
             sim.schedule(at, Event::ClientNext { client: i });
         }
@@ -845,8 +852,10 @@ impl Sim {
                     complete: Some((self.now, result)),
                     op: p.op,
                 };
+                let favourite = p.target;
                 self.history.push((p.op.key(), op));
                 self.stats.client_ops += 1;
+                self.clients[client].favourite = Some(favourite);
                 self.clients[client].current = None;
                 let think = self.rng.range(0, 20 * MS);
                 self.schedule(self.now + think, Event::ClientNext { client });
@@ -901,10 +910,35 @@ impl Sim {
             return;
         }
         let node = up[self.rng.index(up.len())];
+        if !self.params.durable && !self.majority_survives_without(node) {
+            // Without disks a majority's memory is the only copy of the log: losing
+            // it is data loss by design, not a bug to find.
+            return;
+        }
         self.crash(node);
         let gen = self.nodes[node].gen;
         let after = self.rng.range(100 * MS, 3 * SEC);
         self.schedule(self.now + after, Event::Restart { node, gen });
+    }
+
+    /// Whether every membership still to govern a slot keeps a majority of its
+    /// voters running (with their memory) if `node` goes down.
+    fn majority_survives_without(&self, node: usize) -> bool {
+        let most_advanced =
+            self.nodes.iter().filter_map(|n| n.replica.as_ref()).max_by_key(|r| r.commit_max());
+        let Some(r) = most_advanced else { return false };
+        let far = Slot(u64::MAX / 2);
+        let alive: Vec<ReplicaId> = (0..self.nodes.len())
+            .filter(|i| *i != node && self.nodes[*i].is_up())
+            .map(|i| self.nodes[i].id)
+            .collect();
+        // Learners may be promoted at any time, so count them as voters: a dead
+        // learner promoted later is a dead voter.
+        r.schedule().governing(r.commit_max().next(), far).iter().all(|m| {
+            let members = m.member_ids().count();
+            let up = m.member_ids().filter(|id| alive.contains(id)).count();
+            up * 2 > members
+        })
     }
 
     fn crash(&mut self, node: usize) {
@@ -1252,7 +1286,7 @@ fn brief(msg: &Message) -> String {
         Message::Promise { ballot, commit_max, accepted } => {
             format!("promise {ballot:?} commit {commit_max:?} accepted {}", accepted.len())
         }
-        Message::Catchup { entries, commit_max } => {
+        Message::Catchup { entries, commit_max, .. } => {
             format!("catchup {} entries commit {commit_max:?}", entries.len())
         }
         Message::InstallSnapshot { snapshot } => format!("install_snapshot at {:?}", snapshot.slot),
