@@ -1272,7 +1272,8 @@ impl Replica {
         // serves a whole batch of reads.
         let read_waiting = l.reads.back().is_some_and(|r| r.round > l.round);
         let round_outstanding = l.reads.front().is_some_and(|r| r.round <= l.round);
-        if now < l.heartbeat_due && !(read_waiting && !round_outstanding) {
+        let start_round = read_waiting && !round_outstanding;
+        if now < l.heartbeat_due && !start_round {
             return;
         }
         if read_waiting {

@@ -11,13 +11,17 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: concoord-sim [--seed N | --seeds A..B] [--trace] [--inject BUG]... [--list-bugs] [--first-failure] [--verbose]";
+const USAGE: &str = "usage: concoord-sim [--seed N | --seeds A..B] [--trace] [--inject BUG]... [--list-bugs] [--first-failure] [--verbose] [--safety-only]
+
+  --safety-only  exit non-zero only for safety violations; seeds that did not
+                 converge after healing are still listed, and counted apart";
 
 struct Args {
     seeds: Range<u64>,
     opts: SimOptions,
     first_failure: bool,
     verbose: bool,
+    safety_only: bool,
 }
 
 fn parse() -> Result<Option<Args>, String> {
@@ -25,6 +29,7 @@ fn parse() -> Result<Option<Args>, String> {
     let mut opts = SimOptions::default();
     let mut first_failure = false;
     let mut verbose = false;
+    let mut safety_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -52,6 +57,7 @@ fn parse() -> Result<Option<Args>, String> {
             }
             "--first-failure" => first_failure = true,
             "--verbose" => verbose = true,
+            "--safety-only" => safety_only = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);
@@ -59,7 +65,7 @@ fn parse() -> Result<Option<Args>, String> {
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
-    Ok(Some(Args { seeds, opts, first_failure, verbose }))
+    Ok(Some(Args { seeds, opts, first_failure, verbose, safety_only }))
 }
 
 fn parse_u64(s: &str) -> Result<u64, String> {
@@ -83,7 +89,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (mut passed, mut failed) = (0u64, 0u64);
+    let (mut passed, mut failed, mut unconverged) = (0u64, 0u64, 0u64);
     let mut totals = concoord_sim::Stats::default();
     for seed in args.seeds.clone() {
         let report: Report = run_seed(seed, &args.opts);
@@ -109,7 +115,11 @@ fn main() -> ExitCode {
         match report.violation {
             None => passed += 1,
             Some(v) => {
-                failed += 1;
+                if args.safety_only && v.checker == "liveness" {
+                    unconverged += 1;
+                } else {
+                    failed += 1;
+                }
                 println!(
                     "seed {seed}: FAILED {v} | reproduce: {}",
                     reproduce(seed, &args.opts.bugs)
@@ -134,7 +144,11 @@ fn main() -> ExitCode {
         totals.commands,
         totals.client_ops
     );
-    println!("{passed} passed, {failed} failed");
+    if args.safety_only {
+        println!("safety: {} seeds without a safety violation, {failed} with one; {unconverged} did not converge after healing (liveness, not gated)", passed + unconverged);
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
     if failed > 0 {
         ExitCode::FAILURE
     } else {

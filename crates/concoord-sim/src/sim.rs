@@ -62,6 +62,9 @@ pub struct Params {
     pub barrier_reads: f64,
     pub disk_latency_max: u64,
     pub client_timeout: u64,
+    /// Chance that a durable replica crashes right after sending a Promise or
+    /// Accepted (a crash at the worst point of its effect stream).
+    pub crash_after_send: f64,
 }
 
 impl Params {
@@ -98,6 +101,7 @@ impl Params {
             barrier_reads: rng.unit(),
             disk_latency_max: [100, 1_000, 5 * MS][rng.index(3)],
             client_timeout: rng.range(150 * MS, 600 * MS),
+            crash_after_send: if durable { [0.0, 0.0, 0.005, 0.02][rng.index(4)] } else { 0.0 },
         }
     }
 }
@@ -601,7 +605,20 @@ impl Sim {
                         self.schedule(self.now + latency, Event::SyncDone { node, gen });
                     }
                 }
-                Effect::Send { to, msg } => self.send(node, to, msg),
+                Effect::Send { to, msg } => {
+                    let risky = matches!(msg, Message::Promise { .. } | Message::Accepted { .. });
+                    self.send(node, to, msg);
+                    if risky
+                        && self.phase == Phase::Faults
+                        && self.rng.chance(self.params.crash_after_send)
+                    {
+                        self.crash(node);
+                        let gen = self.nodes[node].gen;
+                        let after = self.rng.range(MS, 100 * MS);
+                        self.schedule(self.now + after, Event::Restart { node, gen });
+                        return;
+                    }
+                }
                 Effect::SendToBootstrap(msg) => {
                     let candidates: Vec<usize> = (0..self.nodes.len())
                         .filter(|i| *i != node && self.nodes[*i].is_up())
@@ -937,7 +954,7 @@ impl Sim {
         r.schedule().governing(r.commit_max().next(), far).iter().all(|m| {
             let members = m.member_ids().count();
             let up = m.member_ids().filter(|id| alive.contains(id)).count();
-            up * 2 > members
+            up * 2 > members && m.is_quorum(&alive)
         })
     }
 
@@ -1095,6 +1112,20 @@ impl Sim {
         };
         let latest = latest.clone();
         let voters: Vec<ReplicaId> = latest.voter_ids().collect();
+        // A careful operator shrinks or swaps voters only while every member runs
+        // and is caught up; otherwise the change could leave no live majority.
+        let leader_commit =
+            self.nodes[leader].replica.as_ref().map_or(Slot::ZERO, |r| r.commit_max());
+        let healthy = latest.member_ids().all(|id| {
+            self.id_to_node.get(&id).is_some_and(|&i| {
+                let n = &self.nodes[i];
+                n.id == id
+                    && n.paused_until.is_none()
+                    && n.replica.as_ref().is_some_and(|r| {
+                        r.role() != RoleKind::Joining && r.commit_max().plus(8) >= leader_commit
+                    })
+            })
+        });
         let learners: Vec<ReplicaId> = latest
             .members
             .iter()
@@ -1117,7 +1148,7 @@ impl Sim {
                 return;
             }
             1 => {
-                if voters.len() < 3 {
+                if voters.len() < 3 || !healthy {
                     return;
                 }
                 let victim = voters[self.rng.index(voters.len())];
@@ -1126,6 +1157,9 @@ impl Sim {
             }
             2 => {
                 let (Some(&learner), false) = (learners.first(), voters.is_empty()) else { return };
+                if !healthy {
+                    return;
+                }
                 let victim = voters[self.rng.index(voters.len())];
                 self.retiring.insert(victim);
                 ConfigChange::Replace { remove: victim, promote: learner }
@@ -1182,8 +1216,26 @@ impl Sim {
             Ok(()) => self.phase = Phase::Done,
             Err(why) => {
                 self.last_liveness = why;
+                if !self.params.auto_promote {
+                    self.operator_promotes_a_learner();
+                }
                 if self.now > self.heal_at + CONVERGENCE_BOUND {
-                    let why = std::mem::take(&mut self.last_liveness);
+                    let mut why = std::mem::take(&mut self.last_liveness);
+                    if let Some(r) = self.leader_node().and_then(|l| self.nodes[l].replica.as_ref())
+                    {
+                        let voters: Vec<ReplicaId> = r
+                            .schedule()
+                            .latest()
+                            .map(|m| m.member_ids().collect())
+                            .unwrap_or_default();
+                        let up: Vec<ReplicaId> =
+                            self.up_nodes().iter().map(|i| self.nodes[*i].id).collect();
+                        why.push_str(&format!(
+                            " (leader {:?} at {:?}, members {voters:?}, running {up:?})",
+                            r.id(),
+                            r.commit_max()
+                        ));
+                    }
                     self.fail(
                         "liveness",
                         format!("no convergence {}s after healing: {why}", CONVERGENCE_BOUND / SEC),
@@ -1192,6 +1244,22 @@ impl Sim {
                     self.schedule(self.now + 100 * MS, Event::Check);
                 }
             }
+        }
+    }
+
+    /// Without automatic promotion, the operator promotes learners once faults end.
+    fn operator_promotes_a_learner(&mut self) {
+        let Some(leader) = self.leader_node() else { return };
+        let Some(r) = self.nodes[leader].replica.as_ref() else { return };
+        if r.pending_len() > 0 || r.membership() != r.schedule().latest() {
+            return;
+        }
+        let Some(m) = r.membership() else { return };
+        let learner =
+            m.members.iter().find(|(_, (_, role))| *role == Role::Learner).map(|(id, _)| *id);
+        if let Some(learner) = learner {
+            let change = ConfigChange::Promote(learner);
+            let _ = self.step(leader, Input::Propose(vec![Command::Reconfigure(change)]));
         }
     }
 

@@ -1,0 +1,61 @@
+//! Integration tests of the simulator itself: its checkers catch every injected
+//! bug, a seed replays identically, and a fixed seed range passes clean.
+
+use concoord_paxos::Bug;
+use concoord_sim::{run_seed, SimOptions};
+
+fn with_bug(bug: Bug) -> SimOptions {
+    SimOptions { bugs: [bug].into_iter().collect(), trace: false }
+}
+
+/// For every injectable bug, some seed below 1000 reports a *safety* violation
+/// (not merely a liveness timeout): the checkers can fail.
+#[test]
+fn every_injected_bug_is_caught_within_the_first_thousand_seeds() {
+    for bug in Bug::ALL {
+        let caught = (0..1000).find_map(|seed| {
+            let report = run_seed(seed, &with_bug(bug));
+            report.violation.filter(|v| v.checker != "liveness").map(|v| (seed, v))
+        });
+        match caught {
+            Some((seed, v)) => println!("{}: caught at seed {seed} by {v}", bug.name()),
+            None => {
+                panic!("bug {} was not caught by any safety checker in seeds 0..1000", bug.name())
+            }
+        }
+    }
+}
+
+#[test]
+fn the_same_seed_replays_to_the_same_trace() {
+    for seed in [3, 17, 101] {
+        let a = run_seed(seed, &SimOptions::default());
+        let b = run_seed(seed, &SimOptions::default());
+        assert_eq!(a.trace_hash, b.trace_hash, "seed {seed} is not deterministic");
+        assert_eq!(a.stats.events, b.stats.events);
+        assert_ne!(a.trace_hash, 0);
+    }
+    let x = run_seed(3, &SimOptions::default());
+    let y = run_seed(4, &SimOptions::default());
+    assert_ne!(x.trace_hash, y.trace_hash, "different seeds should differ");
+}
+
+/// Without injected bugs no seed breaks a safety invariant. Liveness after
+/// healing is checked too but not gated yet: FIXME(#2) a few percent of seeds
+/// (in-memory restarts combined with membership changes) do not converge.
+#[test]
+fn a_fixed_seed_range_has_no_safety_violation_without_injected_bugs() {
+    let mut unconverged = 0;
+    let failures: Vec<String> = (0..100)
+        .filter_map(|seed| {
+            let v = run_seed(seed, &SimOptions::default()).violation?;
+            if v.checker == "liveness" {
+                unconverged += 1;
+                return None;
+            }
+            Some(format!("seed {seed}: {v}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(unconverged <= 10, "{unconverged} of 100 seeds did not converge after healing");
+}
