@@ -86,6 +86,8 @@ struct PendingRead {
 struct Progress {
     commit_max: Slot,
     last_heard: Time,
+    /// Whether this member has ever answered this leader (not just been tracked).
+    answered: bool,
 }
 
 #[derive(Debug)]
@@ -342,11 +344,7 @@ impl Replica {
         let mut deadline = Time(u64::MAX);
         match &self.state {
             State::Joining { retry_at } => deadline = deadline.min(*retry_at),
-            State::Follower => {
-                if self.is_voter_now() {
-                    deadline = deadline.min(self.election_deadline);
-                }
-            }
+            State::Follower => deadline = deadline.min(self.election_deadline),
             State::Leader(l) => {
                 deadline = deadline.min(l.heartbeat_due);
                 if self.window_voters().iter().any(|v| !l.promises.contains_key(v)) {
@@ -832,8 +830,12 @@ impl Replica {
                 }
             }
             RoleKind::Follower => {
-                if now >= self.election_deadline && self.is_voter_now() {
-                    self.start_election(now, effects);
+                if now >= self.election_deadline {
+                    if self.is_voter_now() {
+                        self.start_election(now, effects);
+                    } else {
+                        self.probe(now, effects);
+                    }
                 }
             }
             RoleKind::Leader => self.leader_tick(now, effects),
@@ -844,6 +846,23 @@ impl Replica {
                 self.maybe_catch_up(now, source, effects);
             }
         }
+    }
+
+    /// A learner that has heard no leader for an election timeout asks a random
+    /// member for what it missed: it may have been removed, or its leader may be
+    /// gone, and nobody else would tell it.
+    fn probe(&mut self, now: Time, effects: &mut Vec<Effect>) {
+        self.reset_election_deadline(now);
+        let peers: Vec<ReplicaId> = self
+            .membership()
+            .map(|m| m.member_ids().filter(|id| *id != self.id).collect())
+            .unwrap_or_default();
+        if peers.is_empty() {
+            return;
+        }
+        let peer = peers[self.rng.index(peers.len())];
+        let msg = Message::CatchupRequest { from_slot: self.commit_max.next() };
+        effects.push(self.send(peer, msg));
     }
 
     fn start_election(&mut self, now: Time, effects: &mut Vec<Effect>) {
@@ -869,7 +888,9 @@ impl Replica {
             progress: BTreeMap::new(),
         });
         for id in self.window_members() {
-            leader.progress.insert(id, Progress { commit_max: Slot::ZERO, last_heard: now });
+            leader
+                .progress
+                .insert(id, Progress { commit_max: Slot::ZERO, last_heard: now, answered: false });
         }
         self.state = State::Leader(leader);
         for voter in self.window_voters() {
@@ -1235,7 +1256,11 @@ impl Replica {
             return;
         }
         for id in latest.members.keys() {
-            l.progress.entry(*id).or_insert(Progress { commit_max: Slot::ZERO, last_heard: now });
+            l.progress.entry(*id).or_insert(Progress {
+                commit_max: Slot::ZERO,
+                last_heard: now,
+                answered: false,
+            });
         }
         for (id, (_, role)) in &latest.members {
             let progress = l.progress.get(id).copied();
@@ -1253,7 +1278,7 @@ impl Replica {
                     // Only a learner that is caught up *and* answering: promoting a
                     // dead one would shrink the live majority.
                     let recent = now.since(p.last_heard) <= heard_within;
-                    if recent && p.commit_max.plus(promote_lag) >= commit_max {
+                    if p.answered && recent && p.commit_max.plus(promote_lag) >= commit_max {
                         l.pending_config.push_back(ConfigChange::Promote(*id));
                         return;
                     }
@@ -1398,9 +1423,11 @@ impl Replica {
 }
 
 fn touch(l: &mut Leader, from: ReplicaId, commit_max: Slot, now: Time) {
-    let p = l.progress.entry(from).or_insert(Progress { commit_max, last_heard: now });
+    let p =
+        l.progress.entry(from).or_insert(Progress { commit_max, last_heard: now, answered: true });
     p.commit_max = p.commit_max.max(commit_max);
     p.last_heard = now;
+    p.answered = true;
 }
 
 fn abort_reads(l: &mut Leader, hint: Option<ReplicaId>, effects: &mut Vec<Effect>) {

@@ -26,6 +26,8 @@ const MS: u64 = 1_000;
 const SEC: u64 = 1_000_000;
 /// How long after healing the cluster has to converge.
 const CONVERGENCE_BOUND: u64 = 40 * SEC;
+/// How long a removed replica keeps answering before it stops or rejoins.
+const REMOVED_LINGER: u64 = 3 * SEC;
 /// A run that processes more events than this is reported as stuck.
 const EVENTS_MAX: u64 = 20_000_000;
 
@@ -657,8 +659,11 @@ impl Sim {
                     }
                 }
                 Effect::Removed => {
+                    // A removed replica lingers a while as a passive acceptor and
+                    // catch-up source: the slots before its removal took effect may
+                    // still need it to be recovered by a new leader.
                     let gen = n.gen;
-                    self.schedule(self.now + MS, Event::Rejoin { node, gen });
+                    self.schedule(self.now + REMOVED_LINGER, Event::Rejoin { node, gen });
                 }
             }
         }
@@ -949,6 +954,18 @@ impl Sim {
             .filter(|i| *i != node && self.nodes[*i].is_up())
             .map(|i| self.nodes[i].id)
             .collect();
+        // At most one dead identity at a time: until the dead one is removed, the
+        // memberships in flight (which no single replica fully knows) could
+        // otherwise add up dead voters past the majority.
+        let everyone_alive = self.nodes.iter().filter_map(|n| n.replica.as_ref()).all(|r| {
+            r.schedule()
+                .governing(r.commit_max().next(), far)
+                .iter()
+                .all(|m| m.member_ids().all(|id| id == self.nodes[node].id || alive.contains(&id)))
+        });
+        if !everyone_alive {
+            return false;
+        }
         // Learners may be promoted at any time, so count them as voters: a dead
         // learner promoted later is a dead voter.
         r.schedule().governing(r.commit_max().next(), far).iter().all(|m| {
