@@ -21,7 +21,9 @@ impl Ballot {
 
     /// The smallest ballot owned by `leader` that is above `seen`.
     pub fn next_after(seen: Ballot, leader: ReplicaId) -> Ballot {
-        Ballot { round: seen.round + 1, leader }
+        // Saturating: a peer may report any round; at u64::MAX we stay put rather
+        // than panic (ballots that high are unreachable by honest replicas).
+        Ballot { round: seen.round.saturating_add(1), leader }
     }
 }
 

@@ -28,7 +28,7 @@ pub struct Snapshot {
     /// Memberships governing slots after `slot`, including changes chosen at or
     /// before `slot` that take effect later.
     pub schedule: Schedule,
-    /// The highest leader timestamp at or before `slot`; keeps cluster time monotonic.
+    /// The leader timestamp of slot `slot` itself.
     pub timestamp: Time,
 }
 

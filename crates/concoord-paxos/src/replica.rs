@@ -100,6 +100,8 @@ struct Leader {
     prepare_sent_at: Time,
     /// Phase 1 covered the whole window at least once; reads may get an index.
     recovered: bool,
+    /// Phase 1 covers the current window (memberships change as it moves).
+    covered: bool,
     /// Every slot up to here may have been chosen by an earlier leader.
     recovery_target: Slot,
     next_slot: Slot,
@@ -138,7 +140,7 @@ pub struct Replica {
     // Learner. Every slot `<= commit_max` is chosen and has been handed to `Apply`.
     commit_max: Slot,
     snapshot: Option<Snapshot>,
-    /// The founding membership (governs slot 1), while we still hold slot 1.
+    /// The founding membership (governs slot 1); sent to joiners that replay from slot 1.
     genesis: Option<Membership>,
     schedule: Schedule,
     timestamp_max: Time,
@@ -484,8 +486,10 @@ impl Replica {
             return;
         }
         self.observe_ballot(now, ballot, effects);
-        if ballot > self.promised {
-            // Durable together with the entries below (`DurableState::apply`).
+        let raised = ballot > self.promised;
+        if raised {
+            // Durable together with the entries below (`DurableState::apply`), or on
+            // its own if none is stored.
             self.promised = ballot;
         }
         if ballot.leader != self.id {
@@ -513,6 +517,8 @@ impl Replica {
         }
         if !stored.is_empty() {
             self.persist(PersistOp::Accept(stored), effects);
+        } else if raised {
+            self.persist(PersistOp::Promise(ballot), effects);
         }
         if !slots.is_empty() {
             let msg = Message::Accepted { ballot, slots, commit_max: self.commit_max };
@@ -737,7 +743,20 @@ impl Replica {
         if stored.is_empty() {
             return;
         }
+        // Our commit point tells followers "your entries at my ballot up to here are
+        // chosen". A slot chosen at a higher ballot may hold another value than the
+        // one we proposed there, so a leader that learns of one is deposed: it must
+        // stop before it announces a commit point covering that slot.
+        let deposed_by = stored
+            .iter()
+            .map(|e| e.ballot)
+            .filter(|b| self.ballot().is_some_and(|mine| *b > mine))
+            .max();
         self.persist(PersistOp::Accept(stored), effects);
+        if let Some(higher) = deposed_by {
+            self.max_seen = self.max_seen.max(higher);
+            self.step_down(now, Some(higher.leader), effects);
+        }
         self.advance_commit(now, effects);
         self.catchup_sent_at = None;
         self.maybe_catch_up(now, from, effects);
@@ -752,6 +771,11 @@ impl Replica {
     ) {
         if snapshot.slot <= self.commit_max {
             return;
+        }
+        // A snapshot does not say at which ballots its slots were chosen; a leader
+        // cannot vouch for its own entries there any more (see `on_catchup`).
+        if self.is_leader() {
+            self.step_down(now, None, effects);
         }
         self.note_commit(from, snapshot.slot);
         self.commit_max = snapshot.slot;
@@ -802,7 +826,9 @@ impl Replica {
                     .iter()
                     .any(|c| matches!(c, ConfigChange::AddLearner(m) if m.id == member.id));
                 let in_flight = l.inflight.values().any(|i| adds(&i.value, member.id));
-                if !known && !queued && !in_flight {
+                let room =
+                    l.pending.len() + l.pending_config.len() < self.opts.pending_commands_max;
+                if !known && !queued && !in_flight && room {
                     l.pending_config.push_back(ConfigChange::AddLearner(member));
                 }
             }
@@ -875,6 +901,7 @@ impl Replica {
             adopted: BTreeMap::new(),
             prepare_sent_at: now,
             recovered: false,
+            covered: false,
             recovery_target: self.commit_max,
             next_slot: from_slot,
             inflight: BTreeMap::new(),
@@ -893,6 +920,12 @@ impl Replica {
                 .insert(id, Progress { commit_max: Slot::ZERO, last_heard: now, answered: false });
         }
         self.state = State::Leader(leader);
+        // Our own promise is durable before any Prepare leaves: a crash must never
+        // let this replica pick the same ballot again and propose other values.
+        self.promised = ballot;
+        if !self.opts.has_bug(Bug::SkipPersistPromise) {
+            self.persist(PersistOp::Promise(ballot), effects);
+        }
         for voter in self.window_voters() {
             effects.push(self.send(voter, Message::Prepare { ballot, from_slot }));
         }
@@ -1123,9 +1156,9 @@ impl Replica {
         self.serve_reads(effects);
     }
 
-    /// Whether phase 1 covers the window: a quorum of every governing membership has
-    /// promised and no promiser knows of chosen slots we lack. `None` if we stopped
-    /// leading.
+    /// Whether the leader may propose: no promiser knows of chosen slots we lack.
+    /// Also notes when phase 1 covers the whole window (a quorum of every governing
+    /// membership promised), which reads need. `None` if we stopped leading.
     fn phase1_ready(&mut self, now: Time, effects: &mut Vec<Effect>) -> Option<bool> {
         let commit_max = self.commit_max;
         let window_end = commit_max.plus(self.opts.alpha);
@@ -1135,6 +1168,7 @@ impl Replica {
         let behind = l.promises.iter().find(|(_, c)| **c > commit_max).map(|(id, _)| *id);
         let covered =
             !memberships.is_empty() && memberships.iter().all(|m| m.is_quorum(l.promises.keys()));
+        l.covered = covered && behind.is_none();
         if behind.is_none() && covered && !l.recovered {
             let highest_adopted = l.adopted.keys().next_back().copied();
             l.recovery_target = highest_adopted.unwrap_or(commit_max).max(commit_max);
@@ -1145,8 +1179,10 @@ impl Replica {
             return Some(false);
         }
         if !covered {
+            // Keep asking, but slots whose own membership has promised can go ahead
+            // (`propose_ready` checks coverage slot by slot): a later membership that
+            // lost a voter must not stall the slots before it takes effect.
             self.request_promises(now, false, effects);
-            return Some(false);
         }
         Some(true)
     }
@@ -1255,6 +1291,9 @@ impl Replica {
         if !l.recovered || !l.pending_config.is_empty() {
             return;
         }
+        // Forget members that left, so the maps stay bounded by the membership.
+        l.progress.retain(|id, _| latest.is_member(*id) || *id == me);
+        l.acks.retain(|id, _| latest.is_member(*id));
         for id in latest.members.keys() {
             l.progress.entry(*id).or_insert(Progress {
                 commit_max: Slot::ZERO,
@@ -1267,7 +1306,11 @@ impl Replica {
             if *id == me {
                 continue;
             }
-            if let (Some(after), Some(p)) = (remove_after, progress) {
+            // Removing a dead voter from three or fewer only makes the cluster depend
+            // on the survivors all the same, and takes away the dead one's chance to
+            // come back: keep it.
+            let removable = *role == Role::Learner || latest.voter_count() > 3;
+            if let (Some(after), Some(p), true) = (remove_after, progress, removable) {
                 if now.since(p.last_heard) >= after {
                     l.pending_config.push_back(ConfigChange::Remove(*id));
                     return;
@@ -1321,7 +1364,9 @@ impl Replica {
             self.schedule.governing(commit_max.next(), window_end).into_iter().cloned().collect();
         let me = self.id;
         let State::Leader(l) = &mut self.state else { return };
-        if !l.recovered {
+        // Only while phase 1 covers every membership of the window can the leader be
+        // sure no earlier ballot chose a slot it does not know of.
+        if !l.recovered || !l.covered {
             return;
         }
         let index = commit_max.max(Slot(l.next_slot.0.saturating_sub(1))).max(l.recovery_target);
@@ -1358,13 +1403,13 @@ impl Replica {
 
     fn window_voters(&self) -> BTreeSet<ReplicaId> {
         let from = self.commit_max.next();
-        let to = from.plus(self.opts.alpha);
+        let to = self.commit_max.plus(self.opts.alpha);
         self.schedule.governing(from, to).into_iter().flat_map(|m| m.voter_ids()).collect()
     }
 
     fn window_members(&self) -> BTreeSet<ReplicaId> {
         let from = self.commit_max.next();
-        let to = from.plus(self.opts.alpha);
+        let to = self.commit_max.plus(self.opts.alpha);
         self.schedule.governing(from, to).into_iter().flat_map(|m| m.member_ids()).collect()
     }
 

@@ -64,9 +64,10 @@ pub struct Params {
     pub barrier_reads: f64,
     pub disk_latency_max: u64,
     pub client_timeout: u64,
-    /// Chance that a durable replica crashes right after sending a Promise or
-    /// Accepted (a crash at the worst point of its effect stream).
+    /// Chance that a durable replica crashes right after sending an Accepted, and
+    /// right after sending a Promise (crashes at the worst points of its effect stream).
     pub crash_after_send: f64,
+    pub crash_after_promise: f64,
 }
 
 impl Params {
@@ -104,6 +105,7 @@ impl Params {
             disk_latency_max: [100, 1_000, 5 * MS][rng.index(3)],
             client_timeout: rng.range(150 * MS, 600 * MS),
             crash_after_send: if durable { [0.0, 0.0, 0.005, 0.02][rng.index(4)] } else { 0.0 },
+            crash_after_promise: if durable { [0.0, 0.0, 0.1, 0.3][rng.index(4)] } else { 0.0 },
         }
     }
 }
@@ -400,6 +402,11 @@ impl Sim {
             self.trace.u64(at);
             self.trace.u64(kind);
             self.trace.u64(who);
+            if let Event::Deliver { from, to, msg, .. } = &event {
+                self.trace.u64(from.0);
+                self.trace.u64(to.0);
+                self.trace.bytes(format!("{msg:?}").as_bytes());
+            }
             if self.opts.trace {
                 println!("{:>10}us {}", at, describe(&event));
             }
@@ -608,14 +615,16 @@ impl Sim {
                     }
                 }
                 Effect::Send { to, msg } => {
-                    let risky = matches!(msg, Message::Promise { .. } | Message::Accepted { .. });
+                    let risk = match msg {
+                        Message::Promise { .. } if to != n.id => self.params.crash_after_promise,
+                        Message::Accepted { .. } => self.params.crash_after_send,
+                        _ => 0.0,
+                    };
                     self.send(node, to, msg);
-                    if risky
-                        && self.phase == Phase::Faults
-                        && self.rng.chance(self.params.crash_after_send)
-                    {
+                    if risk > 0.0 && self.phase == Phase::Faults && self.rng.chance(risk) {
                         self.crash(node);
                         let gen = self.nodes[node].gen;
+                        // Back quickly, while the leaders it talked to still act.
                         let after = self.rng.range(MS, 100 * MS);
                         self.schedule(self.now + after, Event::Restart { node, gen });
                         return;
@@ -766,6 +775,7 @@ impl Sim {
             let mut effects = Vec::new();
             if let Some(replica) = self.nodes[node].replica.as_mut() {
                 let _ = replica.step(local, Input::SnapshotTaken { slot, data }, &mut effects);
+                replica.check_invariants();
                 self.nodes[node].queue.extend(effects);
             }
         }
@@ -1026,6 +1036,7 @@ impl Sim {
             n.base = None;
             self.id_to_node.insert(replica.id(), node);
         }
+        replica.check_invariants();
         n.replica = Some(replica);
         n.queue.extend(effects);
         self.run_effects(node);

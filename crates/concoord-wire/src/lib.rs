@@ -35,7 +35,7 @@ impl Slot {
     pub const ZERO: Slot = Slot(0);
 
     pub fn next(self) -> Slot {
-        Slot(self.0 + 1)
+        Slot(self.0.saturating_add(1))
     }
 
     /// `self - n`, saturating at slot 0.
@@ -44,7 +44,7 @@ impl Slot {
     }
 
     pub fn plus(self, n: u64) -> Slot {
-        Slot(self.0 + n)
+        Slot(self.0.saturating_add(n))
     }
 }
 
