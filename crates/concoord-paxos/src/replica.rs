@@ -226,12 +226,11 @@ impl Replica {
                 replica.log.insert(e.slot, LogEntry { ballot: e.ballot, value: e.value, chosen });
             }
         }
+        // Start as a joiner: `check_membership` makes it a follower if the membership
+        // governing its next slot includes it. A joiner that crashed before applying
+        // its own addition must not mistake itself for a removed member.
+        replica.state = State::Joining { retry_at: now };
         replica.advance_commit(now, effects);
-        replica.state = if replica.schedule.is_empty() {
-            State::Joining { retry_at: now }
-        } else {
-            State::Follower
-        };
         replica.check_membership(now, effects);
         replica.reset_election_deadline(now);
         replica

@@ -264,6 +264,8 @@ pub struct Sim {
     id_to_node: BTreeMap<ReplicaId, usize>,
     next_id: u64,
     retiring: BTreeSet<ReplicaId>,
+    /// When the operator last proposed a membership change.
+    last_reconfigure: u64,
     clients: Vec<Client>,
     blocked: BTreeMap<(usize, usize), u32>,
     loss: f64,
@@ -304,6 +306,7 @@ impl Sim {
             id_to_node: BTreeMap::new(),
             next_id: 1_000,
             retiring: BTreeSet::new(),
+            last_reconfigure: 0,
             clients: Vec::new(),
             blocked: BTreeMap::new(),
             phase: Phase::Faults,
@@ -532,8 +535,13 @@ impl Sim {
                 }
             }
             Event::Rejoin { node, gen } => {
-                if self.nodes[node].gen == gen && !self.nodes[node].retired {
+                if self.nodes[node].gen != gen || self.nodes[node].retired {
+                    return;
+                }
+                if self.successors_caught_up(node) || self.now > self.heal_at + CONVERGENCE_BOUND {
                     self.rejoin(node);
+                } else {
+                    self.schedule(self.now + 100 * MS, Event::Rejoin { node, gen });
                 }
             }
             Event::Unpause { node, gen } => {
@@ -960,6 +968,16 @@ impl Sim {
             self.nodes.iter().filter_map(|n| n.replica.as_ref()).max_by_key(|r| r.commit_max());
         let Some(r) = most_advanced else { return false };
         let far = Slot(u64::MAX / 2);
+        // Nor while a membership change may be in flight: an unchosen change is
+        // invisible in any schedule, yet may shrink the membership right after.
+        let settled = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .all(|r| r.pending_len() == 0 && r.membership() == r.schedule().latest());
+        if !settled || self.now < self.last_reconfigure + 2 * SEC {
+            return false;
+        }
         let alive: Vec<ReplicaId> = (0..self.nodes.len())
             .filter(|i| *i != node && self.nodes[*i].is_up())
             .map(|i| self.nodes[i].id)
@@ -981,7 +999,8 @@ impl Sim {
         r.schedule().governing(r.commit_max().next(), far).iter().all(|m| {
             let members = m.member_ids().count();
             let up = m.member_ids().filter(|id| alive.contains(id)).count();
-            up * 2 > members && m.is_quorum(&alive)
+            // Two voters tolerate no failure: without a disk, losing one loses the log.
+            up * 2 > members && m.is_quorum(&alive) && m.voter_count() >= 3
         })
     }
 
@@ -1041,6 +1060,20 @@ impl Sim {
         n.queue.extend(effects);
         self.run_effects(node);
         self.schedule_timer(node);
+    }
+
+    /// Whether every running member of the membership that removed `node` has
+    /// applied as far as `node` has: only then may a removed replica go away, since
+    /// the slots before its removal took effect may exist nowhere else.
+    fn successors_caught_up(&self, node: usize) -> bool {
+        let Some(r) = &self.nodes[node].replica else { return true };
+        let Some(m) = r.membership() else { return true };
+        m.member_ids().all(|id| match self.id_to_node.get(&id) {
+            Some(&i) if self.nodes[i].id == id => {
+                self.nodes[i].replica.as_ref().is_none_or(|s| s.commit_max() >= r.commit_max())
+            }
+            _ => true,
+        })
     }
 
     /// A removed replica that was not meant to leave comes back as a new member.
@@ -1197,6 +1230,7 @@ impl Sim {
                 ConfigChange::Promote(learner)
             }
         };
+        self.last_reconfigure = self.now;
         let _ = self.step(leader, Input::Propose(vec![Command::Reconfigure(change)]));
     }
 
@@ -1286,6 +1320,7 @@ impl Sim {
         let learner =
             m.members.iter().find(|(_, (_, role))| *role == Role::Learner).map(|(id, _)| *id);
         if let Some(learner) = learner {
+            self.last_reconfigure = self.now;
             let change = ConfigChange::Promote(learner);
             let _ = self.step(leader, Input::Propose(vec![Command::Reconfigure(change)]));
         }
