@@ -12,7 +12,7 @@
 use crate::value::{ConfigChange, Member};
 use concoord_wire::{ReplicaId, Slot};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Role of one member.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
@@ -25,12 +25,19 @@ pub enum Role {
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
 pub struct Membership {
     pub members: BTreeMap<ReplicaId, (Member, Role)>,
+    /// Identities removed so far. They can never be added again: a removed replica
+    /// may already have stopped, or rejoined under a fresh identity, and a stale
+    /// join request must not bring back a member nobody runs.
+    pub retired: BTreeSet<ReplicaId>,
 }
 
 impl Membership {
     /// A configuration in which every given member votes.
     pub fn voters(members: impl IntoIterator<Item = Member>) -> Membership {
-        Membership { members: members.into_iter().map(|m| (m.id, (m, Role::Voter))).collect() }
+        Membership {
+            members: members.into_iter().map(|m| (m.id, (m, Role::Voter))).collect(),
+            retired: BTreeSet::new(),
+        }
     }
 
     pub fn voter_ids(&self) -> impl Iterator<Item = ReplicaId> + '_ {
@@ -82,7 +89,7 @@ impl Membership {
         let mut next = self.clone();
         match change {
             ConfigChange::AddLearner(member) => {
-                if self.is_member(member.id) {
+                if self.is_member(member.id) || self.retired.contains(&member.id) {
                     return None;
                 }
                 next.members.insert(member.id, (member.clone(), Role::Learner));
@@ -100,12 +107,14 @@ impl Membership {
                     return None;
                 }
                 next.members.remove(id);
+                next.retired.insert(*id);
             }
             ConfigChange::Replace { remove, promote } => {
                 if !self.is_voter(*remove) || self.members.get(promote)?.1 != Role::Learner {
                     return None;
                 }
                 next.members.remove(remove);
+                next.retired.insert(*remove);
                 next.members.get_mut(promote)?.1 = Role::Voter;
             }
         }
@@ -235,6 +244,14 @@ mod tests {
         s.truncate_before(Slot(17));
         assert_eq!(s.len(), 2);
         assert!(s.at(Slot(17)).unwrap().is_member(ReplicaId(3)));
+    }
+
+    #[test]
+    fn a_removed_identity_cannot_be_added_again() {
+        let m = Membership::voters([member(1), member(2), member(3)]);
+        let m = m.apply(&ConfigChange::Remove(ReplicaId(3))).unwrap();
+        assert!(m.apply(&ConfigChange::AddLearner(member(3))).is_none());
+        assert!(m.apply(&ConfigChange::AddLearner(member(4))).is_some());
     }
 
     #[test]

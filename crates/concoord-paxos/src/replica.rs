@@ -628,9 +628,15 @@ impl Replica {
     /// the next slot changes.
     fn check_membership(&mut self, now: Time, effects: &mut Vec<Effect>) {
         let member = self.membership().is_some_and(|m| m.is_member(self.id));
+        let retired = self.membership().is_some_and(|m| m.retired.contains(&self.id));
         let voter = self.is_voter_now();
         let role = self.role();
         match role {
+            RoleKind::Joining if retired => {
+                // Removed while it was away: this identity can never come back.
+                self.state = State::Removed;
+                effects.push(Effect::Removed);
+            }
             RoleKind::Joining if member => {
                 self.state = State::Follower;
                 self.reset_election_deadline(now);
@@ -819,7 +825,10 @@ impl Replica {
         }
         match &mut self.state {
             State::Leader(l) => {
-                let known = self.schedule.latest().is_some_and(|m| m.is_member(member.id));
+                let known = self
+                    .schedule
+                    .latest()
+                    .is_some_and(|m| m.is_member(member.id) || m.retired.contains(&member.id));
                 let queued = l
                     .pending_config
                     .iter()
@@ -851,6 +860,9 @@ impl Replica {
                         *retry_at = now + join_retry;
                         let member = Member { id: self.id, addr: self.addr.clone() };
                         effects.push(Effect::SendToBootstrap(Message::JoinRequest { member }));
+                        // A restarted joiner that knows some members also asks one of
+                        // them what it missed (it may learn it was added, or removed).
+                        self.probe(now, effects);
                     }
                 }
             }

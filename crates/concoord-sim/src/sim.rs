@@ -1062,6 +1062,11 @@ impl Sim {
         self.schedule_timer(node);
     }
 
+    /// Whether the replica `id` is running (its node is up under that identity).
+    fn is_running(&self, id: ReplicaId) -> bool {
+        self.id_to_node.get(&id).is_some_and(|&i| self.nodes[i].id == id && self.nodes[i].is_up())
+    }
+
     /// Whether every running member of the membership that removed `node` has
     /// applied as far as `node` has: only then may a removed replica go away, since
     /// the slots before its removal took effect may exist nowhere else.
@@ -1190,7 +1195,7 @@ impl Sim {
         let learners: Vec<ReplicaId> = latest
             .members
             .iter()
-            .filter(|(_, (_, r))| *r == Role::Learner)
+            .filter(|(id, (_, r))| *r == Role::Learner && self.is_running(**id))
             .map(|(id, _)| *id)
             .collect();
         let change = match self.rng.range(0, 4) {
@@ -1317,8 +1322,11 @@ impl Sim {
             return;
         }
         let Some(m) = r.membership() else { return };
-        let learner =
-            m.members.iter().find(|(_, (_, role))| *role == Role::Learner).map(|(id, _)| *id);
+        let learner = m
+            .members
+            .iter()
+            .find(|(id, (_, role))| *role == Role::Learner && self.is_running(**id))
+            .map(|(id, _)| *id);
         if let Some(learner) = learner {
             self.last_reconfigure = self.now;
             let change = ConfigChange::Promote(learner);
