@@ -60,6 +60,9 @@ pub enum Message {
     InstallSnapshot { snapshot: Snapshot },
     /// A new replica asks to be added as a learner.
     JoinRequest { member: Member },
+    /// The leader's answer to a join request from an identity that was removed
+    /// before: it can never be a member again and must rejoin under a fresh one.
+    JoinRefused,
 }
 
 impl Message {
@@ -77,6 +80,7 @@ impl Message {
             Message::Catchup { .. } => "catchup",
             Message::InstallSnapshot { .. } => "install_snapshot",
             Message::JoinRequest { .. } => "join_request",
+            Message::JoinRefused => "join_refused",
         }
     }
 }

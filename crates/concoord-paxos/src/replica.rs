@@ -427,6 +427,7 @@ impl Replica {
                 self.on_install_snapshot(now, from, snapshot, effects)
             }
             Message::JoinRequest { member } => self.on_join_request(member, effects),
+            Message::JoinRefused => self.on_join_refused(effects),
         }
     }
 
@@ -819,33 +820,44 @@ impl Replica {
         self.schedule.truncate_before(keep_from.min(self.commit_max.next()));
     }
 
+    /// Only a replica that is still joining believes this: a member ignores it.
+    fn on_join_refused(&mut self, effects: &mut Vec<Effect>) {
+        if matches!(self.state, State::Joining { .. }) {
+            self.state = State::Removed;
+            effects.push(Effect::Removed);
+        }
+    }
+
     fn on_join_request(&mut self, member: Member, effects: &mut Vec<Effect>) {
         if member.id == self.id {
             return;
         }
-        match &mut self.state {
-            State::Leader(l) => {
-                let known = self
-                    .schedule
-                    .latest()
-                    .is_some_and(|m| m.is_member(member.id) || m.retired.contains(&member.id));
+        match self.role() {
+            RoleKind::Leader => {
+                let latest = self.schedule.latest();
+                if latest.is_some_and(|m| m.retired.contains(&member.id)) {
+                    effects.push(self.send(member.id, Message::JoinRefused));
+                    return;
+                }
+                let known = latest.is_some_and(|m| m.is_member(member.id));
+                let max = self.opts.pending_commands_max;
+                let State::Leader(l) = &mut self.state else { return };
                 let queued = l
                     .pending_config
                     .iter()
                     .any(|c| matches!(c, ConfigChange::AddLearner(m) if m.id == member.id));
                 let in_flight = l.inflight.values().any(|i| adds(&i.value, member.id));
-                let room =
-                    l.pending.len() + l.pending_config.len() < self.opts.pending_commands_max;
+                let room = l.pending.len() + l.pending_config.len() < max;
                 if !known && !queued && !in_flight && room {
                     l.pending_config.push_back(ConfigChange::AddLearner(member));
                 }
             }
-            State::Follower => {
+            RoleKind::Follower => {
                 if let Some(leader) = self.leader_hint.filter(|l| *l != self.id) {
                     effects.push(self.send(leader, Message::JoinRequest { member }));
                 }
             }
-            State::Joining { .. } | State::Removed => {}
+            RoleKind::Joining | RoleKind::Removed => {}
         }
     }
 
@@ -1453,9 +1465,11 @@ impl Replica {
         }
         match &self.state {
             State::Joining { .. } => {}
-            State::Follower | State::Removed => {
+            State::Follower => {
                 assert!(!self.schedule.is_empty(), "member without a membership");
             }
+            // A joiner refused before it learned anything is removed with no membership.
+            State::Removed => {}
             State::Leader(l) => {
                 assert!(l.ballot.leader == self.id, "leading with another's ballot");
                 assert!(self.promised <= l.ballot, "leading below our own promise");
