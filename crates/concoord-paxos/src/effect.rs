@@ -36,7 +36,9 @@ pub enum Effect {
     Persist(PersistOp),
     /// Send a message. `to` may be this replica itself: deliver it locally.
     Send { to: ReplicaId, msg: Message },
-    /// A new replica sends this to any bootstrap peer it knows by address.
+    /// A new replica sends this to any bootstrap peer it knows by address. (Replies
+    /// to a `JoinRequest`, such as `JoinRefused`, go to the joiner's id: the shell
+    /// learns its address from the request's `Member::addr`.)
     SendToBootstrap(Message),
     /// Slot `slot` is chosen: apply its value to the state machine, in slot order.
     Apply { slot: Slot, value: Value },
@@ -45,10 +47,17 @@ pub enum Effect {
     /// A linearizable read may now be served from the state machine, which has
     /// applied everything it must reflect.
     ReadReady { id: ReadId },
+    /// Commands accepted by `Propose` that will never get a slot here (this replica
+    /// stopped leading before proposing them). Commands already proposed are not
+    /// listed: they may still be chosen.
+    Dropped { commands: Vec<crate::value::Command>, leader_hint: Option<ReplicaId> },
     /// A pending read cannot be served by this replica (it stopped leading).
     ReadAborted { id: ReadId, leader_hint: Option<ReplicaId> },
-    /// This replica is no longer a member (a committed change removed it). The shell
-    /// should stop it, or rejoin under a fresh identity.
+    /// This replica is no longer a member (a committed change removed it, or a join
+    /// was refused because its identity was retired). The shell should keep it
+    /// running for a while (it still answers as an acceptor and catch-up source, which
+    /// its successors may need for the slots before its removal took effect), then
+    /// stop it or rejoin under a fresh identity.
     Removed,
 }
 

@@ -85,8 +85,9 @@ pub struct Options {
     pub promote_lag_max: u64,
     /// Promote learners automatically (ConCoord replicas all vote).
     pub auto_promote: bool,
-    /// The leader proposes removal of a voter it has not heard from for this long
+    /// The leader proposes removal of a member it has not heard from for this long
     /// (`None`: never). Values below `remove_dead_after_floor` are raised to it.
+    /// Learners can always be removed; a voter only while more than three vote.
     pub remove_dead_after: Option<Span>,
     /// Lower bound on `remove_dead_after`, so a slow network cannot shrink the cluster.
     pub remove_dead_after_floor: Span,

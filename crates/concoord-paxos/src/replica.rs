@@ -645,6 +645,7 @@ impl Replica {
             RoleKind::Follower | RoleKind::Leader if !member => {
                 if let State::Leader(l) = &mut self.state {
                     abort_reads(l, None, effects);
+                    drop_pending(l, None, effects);
                 }
                 self.state = State::Removed;
                 effects.push(Effect::Removed);
@@ -778,6 +779,11 @@ impl Replica {
         if snapshot.slot <= self.commit_max {
             return;
         }
+        if snapshot.schedule.at(snapshot.slot.next()).is_none() {
+            // Malformed: no membership for the slots after it. Ignore rather than
+            // conclude we were removed.
+            return;
+        }
         // A snapshot does not say at which ballots its slots were chosen; a leader
         // cannot vouch for its own entries there any more (see `on_catchup`).
         if self.is_leader() {
@@ -791,10 +797,6 @@ impl Replica {
         effects.push(Effect::InstallSnapshot(snapshot.clone()));
         self.persist(PersistOp::Snapshot(snapshot.clone()), effects);
         self.snapshot = Some(snapshot);
-        if let State::Leader(l) = &mut self.state {
-            l.adopted = l.adopted.split_off(&self.commit_max.next());
-            l.inflight = l.inflight.split_off(&self.commit_max.next());
-        }
         self.advance_commit(now, effects);
         self.check_membership(now, effects);
         self.catchup_sent_at = None;
@@ -916,6 +918,12 @@ impl Replica {
 
     fn start_election(&mut self, now: Time, effects: &mut Vec<Effect>) {
         let ballot = Ballot::next_after(self.max_seen.max(self.promised), self.id);
+        if ballot <= self.promised || ballot <= self.max_seen {
+            // Only reachable after a peer reported the highest possible round: we
+            // cannot outbid it, and must never lower our promise.
+            self.reset_election_deadline(now);
+            return;
+        }
         self.max_seen = ballot;
         let from_slot = self.commit_max.next();
         let mut leader = Box::new(Leader {
@@ -977,6 +985,13 @@ impl Replica {
             let better = l.adopted.get(&e.slot).is_none_or(|(b, _)| e.ballot > *b);
             if better {
                 l.adopted.insert(e.slot, (e.ballot, e.value));
+                // An earlier ballot may have chosen this slot: reads waiting now must
+                // reflect it, whatever index they were given before.
+                for read in l.reads.iter_mut() {
+                    if let Some(index) = read.read_index.as_mut() {
+                        *index = (*index).max(e.slot);
+                    }
+                }
             }
         }
         self.note_commit(from, their_commit);
@@ -1111,6 +1126,7 @@ impl Replica {
     fn step_down(&mut self, now: Time, hint: Option<ReplicaId>, effects: &mut Vec<Effect>) {
         if let State::Leader(l) = &mut self.state {
             abort_reads(l, hint, effects);
+            drop_pending(l, hint, effects);
         }
         self.state = State::Follower;
         self.leader_hint = hint;
@@ -1392,7 +1408,11 @@ impl Replica {
         if !l.recovered || !l.covered {
             return;
         }
-        let index = commit_max.max(Slot(l.next_slot.0.saturating_sub(1))).max(l.recovery_target);
+        let highest_adopted = l.adopted.keys().next_back().copied().unwrap_or(Slot::ZERO);
+        let index = commit_max
+            .max(Slot(l.next_slot.0.saturating_sub(1)))
+            .max(l.recovery_target)
+            .max(highest_adopted);
         while let Some(read) = l.reads.front_mut() {
             if read.read_index.is_none() {
                 read.read_index = Some(index);
@@ -1503,6 +1523,16 @@ fn touch(l: &mut Leader, from: ReplicaId, commit_max: Slot, now: Time) {
 fn abort_reads(l: &mut Leader, hint: Option<ReplicaId>, effects: &mut Vec<Effect>) {
     for read in l.reads.drain(..) {
         effects.push(Effect::ReadAborted { id: read.id, leader_hint: hint });
+    }
+}
+
+/// Commands that never got a slot are handed back so the shell can redirect their
+/// clients (who retry under the same request number, so nothing runs twice).
+fn drop_pending(l: &mut Leader, hint: Option<ReplicaId>, effects: &mut Vec<Effect>) {
+    let commands: Vec<Command> = l.pending.drain(..).collect();
+    l.pending_config.clear();
+    if !commands.is_empty() {
+        effects.push(Effect::Dropped { commands, leader_hint: hint });
     }
 }
 

@@ -670,6 +670,16 @@ impl Sim {
                         self.reply(node, client, Reply::Done { seq, result });
                     }
                 }
+                Effect::Dropped { commands, leader_hint } => {
+                    for command in commands {
+                        let Command::App(bytes) = command else { continue };
+                        let Some(req) = Request::decode(&bytes) else { continue };
+                        if self.nodes[node].waiting.remove(&(req.client, req.seq)) {
+                            let reply = Reply::Redirect { seq: req.seq, hint: leader_hint };
+                            self.reply(node, req.client, reply);
+                        }
+                    }
+                }
                 Effect::ReadAborted { id, leader_hint } => {
                     if let Some((client, seq, _)) = n.reads.remove(&id) {
                         self.reply(node, client, Reply::Redirect { seq, hint: leader_hint });
