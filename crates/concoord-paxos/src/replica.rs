@@ -441,21 +441,14 @@ impl Replica {
         from_slot: Slot,
         effects: &mut Vec<Effect>,
     ) {
-        if ballot < self.promised {
-            effects
-                .push(self.send(from, Message::Nack { promised: self.promised, rejected: ballot }));
+        if !self.admit(now, from, ballot, false, effects) {
             return;
         }
-        self.observe_ballot(now, ballot, effects);
         if ballot > self.promised {
             self.promised = ballot;
             if !self.opts.has_bug(Bug::SkipPersistPromise) {
                 self.persist(PersistOp::Promise(ballot), effects);
             }
-        }
-        if ballot.leader != self.id {
-            self.leader_hint = Some(ballot.leader);
-            self.reset_election_deadline(now);
         }
         let low = from_slot.max(self.commit_max.next());
         let accepted = self
@@ -480,21 +473,14 @@ impl Replica {
         leader_commit: Slot,
         effects: &mut Vec<Effect>,
     ) {
-        if ballot < self.promised && !self.opts.has_bug(Bug::AcceptLowerBallot) {
-            effects
-                .push(self.send(from, Message::Nack { promised: self.promised, rejected: ballot }));
+        let raised = ballot > self.promised;
+        if !self.admit(now, from, ballot, self.opts.has_bug(Bug::AcceptLowerBallot), effects) {
             return;
         }
-        self.observe_ballot(now, ballot, effects);
-        let raised = ballot > self.promised;
         if raised {
             // Durable together with the entries below (`DurableState::apply`), or on
             // its own if none is stored.
             self.promised = ballot;
-        }
-        if ballot.leader != self.id {
-            self.leader_hint = Some(ballot.leader);
-            self.reset_election_deadline(now);
         }
         let limit = self.commit_max.plus(self.opts.accept_ahead_max);
         let mut stored = Vec::new();
@@ -536,19 +522,36 @@ impl Replica {
         round: u64,
         effects: &mut Vec<Effect>,
     ) {
-        if ballot < self.promised {
-            effects
-                .push(self.send(from, Message::Nack { promised: self.promised, rejected: ballot }));
+        if !self.admit(now, from, ballot, false, effects) {
             return;
+        }
+        self.learn_commit(now, from, ballot, leader_commit, effects);
+        let msg = Message::HeartbeatAck { ballot, round, commit_max: self.commit_max };
+        effects.push(self.send(from, msg));
+    }
+
+    /// The guard of every message that carries a leader's ballot: one below our
+    /// promise gets a Nack naming the promise (unless `allow_lower`, an injected bug);
+    /// otherwise we note the ballot and its leader and give that leader time.
+    fn admit(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        ballot: Ballot,
+        allow_lower: bool,
+        effects: &mut Vec<Effect>,
+    ) -> bool {
+        if ballot < self.promised && !allow_lower {
+            let msg = Message::Nack { promised: self.promised, rejected: ballot };
+            effects.push(self.send(from, msg));
+            return false;
         }
         self.observe_ballot(now, ballot, effects);
         if ballot.leader != self.id {
             self.leader_hint = Some(ballot.leader);
             self.reset_election_deadline(now);
         }
-        self.learn_commit(now, from, ballot, leader_commit, effects);
-        let msg = Message::HeartbeatAck { ballot, round, commit_max: self.commit_max };
-        effects.push(self.send(from, msg));
+        true
     }
 
     /// A ballot above ours exists: a leader with a lower ballot steps down.
