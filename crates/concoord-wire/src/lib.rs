@@ -26,6 +26,24 @@ impl fmt::Display for ReplicaId {
     }
 }
 
+/// A client session, registered through the log. Its number is assigned when the
+/// registration is applied, so every replica agrees on it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct SessionId(pub u64);
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "S{}", self.0)
+    }
+}
+
+/// A client's request number within its session: requests are numbered 1, 2, 3...
+/// and a retry reuses the number, which is what makes execution exactly-once.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug, Serialize, Deserialize,
+)]
+pub struct RequestNumber(pub u64);
+
 /// A position in the replicated log. Slot 0 is never used for a command: the log
 /// starts at slot 1, and "applied through slot 0" means nothing applied.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]

@@ -1,0 +1,20 @@
+//! ConCoord's object layer: the object contract, dynamic values, and (in
+//! `machine`) the replicated state machine that hosts named object instances with
+//! sessions, exactly-once execution and parked calls.
+//!
+//! Architecture Invariant: pure. No IO, no clock, no randomness, no tokio; it never
+//! sees ballots or slots except the slot handed in with each applied entry (for
+//! fencing tokens). Cluster time is the leader's timestamp from the log entry.
+
+mod call;
+mod error;
+mod object;
+mod value;
+
+pub use call::{Call, CallError};
+pub use error::ObjectError;
+pub use object::{
+    arg, arity, decode_state, encode_state, Blocking, CallId, Ctx, IntoOutcome, MethodInfo,
+    MethodKind, Object, ObjectType, Outcome, Types, Wake,
+};
+pub use value::{FromValue, IntoValue, Value};

@@ -1,0 +1,274 @@
+//! The object contract: what a replicated object is, what a method may do, and how
+//! types are registered by name.
+//!
+//! An object is a deterministic struct. `&mut self` methods are commands (ordered
+//! through the log), `&self` methods are queries (served without a log write).
+//! A command may return a value, raise an `ObjectError`, or *park* its caller; any
+//! command may *wake* parked calls, each with its own result. No clock, randomness,
+//! IO or hash-order iteration inside a method: the leader's timestamp and the slot
+//! come in through `Ctx`. The `#[concoord::object]` macro writes the `Object` impl.
+
+use crate::error::ObjectError;
+use crate::value::{IntoValue, Value};
+use concoord_wire::{RequestNumber, SessionId, Slot, Time};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One call: the caller's session and its request number there.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize)]
+pub struct CallId {
+    pub session: SessionId,
+    pub request: RequestNumber,
+}
+
+/// What a command did with its caller.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Return(Value),
+    Raise(ObjectError),
+    /// The caller waits, in replicated state, until a later command wakes it.
+    Park,
+}
+
+/// A method result that may park the caller instead of returning now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blocking<T> {
+    Ready(T),
+    Park,
+}
+
+/// How a method's return type becomes an `Outcome`. Implemented for every
+/// `IntoValue`, for `Result<T, ObjectError>`, `Blocking<T>` and
+/// `Result<Blocking<T>, ObjectError>`.
+pub trait IntoOutcome {
+    fn into_outcome(self) -> Outcome;
+}
+
+impl<T: IntoValue> IntoOutcome for T {
+    fn into_outcome(self) -> Outcome {
+        Outcome::Return(self.into_value())
+    }
+}
+
+impl<T: IntoValue> IntoOutcome for Result<T, ObjectError> {
+    fn into_outcome(self) -> Outcome {
+        match self {
+            Ok(v) => Outcome::Return(v.into_value()),
+            Err(e) => Outcome::Raise(e),
+        }
+    }
+}
+
+impl<T: IntoValue> IntoOutcome for Blocking<T> {
+    fn into_outcome(self) -> Outcome {
+        match self {
+            Blocking::Ready(v) => Outcome::Return(v.into_value()),
+            Blocking::Park => Outcome::Park,
+        }
+    }
+}
+
+impl<T: IntoValue> IntoOutcome for Result<Blocking<T>, ObjectError> {
+    fn into_outcome(self) -> Outcome {
+        match self {
+            Ok(b) => b.into_outcome(),
+            Err(e) => Outcome::Raise(e),
+        }
+    }
+}
+
+/// A parked call being woken, with the result its caller will receive.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Wake {
+    pub call: CallId,
+    pub result: Result<Value, ObjectError>,
+}
+
+/// What a command method knows about its call, and how it wakes parked calls.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    call: CallId,
+    timestamp: Time,
+    slot: Slot,
+    wakes: &'a mut Vec<Wake>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(call: CallId, timestamp: Time, slot: Slot, wakes: &'a mut Vec<Wake>) -> Ctx<'a> {
+        Ctx { call, timestamp, slot, wakes }
+    }
+
+    /// The call being executed (store it to park the caller).
+    pub fn call(&self) -> CallId {
+        self.call
+    }
+
+    pub fn session(&self) -> SessionId {
+        self.call.session
+    }
+
+    /// Cluster time: the leader's timestamp stamped into the log entry. The same on
+    /// every replica; never read a clock in a method.
+    pub fn timestamp(&self) -> Time {
+        self.timestamp
+    }
+
+    /// The log slot of this call. Strictly increasing across commands, so it serves
+    /// as a fencing token for lock grants.
+    pub fn slot(&self) -> Slot {
+        self.slot
+    }
+
+    /// Wakes a parked call with `result`.
+    pub fn wake(&mut self, call: CallId, result: impl IntoValue) {
+        self.wakes.push(Wake { call, result: Ok(result.into_value()) });
+    }
+
+    /// Wakes a parked call with an exception.
+    pub fn wake_error(&mut self, call: CallId, error: ObjectError) {
+        self.wakes.push(Wake { call, result: Err(error) });
+    }
+}
+
+/// Whether a method mutates (command) or only reads (query).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MethodKind {
+    Command,
+    Query,
+}
+
+/// One method of an object type, as the proxy generator and `concoord call` see it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MethodInfo {
+    pub name: &'static str,
+    pub kind: MethodKind,
+    /// Names of the arguments the client passes (the `Ctx` is not one of them).
+    pub args: &'static [&'static str],
+}
+
+/// A replicated object instance, as the object layer drives it. Object-safe: the
+/// registry holds `Box<dyn Object>`.
+pub trait Object: fmt::Debug + Send {
+    fn type_name(&self) -> &'static str;
+
+    fn methods(&self) -> &'static [MethodInfo];
+
+    /// Runs a method through the log: commands and queries alike.
+    fn call(&mut self, ctx: &mut Ctx<'_>, method: &str, args: &[Value]) -> Outcome;
+
+    /// Runs a query without the log. `None` when `method` is not a query.
+    fn query(&self, method: &str, args: &[Value]) -> Option<Result<Value, ObjectError>>;
+
+    /// A session ended (closed or expired): release everything it held and forget
+    /// its parked calls, waking whoever may proceed now.
+    fn session_closed(&mut self, ctx: &mut Ctx<'_>, session: SessionId);
+
+    /// The object's whole state, for snapshots.
+    fn snapshot(&self) -> Result<Vec<u8>, ObjectError>;
+}
+
+/// A constructible, restorable object type.
+pub trait ObjectType: Object + Sized + 'static {
+    /// The type's name on the wire and for `-o` (the Python class name, e.g. `Counter`).
+    const TYPE_NAME: &'static str;
+
+    /// Builds a new instance from constructor arguments (`__init__`'s).
+    fn construct(args: &[Value]) -> Result<Self, ObjectError>;
+
+    /// Rebuilds an instance from `snapshot()` bytes.
+    fn restore(bytes: &[u8]) -> Result<Self, ObjectError>;
+}
+
+type Construct = fn(&[Value]) -> Result<Box<dyn Object>, ObjectError>;
+type Restore = fn(&[u8]) -> Result<Box<dyn Object>, ObjectError>;
+
+/// The object types a cluster can instantiate, by name.
+#[derive(Clone, Default)]
+pub struct Types {
+    by_name: BTreeMap<String, (Construct, Restore)>,
+}
+
+impl fmt::Debug for Types {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.by_name.keys()).finish()
+    }
+}
+
+impl Types {
+    pub fn new() -> Types {
+        Types::default()
+    }
+
+    /// Registers `T` under its `TYPE_NAME` and any extra `aliases` (for example the
+    /// original's dotted name `concoord.object.counter.Counter`).
+    pub fn register<T: ObjectType>(&mut self, aliases: &[&str]) {
+        let construct: Construct = |args| Ok(Box::new(T::construct(args)?));
+        let restore: Restore = |bytes| Ok(Box::new(T::restore(bytes)?));
+        self.by_name.insert(T::TYPE_NAME.to_string(), (construct, restore));
+        for alias in aliases {
+            self.by_name.insert((*alias).to_string(), (construct, restore));
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    pub fn construct(&self, name: &str, args: &[Value]) -> Result<Box<dyn Object>, ObjectError> {
+        let (construct, _) = self.lookup(name)?;
+        construct(args)
+    }
+
+    pub fn restore(&self, name: &str, bytes: &[u8]) -> Result<Box<dyn Object>, ObjectError> {
+        let (_, restore) = self.lookup(name)?;
+        restore(bytes)
+    }
+
+    fn lookup(&self, name: &str) -> Result<&(Construct, Restore), ObjectError> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| ObjectError::type_error(format!("unknown object type {name:?}")))
+    }
+}
+
+/// Encodes an object's state for `Object::snapshot` (MessagePack, named fields).
+pub fn encode_state<T: serde::Serialize>(state: &T) -> Result<Vec<u8>, ObjectError> {
+    rmp_serde::to_vec_named(state)
+        .map_err(|e| ObjectError::runtime_error(format!("cannot snapshot object: {e}")))
+}
+
+/// Decodes what `encode_state` wrote, for `ObjectType::restore`.
+pub fn decode_state<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ObjectError> {
+    rmp_serde::from_slice(bytes)
+        .map_err(|e| ObjectError::value_error(format!("corrupt object snapshot: {e}")))
+}
+
+/// Decodes argument `index` of `method` for generated dispatch code: a missing
+/// argument or a wrong type is a `TypeError` naming the method.
+pub fn arg<T: crate::value::FromValue>(
+    method: &str,
+    args: &[Value],
+    index: usize,
+    name: &str,
+) -> Result<T, ObjectError> {
+    let value = args.get(index).ok_or_else(|| {
+        ObjectError::type_error(format!("{method}() missing required argument '{name}'"))
+    })?;
+    T::from_value(value)
+        .map_err(|e| ObjectError::new(e.kind, format!("{method}() argument '{name}': {}", e.message)))
+}
+
+/// Checks the argument count for generated dispatch code.
+pub fn arity(method: &str, args: &[Value], expected: usize) -> Result<(), ObjectError> {
+    if args.len() > expected {
+        return Err(ObjectError::type_error(format!(
+            "{method}() takes {expected} arguments but {} were given",
+            args.len()
+        )));
+    }
+    Ok(())
+}
