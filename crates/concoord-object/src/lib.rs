@@ -8,6 +8,7 @@
 
 mod call;
 mod error;
+pub mod machine;
 mod object;
 mod value;
 

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// One call: the caller's session and its request number there.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize,
+)]
 pub struct CallId {
     pub session: SessionId,
     pub request: RequestNumber,
@@ -182,10 +184,17 @@ pub trait ObjectType: Object + Sized + 'static {
 type Construct = fn(&[Value]) -> Result<Box<dyn Object>, ObjectError>;
 type Restore = fn(&[u8]) -> Result<Box<dyn Object>, ObjectError>;
 
+#[derive(Clone, Copy)]
+struct Entry {
+    canonical: &'static str,
+    construct: Construct,
+    restore: Restore,
+}
+
 /// The object types a cluster can instantiate, by name.
 #[derive(Clone, Default)]
 pub struct Types {
-    by_name: BTreeMap<String, (Construct, Restore)>,
+    by_name: BTreeMap<String, Entry>,
 }
 
 impl fmt::Debug for Types {
@@ -202,12 +211,20 @@ impl Types {
     /// Registers `T` under its `TYPE_NAME` and any extra `aliases` (for example the
     /// original's dotted name `concoord.object.counter.Counter`).
     pub fn register<T: ObjectType>(&mut self, aliases: &[&str]) {
-        let construct: Construct = |args| Ok(Box::new(T::construct(args)?));
-        let restore: Restore = |bytes| Ok(Box::new(T::restore(bytes)?));
-        self.by_name.insert(T::TYPE_NAME.to_string(), (construct, restore));
+        let entry = Entry {
+            canonical: T::TYPE_NAME,
+            construct: |args| Ok(Box::new(T::construct(args)?)),
+            restore: |bytes| Ok(Box::new(T::restore(bytes)?)),
+        };
+        self.by_name.insert(T::TYPE_NAME.to_string(), entry);
         for alias in aliases {
-            self.by_name.insert((*alias).to_string(), (construct, restore));
+            self.by_name.insert((*alias).to_string(), entry);
         }
+    }
+
+    /// The type's own name (`TYPE_NAME`) for a name or alias.
+    pub fn canonical(&self, name: &str) -> Option<&'static str> {
+        self.by_name.get(name).map(|e| e.canonical)
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -219,16 +236,14 @@ impl Types {
     }
 
     pub fn construct(&self, name: &str, args: &[Value]) -> Result<Box<dyn Object>, ObjectError> {
-        let (construct, _) = self.lookup(name)?;
-        construct(args)
+        (self.lookup(name)?.construct)(args)
     }
 
     pub fn restore(&self, name: &str, bytes: &[u8]) -> Result<Box<dyn Object>, ObjectError> {
-        let (_, restore) = self.lookup(name)?;
-        restore(bytes)
+        (self.lookup(name)?.restore)(bytes)
     }
 
-    fn lookup(&self, name: &str) -> Result<&(Construct, Restore), ObjectError> {
+    fn lookup(&self, name: &str) -> Result<&Entry, ObjectError> {
         self.by_name
             .get(name)
             .ok_or_else(|| ObjectError::type_error(format!("unknown object type {name:?}")))
@@ -258,8 +273,9 @@ pub fn arg<T: crate::value::FromValue>(
     let value = args.get(index).ok_or_else(|| {
         ObjectError::type_error(format!("{method}() missing required argument '{name}'"))
     })?;
-    T::from_value(value)
-        .map_err(|e| ObjectError::new(e.kind, format!("{method}() argument '{name}': {}", e.message)))
+    T::from_value(value).map_err(|e| {
+        ObjectError::new(e.kind, format!("{method}() argument '{name}': {}", e.message))
+    })
 }
 
 /// Checks the argument count for generated dispatch code.

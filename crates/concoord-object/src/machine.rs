@@ -1,0 +1,741 @@
+//! The replicated state machine of the object layer: named object instances,
+//! client sessions with exactly-once execution, parked calls and session expiry.
+//!
+//! It applies the log's commands in order (`apply`), answers queries between them
+//! (`query`), and snapshots and restores itself as bytes. Everything it decides is a
+//! function of the commands and their leader timestamps, so every replica decides
+//! the same. It is not a network server: it returns `Response`s addressed to calls,
+//! and the shell delivers them to whichever connection the caller uses by then.
+
+use crate::error::ObjectError;
+use crate::object::{CallId, Ctx, Object, Outcome, Types, Wake};
+use crate::value::Value;
+use concoord_wire::{RequestNumber, SessionId, Slot, Span, Time};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Most sessions the table holds; opening one more evicts the least recently active.
+pub const SESSIONS_MAX: usize = 10_000;
+/// Most replies one session keeps for retries (unacknowledged requests).
+pub const REPLIES_PER_SESSION_MAX: usize = 1_024;
+/// Bounds on the lease a client may ask for.
+pub const LEASE_MIN: Span = Span::from_millis(1_000);
+pub const LEASE_MAX: Span = Span::from_millis(3_600_000);
+/// Most object instances in one cluster.
+pub const OBJECTS_MAX: usize = 10_000;
+
+/// One command of the log, as clients submit it (encoded with MessagePack).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Registers a new session. `nonce` lets the client recognise the reply.
+    OpenSession { nonce: u64, lease_ms: u64 },
+    /// Keeps a session alive without calling anything.
+    KeepAlive { session: SessionId },
+    /// Ends a session now: what it held is released, its parked calls dropped.
+    CloseSession { session: SessionId },
+    /// Calls `method` on the instance `object`. `acked`: the client has the replies
+    /// of every request below this number and will never ask for them again.
+    Call {
+        session: SessionId,
+        request: RequestNumber,
+        acked: RequestNumber,
+        object: String,
+        method: String,
+        args: Vec<Value>,
+    },
+    /// Creates the instance `name` of type `type_name`, unless it exists with that
+    /// type already (then this is a no-op returning `None`).
+    Create {
+        session: SessionId,
+        request: RequestNumber,
+        name: String,
+        type_name: String,
+        args: Vec<Value>,
+    },
+}
+
+impl Request {
+    pub fn encode(&self) -> Vec<u8> {
+        // Encoding a plain enum of owned data into a Vec cannot fail.
+        rmp_serde::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Request, ObjectError> {
+        rmp_serde::from_slice(bytes)
+            .map_err(|e| ObjectError::value_error(format!("malformed request: {e}")))
+    }
+}
+
+/// What a caller gets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    Value(Value),
+    Error(ObjectError),
+    /// The call is parked; its result comes later as another response.
+    Parked,
+    /// Answer to `OpenSession`.
+    SessionOpened {
+        nonce: u64,
+        session: SessionId,
+    },
+    /// The session does not exist (never opened, expired, closed or evicted).
+    SessionUnknown,
+}
+
+/// A reply for a call (or, for `OpenSession`, for `CallId { session: 0, request: nonce }`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response {
+    pub call: CallId,
+    pub reply: Reply,
+}
+
+/// What became of one request (for the simulator's exactly-once checker).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Execution {
+    /// Ran now.
+    Executed,
+    /// A retry of a request that already ran: answered from the session table.
+    Duplicate,
+    /// Not run (unknown session, acknowledged already, or malformed).
+    Refused,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Session {
+    lease: Span,
+    last_active: Time,
+    /// Replies of requests at or above `acked`, for retries. A parked request is
+    /// recorded as `Reply::Parked` until it is woken.
+    replies: BTreeMap<RequestNumber, Reply>,
+    acked: RequestNumber,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    clock: Time,
+    next_session: u64,
+    sessions: BTreeMap<SessionId, Session>,
+    objects: Vec<(String, String, Vec<u8>)>,
+}
+
+/// The object layer's replicated state.
+#[derive(Debug)]
+pub struct Machine {
+    types: Types,
+    objects: BTreeMap<String, Box<dyn Object>>,
+    sessions: BTreeMap<SessionId, Session>,
+    next_session: u64,
+    /// Cluster time: the highest leader timestamp applied.
+    clock: Time,
+}
+
+impl Machine {
+    pub fn new(types: Types) -> Machine {
+        Machine {
+            types,
+            objects: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            next_session: 1,
+            clock: Time(0),
+        }
+    }
+
+    pub fn types(&self) -> &Types {
+        &self.types
+    }
+
+    pub fn object_names(&self) -> impl Iterator<Item = &str> {
+        self.objects.keys().map(String::as_str)
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn has_session(&self, session: SessionId) -> bool {
+        self.sessions.contains_key(&session)
+    }
+
+    /// Applies one command of slot `slot`, stamped `timestamp` by the leader.
+    /// Expired sessions are ended first, so a dead client's lock is free for this
+    /// very command. Returns the responses to deliver, in order.
+    pub fn apply(
+        &mut self,
+        slot: Slot,
+        timestamp: Time,
+        bytes: &[u8],
+        responses: &mut Vec<Response>,
+    ) -> Execution {
+        self.clock = self.clock.max(timestamp);
+        self.expire_sessions(slot, responses);
+        let request = match Request::decode(bytes) {
+            Ok(r) => r,
+            Err(_) => return Execution::Refused,
+        };
+        match request {
+            Request::OpenSession { nonce, lease_ms } => {
+                let session = self.open_session(slot, Span::from_millis(lease_ms), responses);
+                let call = CallId { session: SessionId(0), request: RequestNumber(nonce) };
+                responses.push(Response { call, reply: Reply::SessionOpened { nonce, session } });
+                Execution::Executed
+            }
+            Request::KeepAlive { session } => {
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.last_active = self.clock;
+                }
+                Execution::Executed
+            }
+            Request::CloseSession { session } => {
+                if self.sessions.contains_key(&session) {
+                    self.end_session(slot, session, responses);
+                }
+                Execution::Executed
+            }
+            Request::Call { session, request, acked, object, method, args } => self.on_call(
+                slot,
+                session,
+                request,
+                acked,
+                |m, ctx| match m.objects.get_mut(&object) {
+                    Some(o) => o.call(ctx, &method, &args),
+                    None => Outcome::Raise(ObjectError::attribute_error(format!(
+                        "no object named {object:?}"
+                    ))),
+                },
+                responses,
+            ),
+            Request::Create { session, request, name, type_name, args } => self.on_call(
+                slot,
+                session,
+                request,
+                request,
+                |m, _| m.create(&name, &type_name, &args),
+                responses,
+            ),
+        }
+    }
+
+    /// Runs a query on `object` between commands (after a read barrier): no log
+    /// write, no session needed.
+    pub fn query(&self, object: &str, method: &str, args: &[Value]) -> Result<Value, ObjectError> {
+        let o = self
+            .objects
+            .get(object)
+            .ok_or_else(|| ObjectError::attribute_error(format!("no object named {object:?}")))?;
+        o.query(method, args).unwrap_or_else(|| {
+            Err(ObjectError::type_error(format!(
+                "{method} is not a query: call it through the log"
+            )))
+        })
+    }
+
+    /// Whether `method` of `object` can take the query path.
+    pub fn is_query(&self, object: &str, method: &str) -> bool {
+        self.objects.get(object).is_some_and(|o| {
+            o.methods().iter().any(|m| m.name == method && m.kind == crate::MethodKind::Query)
+        })
+    }
+
+    fn create(&mut self, name: &str, type_name: &str, args: &[Value]) -> Outcome {
+        if let Some(existing) = self.objects.get(name) {
+            if self.types.canonical(type_name) == Some(existing.type_name()) {
+                return Outcome::Return(Value::Nil);
+            }
+            return Outcome::Raise(ObjectError::value_error(format!(
+                "object {name:?} exists with type {}",
+                existing.type_name()
+            )));
+        }
+        if self.objects.len() >= OBJECTS_MAX {
+            return Outcome::Raise(ObjectError::runtime_error(format!(
+                "too many objects (at most {OBJECTS_MAX})"
+            )));
+        }
+        match self.types.construct(type_name, args) {
+            Ok(object) => {
+                self.objects.insert(name.to_string(), object);
+                Outcome::Return(Value::Nil)
+            }
+            Err(e) => Outcome::Raise(e),
+        }
+    }
+
+    /// The exactly-once core shared by calls and creations.
+    fn on_call(
+        &mut self,
+        slot: Slot,
+        session: SessionId,
+        request: RequestNumber,
+        acked: RequestNumber,
+        run: impl FnOnce(&mut Machine, &mut Ctx<'_>) -> Outcome,
+        responses: &mut Vec<Response>,
+    ) -> Execution {
+        let call = CallId { session, request };
+        let clock = self.clock;
+        let Some(s) = self.sessions.get_mut(&session) else {
+            responses.push(Response { call, reply: Reply::SessionUnknown });
+            return Execution::Refused;
+        };
+        s.last_active = clock;
+        // The client has every reply below `acked` (never this request's own).
+        s.acked = s.acked.max(acked.min(request));
+        let watermark = s.acked;
+        s.replies.retain(|n, reply| *n >= watermark || *reply == Reply::Parked);
+        if let Some(reply) = s.replies.get(&request) {
+            responses.push(Response { call, reply: reply.clone() });
+            return Execution::Duplicate;
+        }
+        if request < s.acked {
+            // Acknowledged long ago: the client does not wait for it.
+            return Execution::Refused;
+        }
+        if s.replies.len() >= REPLIES_PER_SESSION_MAX {
+            let e = ObjectError::runtime_error(format!(
+                "more than {REPLIES_PER_SESSION_MAX} unacknowledged requests in one session"
+            ));
+            responses.push(Response { call, reply: Reply::Error(e) });
+            return Execution::Refused;
+        }
+        let mut wakes = Vec::new();
+        let outcome = {
+            let mut ctx = Ctx::new(call, clock, slot, &mut wakes);
+            run(self, &mut ctx)
+        };
+        let reply = match outcome {
+            Outcome::Return(v) => Reply::Value(v),
+            Outcome::Raise(e) => Reply::Error(e),
+            Outcome::Park => Reply::Parked,
+        };
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.replies.insert(request, reply.clone());
+        }
+        responses.push(Response { call, reply });
+        self.deliver_wakes(wakes, responses);
+        Execution::Executed
+    }
+
+    /// Records woken calls' results in their sessions and answers them. A wake for
+    /// a call that is not parked (an object bug, or a session that ended) is dropped.
+    fn deliver_wakes(&mut self, wakes: Vec<Wake>, responses: &mut Vec<Response>) {
+        for wake in wakes {
+            let Some(s) = self.sessions.get_mut(&wake.call.session) else { continue };
+            let Some(slot) = s.replies.get_mut(&wake.call.request) else { continue };
+            if *slot != Reply::Parked {
+                continue;
+            }
+            let reply = match wake.result {
+                Ok(v) => Reply::Value(v),
+                Err(e) => Reply::Error(e),
+            };
+            *slot = reply.clone();
+            responses.push(Response { call: wake.call, reply });
+        }
+    }
+
+    fn open_session(
+        &mut self,
+        slot: Slot,
+        lease: Span,
+        responses: &mut Vec<Response>,
+    ) -> SessionId {
+        if self.sessions.len() >= SESSIONS_MAX {
+            let oldest =
+                self.sessions.iter().min_by_key(|(id, s)| (s.last_active, **id)).map(|(id, _)| *id);
+            if let Some(oldest) = oldest {
+                self.end_session(slot, oldest, responses);
+            }
+        }
+        let id = SessionId(self.next_session);
+        self.next_session += 1;
+        let lease = lease.max(LEASE_MIN).min(LEASE_MAX);
+        self.sessions.insert(
+            id,
+            Session {
+                lease,
+                last_active: self.clock,
+                replies: BTreeMap::new(),
+                acked: RequestNumber(0),
+            },
+        );
+        id
+    }
+
+    fn expire_sessions(&mut self, slot: Slot, responses: &mut Vec<Response>) {
+        let clock = self.clock;
+        let expired: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| clock.since(s.last_active) > s.lease)
+            .map(|(id, _)| *id)
+            .collect();
+        for session in expired {
+            self.end_session(slot, session, responses);
+        }
+    }
+
+    /// Ends a session: every object releases what it held (waking others), then the
+    /// session and its parked calls are gone.
+    fn end_session(&mut self, slot: Slot, session: SessionId, responses: &mut Vec<Response>) {
+        self.sessions.remove(&session);
+        let mut wakes = Vec::new();
+        // The call id of a release has request 0: it is the system acting, not a client.
+        let call = CallId { session, request: RequestNumber(0) };
+        for object in self.objects.values_mut() {
+            let mut ctx = Ctx::new(call, self.clock, slot, &mut wakes);
+            object.session_closed(&mut ctx, session);
+        }
+        self.deliver_wakes(wakes, responses);
+    }
+
+    /// The whole state as bytes (objects, sessions with cached replies and parked
+    /// markers, cluster time).
+    pub fn snapshot(&self) -> Result<Vec<u8>, ObjectError> {
+        let mut objects = Vec::with_capacity(self.objects.len());
+        for (name, object) in &self.objects {
+            objects.push((name.clone(), object.type_name().to_string(), object.snapshot()?));
+        }
+        let saved = Saved {
+            clock: self.clock,
+            next_session: self.next_session,
+            sessions: self.sessions.clone(),
+            objects,
+        };
+        crate::object::encode_state(&saved)
+    }
+
+    /// Rebuilds a machine from `snapshot` bytes, with the object types of `types`.
+    pub fn restore(types: Types, bytes: &[u8]) -> Result<Machine, ObjectError> {
+        let saved: Saved = crate::object::decode_state(bytes)?;
+        let mut objects = BTreeMap::new();
+        for (name, type_name, state) in saved.objects {
+            objects.insert(name, types.restore(&type_name, &state)?);
+        }
+        Ok(Machine {
+            types,
+            objects,
+            sessions: saved.sessions,
+            next_session: saved.next_session,
+            clock: saved.clock,
+        })
+    }
+
+    /// Asserts the table's limits.
+    pub fn check_invariants(&self) {
+        assert!(self.sessions.len() <= SESSIONS_MAX, "session table over its limit");
+        assert!(self.objects.len() <= OBJECTS_MAX, "too many objects");
+        for (id, s) in &self.sessions {
+            assert!(id.0 < self.next_session, "session id not yet issued");
+            assert!(s.replies.len() <= REPLIES_PER_SESSION_MAX, "reply cache over its limit");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The machine is tested with a hand-written lock: the built-in objects, written
+    //! with the macro, are tested in their own modules.
+    use super::*;
+    use crate::object::{MethodInfo, MethodKind, ObjectType};
+    use std::collections::VecDeque;
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    struct TestLock {
+        holder: Option<SessionId>,
+        waiters: VecDeque<CallId>,
+        grants: u64,
+    }
+
+    const METHODS: &[MethodInfo] = &[
+        MethodInfo { name: "acquire", kind: MethodKind::Command, args: &[] },
+        MethodInfo { name: "release", kind: MethodKind::Command, args: &[] },
+        MethodInfo { name: "grants", kind: MethodKind::Query, args: &[] },
+    ];
+
+    impl Object for TestLock {
+        fn type_name(&self) -> &'static str {
+            "TestLock"
+        }
+
+        fn methods(&self) -> &'static [MethodInfo] {
+            METHODS
+        }
+
+        fn call(&mut self, ctx: &mut Ctx<'_>, method: &str, _args: &[Value]) -> Outcome {
+            match method {
+                "acquire" if self.holder.is_none() => {
+                    self.holder = Some(ctx.session());
+                    self.grants += 1;
+                    Outcome::Return(Value::Int(ctx.slot().0 as i64))
+                }
+                "acquire" => {
+                    self.waiters.push_back(ctx.call());
+                    Outcome::Park
+                }
+                "release" if self.holder == Some(ctx.session()) => {
+                    self.hand_over(ctx);
+                    Outcome::Return(Value::Nil)
+                }
+                "release" => {
+                    Outcome::Raise(ObjectError::runtime_error("cannot release un-acquired lock"))
+                }
+                "grants" => Outcome::Return(Value::Int(self.grants as i64)),
+                other => Outcome::Raise(ObjectError::attribute_error(other.to_string())),
+            }
+        }
+
+        fn query(&self, method: &str, _args: &[Value]) -> Option<Result<Value, ObjectError>> {
+            (method == "grants").then_some(Ok(Value::Int(self.grants as i64)))
+        }
+
+        fn session_closed(&mut self, ctx: &mut Ctx<'_>, session: SessionId) {
+            self.waiters.retain(|c| c.session != session);
+            if self.holder == Some(session) {
+                self.hand_over(ctx);
+            }
+        }
+
+        fn snapshot(&self) -> Result<Vec<u8>, ObjectError> {
+            crate::object::encode_state(self)
+        }
+    }
+
+    impl TestLock {
+        fn hand_over(&mut self, ctx: &mut Ctx<'_>) {
+            self.holder = None;
+            if let Some(next) = self.waiters.pop_front() {
+                self.holder = Some(next.session);
+                self.grants += 1;
+                ctx.wake(next, ctx.slot().0 as i64);
+            }
+        }
+    }
+
+    impl ObjectType for TestLock {
+        const TYPE_NAME: &'static str = "TestLock";
+
+        fn construct(_args: &[Value]) -> Result<Self, ObjectError> {
+            Ok(TestLock::default())
+        }
+
+        fn restore(bytes: &[u8]) -> Result<Self, ObjectError> {
+            crate::object::decode_state(bytes)
+        }
+    }
+
+    /// A scripted log: each `step` applies one command at the next slot.
+    struct Log {
+        machine: Machine,
+        slot: u64,
+        time: u64,
+        out: Vec<Response>,
+    }
+
+    impl Log {
+        fn new() -> Log {
+            let mut types = Types::new();
+            types.register::<TestLock>(&["tests.TestLock"]);
+            let mut log =
+                Log { machine: Machine::new(types), slot: 0, time: 1_000_000, out: Vec::new() };
+            let session = log.open();
+            log.step(Request::Create {
+                session,
+                request: RequestNumber(1),
+                name: "lock".into(),
+                type_name: "TestLock".into(),
+                args: vec![],
+            });
+            log
+        }
+
+        fn step(&mut self, request: Request) -> Execution {
+            self.slot += 1;
+            self.time += 1_000;
+            self.out.clear();
+            let (slot, time) = (Slot(self.slot), Time(self.time));
+            let execution = self.machine.apply(slot, time, &request.encode(), &mut self.out);
+            self.machine.check_invariants();
+            execution
+        }
+
+        fn open(&mut self) -> SessionId {
+            self.open_with(5_000)
+        }
+
+        fn open_with(&mut self, lease_ms: u64) -> SessionId {
+            self.step(Request::OpenSession { nonce: 7, lease_ms });
+            match self.out.last() {
+                Some(Response { reply: Reply::SessionOpened { session, nonce: 7 }, .. }) => {
+                    *session
+                }
+                other => panic!("no session opened: {other:?}"),
+            }
+        }
+
+        fn call(&mut self, session: SessionId, request: u64, method: &str) -> Execution {
+            self.step(Request::Call {
+                session,
+                request: RequestNumber(request),
+                acked: RequestNumber(request),
+                object: "lock".into(),
+                method: method.into(),
+                args: vec![],
+            })
+        }
+
+        fn reply_to(&self, session: SessionId, request: u64) -> Option<&Reply> {
+            let call = CallId { session, request: RequestNumber(request) };
+            self.out.iter().find(|r| r.call == call).map(|r| &r.reply)
+        }
+    }
+
+    #[test]
+    fn a_parked_acquire_is_woken_by_release_with_its_own_fencing_token() {
+        let mut t = Log::new();
+        let (a, b) = (t.open(), t.open());
+        t.call(a, 1, "acquire");
+        let Some(Reply::Value(Value::Int(first))) = t.reply_to(a, 1).cloned() else { panic!() };
+        t.call(b, 1, "acquire");
+        assert_eq!(t.reply_to(b, 1), Some(&Reply::Parked));
+        t.call(a, 2, "release");
+        assert_eq!(t.reply_to(a, 2), Some(&Reply::Value(Value::Nil)));
+        let Some(Reply::Value(Value::Int(second))) = t.reply_to(b, 1).cloned() else {
+            panic!("waiter not woken: {:?}", t.out)
+        };
+        assert!(second > first, "fencing tokens must grow");
+        // A retry of the parked call after it was woken gets the wake-up result.
+        assert_eq!(t.call(b, 1, "acquire"), Execution::Duplicate);
+        assert_eq!(t.reply_to(b, 1), Some(&Reply::Value(Value::Int(second))));
+    }
+
+    #[test]
+    fn a_retried_request_is_answered_from_the_session_table_and_runs_once() {
+        let mut t = Log::new();
+        let a = t.open();
+        assert_eq!(t.call(a, 1, "acquire"), Execution::Executed);
+        let first = t.reply_to(a, 1).cloned();
+        assert_eq!(t.call(a, 1, "acquire"), Execution::Duplicate);
+        assert_eq!(t.reply_to(a, 1).cloned(), first);
+        assert_eq!(t.machine.query("lock", "grants", &[]), Ok(Value::Int(1)));
+        // A retry of a parked call is still parked, not queued twice.
+        let b = t.open();
+        t.call(b, 1, "acquire");
+        assert_eq!(t.call(b, 1, "acquire"), Execution::Duplicate);
+        assert_eq!(t.reply_to(b, 1), Some(&Reply::Parked));
+        t.call(a, 2, "release");
+        t.call(b, 2, "release");
+        assert_eq!(t.machine.query("lock", "grants", &[]), Ok(Value::Int(2)));
+    }
+
+    #[test]
+    fn an_expired_session_releases_its_lock_to_the_next_waiter() {
+        let mut t = Log::new();
+        let (dead, alive) = (t.open(), t.open());
+        t.call(dead, 1, "acquire");
+        t.call(alive, 1, "acquire");
+        assert_eq!(t.reply_to(alive, 1), Some(&Reply::Parked));
+        // The waiter keeps its session alive; the holder stays silent past its lease.
+        let mut woken = None;
+        for _ in 0..6 {
+            t.time += 1_000_000;
+            t.step(Request::KeepAlive { session: alive });
+            woken = woken.or(t.reply_to(alive, 1).cloned());
+        }
+        assert!(!t.machine.has_session(dead));
+        assert!(matches!(woken, Some(Reply::Value(Value::Int(_)))), "waiter not woken");
+        assert_eq!(t.call(dead, 2, "release"), Execution::Refused);
+        assert_eq!(t.reply_to(dead, 2), Some(&Reply::SessionUnknown));
+    }
+
+    #[test]
+    fn a_snapshot_keeps_parked_calls_and_cached_replies() {
+        let mut t = Log::new();
+        let (a, b) = (t.open(), t.open());
+        t.call(a, 1, "acquire");
+        t.call(b, 1, "acquire");
+        let bytes = t.machine.snapshot().unwrap();
+        let mut types = Types::new();
+        types.register::<TestLock>(&[]);
+        t.machine = Machine::restore(types, &bytes).unwrap();
+        assert_eq!(t.machine.snapshot().unwrap(), bytes);
+        assert_eq!(t.call(a, 1, "acquire"), Execution::Duplicate);
+        t.call(a, 2, "release");
+        assert!(matches!(t.reply_to(b, 1), Some(Reply::Value(_))));
+        assert!(Machine::restore(Types::new(), &bytes).is_err(), "unknown type must be an error");
+        assert!(Machine::restore(Types::new(), &[0xc1, 0x00]).is_err());
+    }
+
+    #[test]
+    fn bad_requests_get_clear_errors_and_change_nothing() {
+        let mut t = Log::new();
+        let a = t.open();
+        t.out.clear();
+        assert_eq!(
+            t.machine.apply(Slot(99), Time(t.time), b"\x00garbage", &mut t.out),
+            Execution::Refused
+        );
+        assert!(t.out.is_empty());
+        t.step(Request::Call {
+            session: a,
+            request: RequestNumber(1),
+            acked: RequestNumber(1),
+            object: "nope".into(),
+            method: "acquire".into(),
+            args: vec![],
+        });
+        assert!(matches!(t.reply_to(a, 1), Some(Reply::Error(e)) if e.kind == "AttributeError"));
+        t.call(a, 2, "release");
+        assert!(matches!(t.reply_to(a, 2), Some(Reply::Error(e)) if e.kind == "RuntimeError"));
+        assert!(t.machine.query("lock", "acquire", &[]).is_err());
+        let create_again = Request::Create {
+            session: a,
+            request: RequestNumber(3),
+            name: "lock".into(),
+            type_name: "tests.TestLock".into(),
+            args: vec![],
+        };
+        t.step(create_again);
+        assert_eq!(t.reply_to(a, 3), Some(&Reply::Value(Value::Nil)), "same type by alias: no-op");
+    }
+
+    #[test]
+    fn acknowledged_replies_are_forgotten_and_the_table_stays_bounded() {
+        let mut t = Log::new();
+        let a = t.open();
+        for n in 1..=2_000u64 {
+            t.step(Request::Call {
+                session: a,
+                request: RequestNumber(n),
+                acked: RequestNumber(n),
+                object: "lock".into(),
+                method: "grants".into(),
+                args: vec![],
+            });
+            assert!(matches!(t.reply_to(a, n), Some(Reply::Value(_))));
+        }
+        let s = &t.machine.sessions[&a];
+        assert!(s.replies.len() <= 1, "acked replies kept: {}", s.replies.len());
+        // Without acknowledgements the cache refuses to grow past its limit.
+        for n in 2_001..=2_001 + REPLIES_PER_SESSION_MAX as u64 {
+            t.step(Request::Call {
+                session: a,
+                request: RequestNumber(n),
+                acked: RequestNumber(2_000),
+                object: "lock".into(),
+                method: "grants".into(),
+                args: vec![],
+            });
+        }
+        assert!(matches!(t.out.last(), Some(Response { reply: Reply::Error(_), .. })));
+    }
+
+    #[test]
+    fn a_full_session_table_evicts_the_least_recently_active_session() {
+        let mut t = Log::new();
+        let first = t.open_with(3_600_000);
+        for _ in 0..SESSIONS_MAX {
+            t.open_with(3_600_000);
+        }
+        assert_eq!(t.machine.session_count(), SESSIONS_MAX);
+        assert!(!t.machine.has_session(first));
+    }
+}
