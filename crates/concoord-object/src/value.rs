@@ -271,10 +271,9 @@ impl<K: IntoValue, V: IntoValue> IntoValue for BTreeMap<K, V> {
 impl<K: FromValue + Ord, V: FromValue> FromValue for BTreeMap<K, V> {
     fn from_value(value: &Value) -> Result<Self, ObjectError> {
         match value {
-            Value::Map(entries) => entries
-                .iter()
-                .map(|(k, v)| Ok((K::from_value(k)?, V::from_value(v)?)))
-                .collect(),
+            Value::Map(entries) => {
+                entries.iter().map(|(k, v)| Ok((K::from_value(k)?, V::from_value(v)?))).collect()
+            }
             other => Err(mismatch("dict", other)),
         }
     }
