@@ -667,7 +667,7 @@ impl Sim {
                 Effect::ReadReady { id } => {
                     if let Some((client, seq, key)) = n.reads.remove(&id) {
                         let result = n.app.get(key);
-                        self.reply(node, client, Reply::Done { seq, result });
+                        self.reply(client, Reply::Done { seq, result });
                     }
                 }
                 Effect::Dropped { commands, leader_hint } => {
@@ -676,13 +676,13 @@ impl Sim {
                         let Some(req) = Request::decode(&bytes) else { continue };
                         if self.nodes[node].waiting.remove(&(req.client, req.seq)) {
                             let reply = Reply::Redirect { seq: req.seq, hint: leader_hint };
-                            self.reply(node, req.client, reply);
+                            self.reply(req.client, reply);
                         }
                     }
                 }
                 Effect::ReadAborted { id, leader_hint } => {
                     if let Some((client, seq, _)) = n.reads.remove(&id) {
-                        self.reply(node, client, Reply::Redirect { seq, hint: leader_hint });
+                        self.reply(client, Reply::Redirect { seq, hint: leader_hint });
                     }
                 }
                 Effect::Removed => {
@@ -785,7 +785,7 @@ impl Sim {
         let check = self.state.on_state(id, slot, hash);
         self.record(check);
         for (client, reply) in replies {
-            self.reply(node, client, reply);
+            self.reply(client, reply);
         }
         if slot.0 % self.params.snapshot_every == 0 {
             let data = self.nodes[node].app.encode();
@@ -845,7 +845,6 @@ impl Sim {
         if !self.nodes[node].is_up() {
             return;
         }
-        let client = (req.client - 1) as usize;
         let result = match req.op {
             Op::Read { key } => {
                 let n = &mut self.nodes[node];
@@ -870,17 +869,16 @@ impl Sim {
         match result {
             Ok(()) => {}
             Err(Rejected::NotLeader { leader_hint }) => {
-                self.reply(node, req.client, Reply::Redirect { seq: req.seq, hint: leader_hint })
+                self.reply(req.client, Reply::Redirect { seq: req.seq, hint: leader_hint })
             }
             Err(Rejected::Busy) => {
                 let hint = Some(self.nodes[node].id);
-                self.reply(node, req.client, Reply::Redirect { seq: req.seq, hint });
+                self.reply(req.client, Reply::Redirect { seq: req.seq, hint });
             }
         }
-        let _ = client;
     }
 
-    fn reply(&mut self, _node: usize, client_id: u64, reply: Reply) {
+    fn reply(&mut self, client_id: u64, reply: Reply) {
         if self.rng.chance(self.loss) {
             return;
         }
