@@ -127,6 +127,8 @@ pub struct Machine {
     next_session: u64,
     /// Cluster time: the highest leader timestamp applied.
     clock: Time,
+    /// Sessions ended since the last `take_ended` (for observers; not replicated).
+    ended: Vec<SessionId>,
 }
 
 impl Machine {
@@ -137,7 +139,14 @@ impl Machine {
             sessions: BTreeMap::new(),
             next_session: 1,
             clock: Time(0),
+            ended: Vec::new(),
         }
+    }
+
+    /// Sessions ended (closed, expired or evicted) since the last call, in order.
+    /// Observers such as the simulator's checkers use it; replicas need not.
+    pub fn take_ended(&mut self) -> Vec<SessionId> {
+        std::mem::take(&mut self.ended)
     }
 
     pub fn types(&self) -> &Types {
@@ -377,6 +386,7 @@ impl Machine {
     /// session and its parked calls are gone.
     fn end_session(&mut self, slot: Slot, session: SessionId, responses: &mut Vec<Response>) {
         self.sessions.remove(&session);
+        self.ended.push(session);
         let mut wakes = Vec::new();
         // The call id of a release has request 0: it is the system acting, not a client.
         let call = CallId { session, request: RequestNumber(0) };
@@ -416,6 +426,7 @@ impl Machine {
             sessions: saved.sessions,
             next_session: saved.next_session,
             clock: saved.clock,
+            ended: Vec::new(),
         })
     }
 

@@ -14,6 +14,10 @@ use concoord_object::{CallId, Ctx, ObjectError, ObjectType, Outcome, Value};
 use concoord_wire::{RequestNumber, SessionId, Slot, Time};
 use std::marker::PhantomData;
 
+/// The method name of the pseudo-call that records a session's end (closed or
+/// expired): the object releases what the session held, as `session_closed` does.
+pub const SESSION_CLOSED: &str = "<session closed>";
+
 /// One call as the history records it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObjectCall {
@@ -49,7 +53,12 @@ impl<T: ObjectType> ObjectSpec<T> {
         let mut wakes = Vec::new();
         let id = CallId { session: call.session, request: RequestNumber(1) };
         let mut ctx = Ctx::new(id, Time(0), slot, &mut wakes);
-        let outcome = object.call(&mut ctx, &call.method, &call.args);
+        let outcome = if call.method == SESSION_CLOSED {
+            object.session_closed(&mut ctx, call.session);
+            Outcome::Return(Value::Nil)
+        } else {
+            object.call(&mut ctx, &call.method, &call.args)
+        };
         if outcome == Outcome::Park {
             return None;
         }

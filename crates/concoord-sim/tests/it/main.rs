@@ -1,6 +1,8 @@
 //! Integration tests of the simulator itself: its checkers catch every injected
 //! bug, a seed replays identically, and a fixed seed range passes clean.
 
+mod objects;
+
 use concoord_paxos::Bug;
 use concoord_sim::{run_seed, SimOptions};
 
