@@ -87,6 +87,11 @@ pub enum Reply {
 pub struct Response {
     pub call: CallId,
     pub reply: Reply,
+    /// The slot at which this reply was decided: where the call took effect (for a
+    /// woken call, the slot of the command that woke it). A retry answered from the
+    /// session table carries the original slot, so results derived from the slot,
+    /// like fencing tokens, can be matched to it.
+    pub slot: Slot,
 }
 
 /// What became of one request (for the simulator's exactly-once checker).
@@ -106,7 +111,7 @@ struct Session {
     last_active: Time,
     /// Replies of requests at or above `acked`, for retries. A parked request is
     /// recorded as `Reply::Parked` until it is woken.
-    replies: BTreeMap<RequestNumber, Reply>,
+    replies: BTreeMap<RequestNumber, (Slot, Reply)>,
     acked: RequestNumber,
 }
 
@@ -185,7 +190,7 @@ impl Machine {
             Request::OpenSession { nonce, lease_ms } => {
                 let session = self.open_session(slot, Span::from_millis(lease_ms), responses);
                 let call = CallId { session: SessionId(0), request: RequestNumber(nonce) };
-                responses.push(Response { call, reply: Reply::SessionOpened { nonce, session } });
+                responses.push(Response { call, reply: Reply::SessionOpened { nonce, session }, slot });
                 Execution::Executed
             }
             Request::KeepAlive { session } => {
@@ -282,16 +287,16 @@ impl Machine {
         let call = CallId { session, request };
         let clock = self.clock;
         let Some(s) = self.sessions.get_mut(&session) else {
-            responses.push(Response { call, reply: Reply::SessionUnknown });
+            responses.push(Response { call, reply: Reply::SessionUnknown, slot });
             return Execution::Refused;
         };
         s.last_active = clock;
         // The client has every reply below `acked` (never this request's own).
         s.acked = s.acked.max(acked.min(request));
         let watermark = s.acked;
-        s.replies.retain(|n, reply| *n >= watermark || *reply == Reply::Parked);
-        if let Some(reply) = s.replies.get(&request) {
-            responses.push(Response { call, reply: reply.clone() });
+        s.replies.retain(|n, (_, reply)| *n >= watermark || *reply == Reply::Parked);
+        if let Some((at, reply)) = s.replies.get(&request) {
+            responses.push(Response { call, reply: reply.clone(), slot: *at });
             return Execution::Duplicate;
         }
         if request < s.acked {
@@ -302,7 +307,7 @@ impl Machine {
             let e = ObjectError::runtime_error(format!(
                 "more than {REPLIES_PER_SESSION_MAX} unacknowledged requests in one session"
             ));
-            responses.push(Response { call, reply: Reply::Error(e) });
+            responses.push(Response { call, reply: Reply::Error(e), slot });
             return Execution::Refused;
         }
         let mut wakes = Vec::new();
@@ -316,28 +321,28 @@ impl Machine {
             Outcome::Park => Reply::Parked,
         };
         if let Some(s) = self.sessions.get_mut(&session) {
-            s.replies.insert(request, reply.clone());
+            s.replies.insert(request, (slot, reply.clone()));
         }
-        responses.push(Response { call, reply });
-        self.deliver_wakes(wakes, responses);
+        responses.push(Response { call, reply, slot });
+        self.deliver_wakes(slot, wakes, responses);
         Execution::Executed
     }
 
     /// Records woken calls' results in their sessions and answers them. A wake for
     /// a call that is not parked (an object bug, or a session that ended) is dropped.
-    fn deliver_wakes(&mut self, wakes: Vec<Wake>, responses: &mut Vec<Response>) {
+    fn deliver_wakes(&mut self, slot: Slot, wakes: Vec<Wake>, responses: &mut Vec<Response>) {
         for wake in wakes {
             let Some(s) = self.sessions.get_mut(&wake.call.session) else { continue };
-            let Some(slot) = s.replies.get_mut(&wake.call.request) else { continue };
-            if *slot != Reply::Parked {
+            let Some(entry) = s.replies.get_mut(&wake.call.request) else { continue };
+            if entry.1 != Reply::Parked {
                 continue;
             }
             let reply = match wake.result {
                 Ok(v) => Reply::Value(v),
                 Err(e) => Reply::Error(e),
             };
-            *slot = reply.clone();
-            responses.push(Response { call: wake.call, reply });
+            *entry = (slot, reply.clone());
+            responses.push(Response { call: wake.call, reply, slot });
         }
     }
 
@@ -394,7 +399,7 @@ impl Machine {
             let mut ctx = Ctx::new(call, self.clock, slot, &mut wakes);
             object.session_closed(&mut ctx, session);
         }
-        self.deliver_wakes(wakes, responses);
+        self.deliver_wakes(slot, wakes, responses);
     }
 
     /// The whole state as bytes (objects, sessions with cached replies and parked

@@ -8,7 +8,7 @@ pub mod app;
 pub mod checkers;
 pub mod sim;
 
-pub use sim::{Params, Report, Sim, SimOptions, Stats};
+pub use sim::{Params, Report, Sim, SimOptions, Stats, Workload};
 
 /// Runs one seed to completion. A panic inside the run (a failed assertion in a
 /// replica's `check_invariants`, say) is reported as a violation of that seed.

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: concoord-sim [--seed N | --seeds A..B] [--trace] [--inject BUG]... [--list-bugs] [--first-failure] [--verbose] [--safety-only]
+const USAGE: &str = "usage: concoord-sim [--seed N | --seeds A..B] [--trace] [--inject BUG]... [--list-bugs] [--first-failure] [--verbose] [--safety-only] [--workload registers|objects]
 
   --safety-only  exit non-zero only for safety violations; seeds that did not
                  converge after healing are still listed, and counted apart";
@@ -58,6 +58,13 @@ fn parse() -> Result<Option<Args>, String> {
             "--first-failure" => first_failure = true,
             "--verbose" => verbose = true,
             "--safety-only" => safety_only = true,
+            "--workload" => {
+                opts.workload = match args.next().as_deref() {
+                    Some("registers") => concoord_sim::Workload::Registers,
+                    Some("objects") => concoord_sim::Workload::Objects,
+                    other => return Err(format!("--workload {other:?}: want registers or objects")),
+                };
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);

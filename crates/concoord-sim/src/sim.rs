@@ -11,6 +11,12 @@ use crate::checkers::agreement::Agreement;
 use crate::checkers::exactly_once::ExactlyOnce;
 use crate::checkers::linearizability::{self, Model, Operation, Verdict};
 use crate::checkers::liveness::{self, NodeView};
+use crate::checkers::object_spec::{ObjectCall, ObjectResult, ObjectSpec, SESSION_CLOSED};
+use concoord_object::builtins::{
+    bounded_semaphore::BoundedSemaphore, lock::Lock, queue::Queue, stack::Stack, Counter,
+};
+use concoord_object::machine::{self as om, Execution, Machine};
+use concoord_object::{ObjectType, Types, Value as ObjValue};
 use crate::checkers::prefix::Prefix;
 use crate::checkers::state::StateEquality;
 use crate::checkers::{Check, Violation};
@@ -36,6 +42,18 @@ const EVENTS_MAX: u64 = 20_000_000;
 pub struct SimOptions {
     pub bugs: BTreeSet<Bug>,
     pub trace: bool,
+    pub workload: Workload,
+}
+
+/// What the clients do and which state machine the replicas run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Workload {
+    /// Integer registers with a session table: the consensus core's own test app.
+    #[default]
+    Registers,
+    /// The object layer (`concoord-object`'s machine) with built-in objects, sessions,
+    /// parked calls and clients that crash (their sessions expire).
+    Objects,
 }
 
 /// Parameters of one run, drawn from its seed ("swarm testing": each seed explores
@@ -137,6 +155,26 @@ pub struct Report {
 enum Reply {
     Done { seq: u64, result: i64 },
     Redirect { seq: u64, hint: Option<ReplicaId> },
+    /// The object layer's answer to request `seq` (a request number, or the nonce of
+    /// an `OpenSession`), produced at `slot`.
+    Object { seq: u64, slot: Slot, reply: om::Reply },
+}
+
+/// What an objects-workload client sends to a replica.
+#[derive(Clone, Debug)]
+enum ObjectMsg {
+    /// A command for the log.
+    Log(om::Request),
+    /// A query served after a read barrier.
+    Query { seq: u64, op: ObjOp },
+}
+
+/// One call of the objects workload.
+#[derive(Clone, Debug, PartialEq)]
+struct ObjOp {
+    object: &'static str,
+    method: &'static str,
+    args: Vec<ObjValue>,
 }
 
 #[derive(Clone, Debug)]
@@ -145,6 +183,7 @@ enum Event {
     Timer { node: usize, token: u64 },
     SyncDone { node: usize, gen: u64 },
     ToNode { node: usize, req: Request },
+    ToNodeObject { node: usize, client: u64, msg: ObjectMsg },
     ToClient { client: usize, reply: Reply },
     ClientTimeout { client: usize, seq: u64, attempt: u32 },
     ClientNext { client: usize },
@@ -163,7 +202,7 @@ impl Event {
             Event::Deliver { node, .. } => (1, *node as u64),
             Event::Timer { node, .. } => (2, *node as u64),
             Event::SyncDone { node, .. } => (3, *node as u64),
-            Event::ToNode { node, .. } => (4, *node as u64),
+            Event::ToNode { node, .. } | Event::ToNodeObject { node, .. } => (4, *node as u64),
             Event::ToClient { client, .. } => (5, *client as u64),
             Event::ClientTimeout { client, .. } => (6, *client as u64),
             Event::ClientNext { client } => (7, *client as u64),
@@ -190,6 +229,8 @@ struct Node {
     timer_token: u64,
     timer_at: Option<u64>,
     app: App,
+    /// The object layer, in the objects workload.
+    machine: Option<Box<Machine>>,
     app_applied: Slot,
     /// What survived on disk (synced) and what is written but not yet synced.
     disk: DurableState,
@@ -201,8 +242,10 @@ struct Node {
     syncing: bool,
     clock_offset: u64,
     clock_ppm: i64,
-    waiting: BTreeSet<(u64, u64)>,
+    /// Requests this node proposed and must answer: key -> client id.
+    waiting: BTreeMap<(u64, u64), u64>,
     reads: BTreeMap<ReadId, (u64, u64, u8)>,
+    object_reads: BTreeMap<ReadId, (u64, u64, ObjOp)>,
     next_read: u64,
 }
 
@@ -241,6 +284,34 @@ struct Client {
     /// The node that answered last: where the next request goes first.
     favourite: Option<usize>,
     current: Option<PendingOp>,
+    /// The objects workload's client state.
+    obj: ObjClient,
+}
+
+#[derive(Debug, Default)]
+struct ObjClient {
+    session: Option<u64>,
+    next_request: u64,
+    /// Objects this client has created (through the log) so far.
+    created: usize,
+    pending: Option<ObjPending>,
+    crashed: bool,
+    holds_lock: bool,
+    holds_permit: bool,
+    /// Sessions opened so far (nonces must differ between them).
+    incarnation: u64,
+}
+
+#[derive(Debug)]
+struct ObjPending {
+    /// Request number, or the nonce of an `OpenSession`.
+    seq: u64,
+    msg: ObjectMsg,
+    /// The call as the history records it (`None` for opens and creates).
+    op: Option<ObjOp>,
+    invoke: u64,
+    attempt: u32,
+    target: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -273,6 +344,7 @@ pub struct Sim {
     phase: Phase,
     heal_at: u64,
     history: Vec<(u8, Operation<Op, i64>)>,
+    obj_history: BTreeMap<&'static str, Vec<Operation<ObjectCall, ObjectResult>>>,
     agreement: Agreement,
     prefix: Prefix,
     state: StateEquality,
@@ -312,6 +384,7 @@ impl Sim {
             phase: Phase::Faults,
             heal_at: 0,
             history: Vec::new(),
+            obj_history: OBJECTS.iter().map(|(name, _, _)| (*name, Vec::new())).collect(),
             prefix: Prefix::default(),
             state: StateEquality::default(),
             exactly_once: ExactlyOnce::default(),
@@ -335,6 +408,7 @@ impl Sim {
                 next_seq: 1,
                 favourite: None,
                 current: None,
+                obj: ObjClient::default(),
             });
             let at = sim.rng.range(0, 50 * MS);
             sim.schedule(at, Event::ClientNext { client: i });
@@ -360,6 +434,8 @@ impl Sim {
             timer_token: 0,
             timer_at: None,
             app: App::default(),
+            machine: (self.opts.workload == Workload::Objects)
+                .then(|| Box::new(Machine::new(object_types()))),
             app_applied: Slot::ZERO,
             disk: DurableState::default(),
             unsynced: Vec::new(),
@@ -369,8 +445,9 @@ impl Sim {
             syncing: false,
             clock_offset,
             clock_ppm,
-            waiting: BTreeSet::new(),
+            waiting: BTreeMap::new(),
             reads: BTreeMap::new(),
+            object_reads: BTreeMap::new(),
             next_read: 1,
         });
         self.id_to_node.insert(id, n);
@@ -431,7 +508,11 @@ impl Sim {
             }
         }
         if self.violation.is_none() {
-            self.check_linearizability();
+            if self.opts.workload == Workload::Objects {
+                self.check_object_linearizability();
+            } else {
+                self.check_linearizability();
+            }
         }
         self.stats.sim_micros = self.now;
         Report {
@@ -511,7 +592,19 @@ impl Sim {
                 self.schedule_timer(node);
             }
             Event::ToNode { node, req } => self.on_request(node, req),
+            Event::ToNodeObject { node, client, msg } => self.on_object_request(node, client, msg),
             Event::ToClient { client, reply } => self.on_reply(client, reply),
+            Event::ClientTimeout { client, seq, attempt }
+                if self.opts.workload == Workload::Objects =>
+            {
+                let c = &self.clients[client].obj;
+                let Some(p) = &c.pending else { return };
+                if p.seq != seq || p.attempt != attempt || c.crashed {
+                    return;
+                }
+                let target = self.rng.index(self.nodes.len());
+                self.resend_object(client, target, 0);
+            }
             Event::ClientTimeout { client, seq, attempt } => {
                 let c = &self.clients[client];
                 let Some(p) = &c.current else { return };
@@ -649,6 +742,21 @@ impl Sim {
                     }
                 }
                 Effect::Apply { slot, value } => self.on_apply(node, slot, value),
+                Effect::InstallSnapshot(snapshot) if n.machine.is_some() => {
+                    let id = n.id;
+                    match Machine::restore(object_types(), &snapshot.data) {
+                        Ok(machine) => {
+                            let hash = machine_hash(&machine);
+                            n.machine = Some(Box::new(machine));
+                            n.app_applied = snapshot.slot;
+                            let check = self.prefix.on_snapshot(id, snapshot.slot);
+                            self.record(check);
+                            let check = self.state.on_state(id, snapshot.slot, hash);
+                            self.record(check);
+                        }
+                        Err(e) => self.fail("state", format!("{id:?} got a bad snapshot: {e}")),
+                    }
+                }
                 Effect::InstallSnapshot(snapshot) => {
                     let id = n.id;
                     match App::decode(&snapshot.data) {
@@ -665,19 +773,49 @@ impl Sim {
                     }
                 }
                 Effect::ReadReady { id } => {
+                    if let Some((client, seq, op)) = n.object_reads.remove(&id) {
+                        let slot = n.app_applied;
+                        let result = match &n.machine {
+                            Some(m) => m.query(op.object, op.method, &op.args),
+                            None => continue,
+                        };
+                        let reply = match result {
+                            Ok(v) => om::Reply::Value(v),
+                            Err(e) => om::Reply::Error(e),
+                        };
+                        self.reply(client, Reply::Object { seq, slot, reply });
+                        continue;
+                    }
                     if let Some((client, seq, key)) = n.reads.remove(&id) {
                         let result = n.app.get(key);
                         self.reply(client, Reply::Done { seq, result });
+                    }
+                }
+                Effect::Dropped { commands, leader_hint } if n.machine.is_some() => {
+                    for command in commands {
+                        let Command::App(bytes) = command else { continue };
+                        let Some(key) = om::Request::decode(&bytes).ok().as_ref().and_then(object_key)
+                        else {
+                            continue;
+                        };
+                        if let Some(client) = self.nodes[node].waiting.remove(&key) {
+                            self.reply(client, Reply::Redirect { seq: key.1, hint: leader_hint });
+                        }
                     }
                 }
                 Effect::Dropped { commands, leader_hint } => {
                     for command in commands {
                         let Command::App(bytes) = command else { continue };
                         let Some(req) = Request::decode(&bytes) else { continue };
-                        if self.nodes[node].waiting.remove(&(req.client, req.seq)) {
+                        if self.nodes[node].waiting.remove(&(req.client, req.seq)).is_some() {
                             let reply = Reply::Redirect { seq: req.seq, hint: leader_hint };
                             self.reply(req.client, reply);
                         }
+                    }
+                }
+                Effect::ReadAborted { id, leader_hint } if n.object_reads.contains_key(&id) => {
+                    if let Some((client, seq, _)) = n.object_reads.remove(&id) {
+                        self.reply(client, Reply::Redirect { seq, hint: leader_hint });
                     }
                 }
                 Effect::ReadAborted { id, leader_hint } => {
@@ -738,7 +876,7 @@ impl Sim {
         let id = self.nodes[node].id;
         let check = self.agreement.on_apply(id, slot, value.digest());
         self.record(check);
-        match self.prefix.on_apply(id, slot, &value) {
+        let extended = match self.prefix.on_apply(id, slot, &value) {
             Ok(true) => {
                 self.agreement.on_agreed(slot, &value);
                 self.stats.slots += 1;
@@ -754,12 +892,17 @@ impl Sim {
                     self.prefix.forget_below(below);
                     self.state.forget_below(below);
                 }
+                true
             }
-            Ok(false) => {}
+            Ok(false) => false,
             Err(v) => {
                 self.record(Err(v));
                 return;
             }
+        };
+        if self.nodes[node].machine.is_some() {
+            self.apply_objects(node, slot, &value, extended);
+            return;
         }
         let n = &mut self.nodes[node];
         let outcomes = n.app.apply(&value);
@@ -777,7 +920,7 @@ impl Sim {
                 Outcome::Stale => None,
             };
             if let Some(result) = result {
-                if self.nodes[node].waiting.remove(&(req.client, req.seq)) {
+                if self.nodes[node].waiting.remove(&(req.client, req.seq)).is_some() {
                     replies.push((req.client, Reply::Done { seq: req.seq, result }));
                 }
             }
@@ -802,6 +945,10 @@ impl Sim {
     // ------------------------------------------------------------------ clients
 
     fn start_op(&mut self, client: usize) {
+        if self.opts.workload == Workload::Objects {
+            self.start_object_op(client);
+            return;
+        }
         if self.phase != Phase::Faults || self.clients[client].current.is_some() {
             return;
         }
@@ -861,7 +1008,7 @@ impl Sim {
                 let command = Command::App(req.encode());
                 let result = self.step(node, Input::Propose(vec![command]));
                 if result.is_ok() {
-                    self.nodes[node].waiting.insert((req.client, req.seq));
+                    self.nodes[node].waiting.insert((req.client, req.seq), req.client);
                 }
                 result
             }
@@ -888,6 +1035,10 @@ impl Sim {
     }
 
     fn on_reply(&mut self, client: usize, reply: Reply) {
+        if self.opts.workload == Workload::Objects {
+            self.on_object_reply(client, reply);
+            return;
+        }
         let Some(p) = &self.clients[client].current else { return };
         match reply {
             Reply::Done { seq, result } => {
@@ -919,6 +1070,7 @@ impl Sim {
                 let backoff = self.rng.range(MS, 30 * MS);
                 self.resend(client, target, backoff);
             }
+            Reply::Object { .. } => {}
         }
     }
 
@@ -939,6 +1091,10 @@ impl Sim {
                 break;
             }
             pick -= w;
+        }
+        if self.opts.workload == Workload::Objects && self.rng.chance(0.1) {
+            self.crash_a_client();
+            return;
         }
         match kind {
             0 => self.fault_crash(),
@@ -1025,9 +1181,13 @@ impl Sim {
         n.unsynced.clear();
         n.paused_until = None;
         n.app = App::default();
+        if n.machine.is_some() {
+            n.machine = Some(Box::new(Machine::new(object_types())));
+        }
         n.app_applied = Slot::ZERO;
         n.waiting.clear();
         n.reads.clear();
+        n.object_reads.clear();
         let id = n.id;
         self.prefix.on_restart(id);
     }
@@ -1286,7 +1446,15 @@ impl Sim {
                 in_leader_membership: leader_membership.as_ref().is_some_and(|m| m.is_member(n.id)),
             });
         }
-        let unanswered = self.clients.iter().filter(|c| c.current.is_some()).count();
+        let unanswered = self
+            .clients
+            .iter()
+            .filter(|c| {
+                let o = &c.obj;
+                c.current.is_some()
+                    || (!o.crashed && (o.pending.is_some() || o.holds_lock || o.holds_permit))
+            })
+            .count();
         match liveness::converged(&views, unanswered) {
             Ok(()) => self.phase = Phase::Done,
             Err(why) => {
@@ -1369,6 +1537,388 @@ impl Sim {
     }
 }
 
+/// The instances the objects workload creates through the log: (name, type,
+/// constructor argument or none).
+const OBJECTS: [(&str, &str, Option<i64>); 5] = [
+    ("counter", "Counter", None),
+    ("lock", "Lock", None),
+    ("permits", "BoundedSemaphore", Some(2)),
+    ("queue", "Queue", Some(3)),
+    ("stack", "Stack", None),
+];
+
+/// Session lease of the objects workload's clients.
+const OBJECT_LEASE_MS: u64 = 8_000;
+
+fn object_types() -> Types {
+    let mut types = Types::new();
+    concoord_object::builtins::register_all(&mut types);
+    types
+}
+
+fn object_args(arg: Option<i64>) -> Vec<ObjValue> {
+    arg.map(|a| vec![ObjValue::Int(a)]).unwrap_or_default()
+}
+
+fn machine_hash(machine: &Machine) -> u64 {
+    let mut h = Fnv::new();
+    h.bytes(&machine.snapshot().unwrap_or_default());
+    h.finish()
+}
+
+/// The key a node files a waiting request under: (session, request number), or
+/// (0, nonce) for an `OpenSession`.
+fn object_key(req: &om::Request) -> Option<(u64, u64)> {
+    match req {
+        om::Request::OpenSession { nonce, .. } => Some((0, *nonce)),
+        om::Request::Call { session, request, .. }
+        | om::Request::Create { session, request, .. } => Some((session.0, request.0)),
+        om::Request::KeepAlive { .. } | om::Request::CloseSession { .. } => None,
+    }
+}
+
+impl Sim {
+    // ------------------------------------------------------------------ objects workload
+
+    /// Applies one chosen slot to a node's object machine and answers the calls this
+    /// node is waiting for. `extended`: this apply is the first of `slot` anywhere.
+    fn apply_objects(&mut self, node: usize, slot: Slot, value: &concoord_paxos::Value, extended: bool) {
+        let id = self.nodes[node].id;
+        let n = &mut self.nodes[node];
+        let Some(machine) = n.machine.as_mut() else { return };
+        let mut responses = Vec::new();
+        let mut executed = Vec::new();
+        for command in &value.commands {
+            let Command::App(bytes) = command else { continue };
+            let execution = machine.apply(slot, value.timestamp, bytes, &mut responses);
+            if execution == Execution::Executed {
+                if let Ok(om::Request::Call { session, request, .. }) = om::Request::decode(bytes) {
+                    executed.push((session.0, request.0));
+                }
+            }
+        }
+        let ended = machine.take_ended();
+        let hash = machine_hash(machine);
+        n.app_applied = slot;
+        for (session, request) in executed {
+            let check = self.exactly_once.on_executed(id, session, request, slot);
+            self.record(check);
+        }
+        let check = self.state.on_state(id, slot, hash);
+        self.record(check);
+        if extended {
+            for session in ended {
+                for history in self.obj_history.values_mut() {
+                    history.push(Operation {
+                        client: 0,
+                        invoke: self.now,
+                        complete: Some((self.now, ObjectResult { slot, result: Ok(ObjValue::Nil) })),
+                        op: ObjectCall {
+                            session: concoord_wire::SessionId(session.0),
+                            method: SESSION_CLOSED.into(),
+                            args: vec![],
+                        },
+                    });
+                }
+            }
+        }
+        for response in responses {
+            if response.reply == om::Reply::Parked {
+                continue; // answered when woken, by whichever node the caller waits on
+            }
+            let key = (response.call.session.0, response.call.request.0);
+            if let Some(client) = self.nodes[node].waiting.remove(&key) {
+                let reply = Reply::Object { seq: key.1, slot: response.slot, reply: response.reply };
+                self.reply(client, reply);
+            }
+        }
+        if slot.0 % self.params.snapshot_every == 0 {
+            let data = self.nodes[node].machine.as_ref().and_then(|m| m.snapshot().ok());
+            let local = self.nodes[node].local(self.now);
+            let mut effects = Vec::new();
+            if let (Some(data), Some(replica)) = (data, self.nodes[node].replica.as_mut()) {
+                let _ = replica.step(local, Input::SnapshotTaken { slot, data }, &mut effects);
+                replica.check_invariants();
+                self.nodes[node].queue.extend(effects);
+            }
+        }
+    }
+
+    fn start_object_op(&mut self, client: usize) {
+        let faults = self.phase == Phase::Faults;
+        let c = &self.clients[client];
+        let o = &c.obj;
+        if o.crashed || o.pending.is_some() {
+            return;
+        }
+        let (seq, msg, op) = match o.session {
+            None => {
+                if !faults {
+                    return;
+                }
+                let nonce = (c.id << 32) | (o.incarnation + 1);
+                let open = om::Request::OpenSession { nonce, lease_ms: OBJECT_LEASE_MS };
+                (nonce, ObjectMsg::Log(open), None)
+            }
+            Some(session) => {
+                let seq = o.next_request;
+                let session = concoord_wire::SessionId(session);
+                let request = concoord_wire::RequestNumber(seq);
+                if o.created < OBJECTS.len() {
+                    let (name, type_name, arg) = OBJECTS[o.created];
+                    let create = om::Request::Create {
+                        session,
+                        request,
+                        name: name.into(),
+                        type_name: type_name.into(),
+                        args: object_args(arg),
+                    };
+                    (seq, ObjectMsg::Log(create), None)
+                } else {
+                    let op = if o.holds_lock {
+                        ObjOp { object: "lock", method: "release", args: vec![] }
+                    } else if o.holds_permit {
+                        ObjOp { object: "permits", method: "release", args: vec![] }
+                    } else if !faults {
+                        return;
+                    } else {
+                        self.random_object_op()
+                    };
+                    let query = op.method == "getvalue" && self.rng.chance(self.params.barrier_reads);
+                    let msg = if query {
+                        ObjectMsg::Query { seq, op: op.clone() }
+                    } else {
+                        ObjectMsg::Log(om::Request::Call {
+                            session,
+                            request,
+                            acked: request,
+                            object: op.object.into(),
+                            method: op.method.into(),
+                            args: op.args.clone(),
+                        })
+                    };
+                    (seq, msg, Some(op))
+                }
+            }
+        };
+        let target = match self.clients[client].favourite {
+            Some(f) if !self.rng.chance(0.05) => f,
+            _ => self.rng.index(self.nodes.len()),
+        };
+        let o = &mut self.clients[client].obj;
+        if o.session.is_some() {
+            o.next_request += 1;
+        }
+        o.pending = Some(ObjPending { seq, msg, op, invoke: self.now, attempt: 0, target });
+        self.resend_object(client, target, 0);
+    }
+
+    fn random_object_op(&mut self) -> ObjOp {
+        let v = ObjValue::Int(self.rng.range(0, 1_000) as i64);
+        let (object, method, args) = match self.rng.range(0, 10) {
+            0 => ("counter", "increment", vec![]),
+            1 => ("counter", "getvalue", vec![]),
+            2 | 3 => ("lock", "acquire_token", vec![]),
+            4 => ("permits", "acquire_token", vec![]),
+            5 => ("queue", "put_nowait", vec![v]),
+            6 => ("queue", "get_nowait", vec![]),
+            7 => ("stack", "append", vec![v]),
+            8 => ("stack", "pop", vec![]),
+            _ => ("counter", "decrement", vec![]),
+        };
+        ObjOp { object, method, args }
+    }
+
+    fn resend_object(&mut self, client: usize, target: usize, delay: u64) {
+        let id = self.clients[client].id;
+        let Some(p) = self.clients[client].obj.pending.as_mut() else { return };
+        p.attempt += 1;
+        p.target = target;
+        let (seq, attempt, msg) = (p.seq, p.attempt, p.msg.clone());
+        if !self.rng.chance(self.loss) {
+            let d = delay + self.rng.range(self.params.delay_min, self.params.delay_max + 1);
+            self.schedule(self.now + d, Event::ToNodeObject { node: target, client: id, msg });
+        }
+        let timeout = self.now + delay + self.params.client_timeout;
+        self.schedule(timeout, Event::ClientTimeout { client, seq, attempt });
+    }
+
+    fn on_object_request(&mut self, node: usize, client: u64, msg: ObjectMsg) {
+        if !self.nodes[node].is_up() {
+            return;
+        }
+        let (seq, result) = match msg {
+            ObjectMsg::Log(req) => {
+                let Some(key) = object_key(&req) else { return };
+                let result = self.step(node, Input::Propose(vec![Command::App(req.encode())]));
+                if result.is_ok() {
+                    self.nodes[node].waiting.insert(key, client);
+                }
+                (key.1, result)
+            }
+            ObjectMsg::Query { seq, op } => {
+                let n = &mut self.nodes[node];
+                let id = ReadId(n.next_read);
+                n.next_read += 1;
+                n.object_reads.insert(id, (client, seq, op));
+                let result = self.step(node, Input::Read(id));
+                if result.is_err() {
+                    self.nodes[node].object_reads.remove(&id);
+                }
+                (seq, result)
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(Rejected::NotLeader { leader_hint }) => {
+                self.reply(client, Reply::Redirect { seq, hint: leader_hint })
+            }
+            Err(Rejected::Busy) => {
+                let hint = Some(self.nodes[node].id);
+                self.reply(client, Reply::Redirect { seq, hint });
+            }
+        }
+    }
+
+    fn on_object_reply(&mut self, client: usize, reply: Reply) {
+        let o = &self.clients[client].obj;
+        let Some(p) = &o.pending else { return };
+        if o.crashed {
+            return;
+        }
+        match reply {
+            Reply::Redirect { seq, hint } if seq == p.seq => {
+                let target = match hint.and_then(|h| self.id_to_node.get(&h).copied()) {
+                    Some(t) if t != p.target => t,
+                    _ => self.rng.index(self.nodes.len()),
+                };
+                let backoff = self.rng.range(MS, 30 * MS);
+                self.resend_object(client, target, backoff);
+            }
+            Reply::Object { seq, slot, reply } if seq == p.seq => {
+                let target = p.target;
+                let Some(p) = self.clients[client].obj.pending.take() else { return };
+                match reply {
+                    om::Reply::SessionOpened { session, .. } => {
+                        let o = &mut self.clients[client].obj;
+                        o.session = Some(session.0);
+                        o.next_request = 1;
+                        o.incarnation += 1;
+                    }
+                    om::Reply::SessionUnknown | om::Reply::Parked => {
+                        // The session ended under the client: what its call did is
+                        // unknown to it. Record it as never answered and start over.
+                        self.record_object_op(client, p, None);
+                        let o = &mut self.clients[client].obj;
+                        o.session = None;
+                        o.holds_lock = false;
+                        o.holds_permit = false;
+                    }
+                    om::Reply::Value(v) => self.complete_object_op(client, p, slot, Ok(v)),
+                    om::Reply::Error(e) => self.complete_object_op(client, p, slot, Err(e)),
+                }
+                self.clients[client].favourite = Some(target);
+                let think = self.rng.range(0, 20 * MS);
+                self.schedule(self.now + think, Event::ClientNext { client });
+            }
+            _ => {}
+        }
+    }
+
+    fn complete_object_op(
+        &mut self,
+        client: usize,
+        p: ObjPending,
+        slot: Slot,
+        result: Result<ObjValue, concoord_object::ObjectError>,
+    ) {
+        let o = &mut self.clients[client].obj;
+        let Some(op) = &p.op else {
+            o.created += 1; // a Create answered
+            return;
+        };
+        if op.method == "acquire_token" && matches!(result, Ok(ObjValue::Int(_))) {
+            o.holds_lock |= op.object == "lock";
+            o.holds_permit |= op.object == "permits";
+        }
+        if op.method == "release" {
+            o.holds_lock &= op.object != "lock";
+            o.holds_permit &= op.object != "permits";
+        }
+        self.stats.client_ops += 1;
+        self.record_object_op(client, p, Some(ObjectResult { slot, result }));
+    }
+
+    fn record_object_op(&mut self, client: usize, p: ObjPending, result: Option<ObjectResult>) {
+        let (Some(op), Some(session)) = (p.op, self.clients[client].obj.session) else { return };
+        let entry = Operation {
+            client: self.clients[client].id,
+            invoke: p.invoke,
+            complete: result.map(|r| (self.now, r)),
+            op: ObjectCall {
+                session: concoord_wire::SessionId(session),
+                method: op.method.into(),
+                args: op.args,
+            },
+        };
+        if let Some(history) = self.obj_history.get_mut(op.object) {
+            history.push(entry);
+        }
+    }
+
+    fn crash_a_client(&mut self) {
+        let alive: Vec<usize> =
+            (0..self.clients.len()).filter(|c| !self.clients[*c].obj.crashed).collect();
+        if alive.len() > 1 {
+            let c = alive[self.rng.index(alive.len())];
+            self.clients[c].obj.crashed = true;
+        }
+    }
+
+    fn check_object_linearizability(&mut self) {
+        for c in 0..self.clients.len() {
+            if let Some(p) = self.clients[c].obj.pending.take() {
+                self.record_object_op(c, p, None);
+            }
+        }
+        let histories = std::mem::take(&mut self.obj_history);
+        for (name, ops) in histories {
+            let verdict = match name {
+                "counter" => object_verdict::<Counter>(None, &ops),
+                "lock" => object_verdict::<Lock>(None, &ops),
+                "permits" => object_verdict::<BoundedSemaphore>(Some(2), &ops),
+                "queue" => object_verdict::<Queue>(Some(3), &ops),
+                _ => object_verdict::<Stack>(None, &ops),
+            };
+            match verdict {
+                Verdict::Linearizable => {}
+                Verdict::NotLinearizable { explanation } => {
+                    self.fail("linearizability", format!("object {name}: {explanation}"));
+                    return;
+                }
+                Verdict::Unknown { reason } => {
+                    self.fail("linearizability", format!("object {name}: checker gave up: {reason}"));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn object_verdict<T: ObjectType>(
+    arg: Option<i64>,
+    ops: &[Operation<ObjectCall, ObjectResult>],
+) -> Verdict {
+    let initial = match T::construct(&object_args(arg)) {
+        Ok(o) => o,
+        Err(e) => return Verdict::Unknown { reason: format!("cannot build the model: {e}") },
+    };
+    match ObjectSpec::new(&initial) {
+        Ok(spec) => linearizability::check(&spec, ops, 2_000_000),
+        Err(e) => Verdict::Unknown { reason: format!("cannot build the model: {e}") },
+    }
+}
+
 /// The sequential specification of one register: the application's own semantics.
 #[derive(Debug)]
 struct Register;
@@ -1406,6 +1956,7 @@ fn event_node(event: &Event) -> Option<usize> {
         | Event::Timer { node, .. }
         | Event::SyncDone { node, .. }
         | Event::ToNode { node, .. }
+        | Event::ToNodeObject { node, .. }
         | Event::Unpause { node, .. } => Some(*node),
         _ => None,
     }
