@@ -12,7 +12,7 @@ use crate::object::{CallId, Ctx, Object, Outcome, Types, Wake};
 use crate::value::Value;
 use concoord_wire::{RequestNumber, SessionId, Slot, Span, Time};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Most sessions the table holds; opening one more evicts the least recently active.
 pub const SESSIONS_MAX: usize = 10_000;
@@ -23,6 +23,38 @@ pub const LEASE_MIN: Span = Span::from_millis(1_000);
 pub const LEASE_MAX: Span = Span::from_millis(3_600_000);
 /// Most object instances in one cluster.
 pub const OBJECTS_MAX: usize = 10_000;
+
+/// Object-layer bugs the simulator can switch on to prove its checkers catch them.
+/// Each is a branch in the real code path; none is ever on in production.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum MachineBug {
+    /// A retried request runs again instead of being answered from the session table.
+    ApplyDuplicateTwice,
+    /// An expired session's holdings are not released (objects never hear of it).
+    KeepHoldingsOnExpiry,
+    /// A wake-up goes to another parked call than the one the object woke.
+    WakeWrongWaiter,
+}
+
+impl MachineBug {
+    pub const ALL: [MachineBug; 3] = [
+        MachineBug::ApplyDuplicateTwice,
+        MachineBug::KeepHoldingsOnExpiry,
+        MachineBug::WakeWrongWaiter,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MachineBug::ApplyDuplicateTwice => "apply-duplicate-twice",
+            MachineBug::KeepHoldingsOnExpiry => "keep-holdings-on-expiry",
+            MachineBug::WakeWrongWaiter => "wake-wrong-waiter",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<MachineBug> {
+        MachineBug::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
 
 /// One command of the log, as clients submit it (encoded with MessagePack).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -134,6 +166,8 @@ pub struct Machine {
     clock: Time,
     /// Sessions ended since the last `take_ended` (for observers; not replicated).
     ended: Vec<SessionId>,
+    /// Injected bugs (simulator only; empty in production).
+    bugs: BTreeSet<MachineBug>,
 }
 
 impl Machine {
@@ -145,7 +179,13 @@ impl Machine {
             next_session: 1,
             clock: Time(0),
             ended: Vec::new(),
+            bugs: BTreeSet::new(),
         }
+    }
+
+    /// Switches on injected bugs (the simulator's `--inject`).
+    pub fn set_bugs(&mut self, bugs: BTreeSet<MachineBug>) {
+        self.bugs = bugs;
     }
 
     /// Sessions ended (closed, expired or evicted) since the last call, in order.
@@ -190,7 +230,11 @@ impl Machine {
             Request::OpenSession { nonce, lease_ms } => {
                 let session = self.open_session(slot, Span::from_millis(lease_ms), responses);
                 let call = CallId { session: SessionId(0), request: RequestNumber(nonce) };
-                responses.push(Response { call, reply: Reply::SessionOpened { nonce, session }, slot });
+                responses.push(Response {
+                    call,
+                    reply: Reply::SessionOpened { nonce, session },
+                    slot,
+                });
                 Execution::Executed
             }
             Request::KeepAlive { session } => {
@@ -295,11 +339,12 @@ impl Machine {
         s.acked = s.acked.max(acked.min(request));
         let watermark = s.acked;
         s.replies.retain(|n, (_, reply)| *n >= watermark || *reply == Reply::Parked);
-        if let Some((at, reply)) = s.replies.get(&request) {
+        let duplicate_runs = self.bugs.contains(&MachineBug::ApplyDuplicateTwice);
+        if let Some((at, reply)) = s.replies.get(&request).filter(|_| !duplicate_runs) {
             responses.push(Response { call, reply: reply.clone(), slot: *at });
             return Execution::Duplicate;
         }
-        if request < s.acked {
+        if request < s.acked && !duplicate_runs {
             // Acknowledged long ago: the client does not wait for it.
             return Execution::Refused;
         }
@@ -331,7 +376,19 @@ impl Machine {
     /// Records woken calls' results in their sessions and answers them. A wake for
     /// a call that is not parked (an object bug, or a session that ended) is dropped.
     fn deliver_wakes(&mut self, slot: Slot, wakes: Vec<Wake>, responses: &mut Vec<Response>) {
-        for wake in wakes {
+        for mut wake in wakes {
+            if self.bugs.contains(&MachineBug::WakeWrongWaiter) {
+                // Another parked call, if any, gets this wake-up instead.
+                let other = self.sessions.iter().find_map(|(id, s)| {
+                    s.replies.iter().find_map(|(n, (_, r))| {
+                        let call = CallId { session: *id, request: *n };
+                        (*r == Reply::Parked && call != wake.call).then_some(call)
+                    })
+                });
+                if let Some(other) = other {
+                    wake.call = other;
+                }
+            }
             let Some(s) = self.sessions.get_mut(&wake.call.session) else { continue };
             let Some(entry) = s.replies.get_mut(&wake.call.request) else { continue };
             if entry.1 != Reply::Parked {
@@ -395,7 +452,8 @@ impl Machine {
         let mut wakes = Vec::new();
         // The call id of a release has request 0: it is the system acting, not a client.
         let call = CallId { session, request: RequestNumber(0) };
-        for object in self.objects.values_mut() {
+        let release = !self.bugs.contains(&MachineBug::KeepHoldingsOnExpiry);
+        for object in self.objects.values_mut().filter(|_| release) {
             let mut ctx = Ctx::new(call, self.clock, slot, &mut wakes);
             object.session_closed(&mut ctx, session);
         }
@@ -432,6 +490,7 @@ impl Machine {
             next_session: saved.next_session,
             clock: saved.clock,
             ended: Vec::new(),
+            bugs: BTreeSet::new(),
         })
     }
 

@@ -5,9 +5,9 @@
 //!     cargo run --release -p concoord-sim -- --seeds 0..1000 --inject commit-on-minority
 //!     cargo run --release -p concoord-sim -- --list-bugs
 
+use concoord_object::machine::MachineBug;
 use concoord_paxos::Bug;
 use concoord_sim::{run_seed, Report, SimOptions};
-use std::collections::BTreeSet;
 use std::ops::Range;
 use std::process::ExitCode;
 
@@ -45,13 +45,20 @@ fn parse() -> Result<Option<Args>, String> {
             "--trace" => opts.trace = true,
             "--inject" => {
                 let name = args.next().ok_or("--inject needs a bug name (see --list-bugs)")?;
-                let bug = Bug::from_name(&name)
-                    .ok_or(format!("unknown bug {name:?}; --list-bugs lists them"))?;
-                opts.bugs.insert(bug);
+                if let Some(bug) = Bug::from_name(&name) {
+                    opts.bugs.insert(bug);
+                } else if let Some(bug) = MachineBug::from_name(&name) {
+                    opts.object_bugs.insert(bug);
+                } else {
+                    return Err(format!("unknown bug {name:?}; --list-bugs lists them"));
+                }
             }
             "--list-bugs" => {
                 for bug in Bug::ALL {
                     println!("{}", bug.name());
+                }
+                for bug in MachineBug::ALL {
+                    println!("{} (objects workload)", bug.name());
                 }
                 return Ok(None);
             }
@@ -62,7 +69,9 @@ fn parse() -> Result<Option<Args>, String> {
                 opts.workload = match args.next().as_deref() {
                     Some("registers") => concoord_sim::Workload::Registers,
                     Some("objects") => concoord_sim::Workload::Objects,
-                    other => return Err(format!("--workload {other:?}: want registers or objects")),
+                    other => {
+                        return Err(format!("--workload {other:?}: want registers or objects"))
+                    }
                 };
             }
             "-h" | "--help" => {
@@ -79,9 +88,15 @@ fn parse_u64(s: &str) -> Result<u64, String> {
     s.trim().parse().map_err(|_| format!("not a number: {s:?}"))
 }
 
-fn reproduce(seed: u64, bugs: &BTreeSet<Bug>) -> String {
+fn reproduce(seed: u64, opts: &SimOptions) -> String {
     let mut cmd = format!("cargo run --release -p concoord-sim -- --seed {seed}");
-    for bug in bugs {
+    if opts.workload == concoord_sim::Workload::Objects {
+        cmd.push_str(" --workload objects");
+    }
+    for bug in &opts.bugs {
+        cmd.push_str(&format!(" --inject {}", bug.name()));
+    }
+    for bug in &opts.object_bugs {
         cmd.push_str(&format!(" --inject {}", bug.name()));
     }
     cmd
@@ -127,10 +142,7 @@ fn main() -> ExitCode {
                 } else {
                     failed += 1;
                 }
-                println!(
-                    "seed {seed}: FAILED {v} | reproduce: {}",
-                    reproduce(seed, &args.opts.bugs)
-                );
+                println!("seed {seed}: FAILED {v} | reproduce: {}", reproduce(seed, &args.opts));
                 if args.first_failure {
                     break;
                 }

@@ -12,14 +12,14 @@ use crate::checkers::exactly_once::ExactlyOnce;
 use crate::checkers::linearizability::{self, Model, Operation, Verdict};
 use crate::checkers::liveness::{self, NodeView};
 use crate::checkers::object_spec::{ObjectCall, ObjectResult, ObjectSpec, SESSION_CLOSED};
+use crate::checkers::prefix::Prefix;
+use crate::checkers::state::StateEquality;
+use crate::checkers::{Check, Violation};
 use concoord_object::builtins::{
     bounded_semaphore::BoundedSemaphore, lock::Lock, queue::Queue, stack::Stack, Counter,
 };
 use concoord_object::machine::{self as om, Execution, Machine};
 use concoord_object::{ObjectType, Types, Value as ObjValue};
-use crate::checkers::prefix::Prefix;
-use crate::checkers::state::StateEquality;
-use crate::checkers::{Check, Violation};
 use concoord_paxos::{
     Bug, Command, ConfigChange, DurableState, Effect, Fnv, Input, Member, Membership, Message,
     Options, PersistOp, Prng, ReadId, Rejected, Replica, Role, RoleKind,
@@ -41,6 +41,8 @@ const EVENTS_MAX: u64 = 20_000_000;
 #[derive(Clone, Debug, Default)]
 pub struct SimOptions {
     pub bugs: BTreeSet<Bug>,
+    /// Object-layer bugs (they matter in the objects workload).
+    pub object_bugs: BTreeSet<om::MachineBug>,
     pub trace: bool,
     pub workload: Workload,
 }
@@ -153,11 +155,21 @@ pub struct Report {
 
 #[derive(Clone, Debug)]
 enum Reply {
-    Done { seq: u64, result: i64 },
-    Redirect { seq: u64, hint: Option<ReplicaId> },
+    Done {
+        seq: u64,
+        result: i64,
+    },
+    Redirect {
+        seq: u64,
+        hint: Option<ReplicaId>,
+    },
     /// The object layer's answer to request `seq` (a request number, or the nonce of
     /// an `OpenSession`), produced at `slot`.
-    Object { seq: u64, slot: Slot, reply: om::Reply },
+    Object {
+        seq: u64,
+        slot: Slot,
+        reply: om::Reply,
+    },
 }
 
 /// What an objects-workload client sends to a replica.
@@ -434,8 +446,7 @@ impl Sim {
             timer_token: 0,
             timer_at: None,
             app: App::default(),
-            machine: (self.opts.workload == Workload::Objects)
-                .then(|| Box::new(Machine::new(object_types()))),
+            machine: (self.opts.workload == Workload::Objects).then(|| self.new_machine()),
             app_applied: Slot::ZERO,
             disk: DurableState::default(),
             unsynced: Vec::new(),
@@ -745,7 +756,8 @@ impl Sim {
                 Effect::InstallSnapshot(snapshot) if n.machine.is_some() => {
                     let id = n.id;
                     match Machine::restore(object_types(), &snapshot.data) {
-                        Ok(machine) => {
+                        Ok(mut machine) => {
+                            machine.set_bugs(self.opts.object_bugs.clone());
                             let hash = machine_hash(&machine);
                             n.machine = Some(Box::new(machine));
                             n.app_applied = snapshot.slot;
@@ -794,7 +806,8 @@ impl Sim {
                 Effect::Dropped { commands, leader_hint } if n.machine.is_some() => {
                     for command in commands {
                         let Command::App(bytes) = command else { continue };
-                        let Some(key) = om::Request::decode(&bytes).ok().as_ref().and_then(object_key)
+                        let Some(key) =
+                            om::Request::decode(&bytes).ok().as_ref().and_then(object_key)
                         else {
                             continue;
                         };
@@ -1169,6 +1182,7 @@ impl Sim {
     }
 
     fn crash(&mut self, node: usize) {
+        let fresh = self.nodes[node].machine.is_some().then(|| self.new_machine());
         let n = &mut self.nodes[node];
         n.last_membership = n.replica.as_ref().and_then(|r| r.membership().cloned());
         n.replica = None;
@@ -1181,9 +1195,8 @@ impl Sim {
         n.unsynced.clear();
         n.paused_until = None;
         n.app = App::default();
-        if n.machine.is_some() {
-            n.machine = Some(Box::new(Machine::new(object_types())));
-        }
+        // The state machine's memory is lost with the process.
+        n.machine = fresh;
         n.app_applied = Slot::ZERO;
         n.waiting.clear();
         n.reads.clear();
@@ -1580,9 +1593,21 @@ fn object_key(req: &om::Request) -> Option<(u64, u64)> {
 impl Sim {
     // ------------------------------------------------------------------ objects workload
 
+    fn new_machine(&self) -> Box<Machine> {
+        let mut machine = Machine::new(object_types());
+        machine.set_bugs(self.opts.object_bugs.clone());
+        Box::new(machine)
+    }
+
     /// Applies one chosen slot to a node's object machine and answers the calls this
     /// node is waiting for. `extended`: this apply is the first of `slot` anywhere.
-    fn apply_objects(&mut self, node: usize, slot: Slot, value: &concoord_paxos::Value, extended: bool) {
+    fn apply_objects(
+        &mut self,
+        node: usize,
+        slot: Slot,
+        value: &concoord_paxos::Value,
+        extended: bool,
+    ) {
         let id = self.nodes[node].id;
         let n = &mut self.nodes[node];
         let Some(machine) = n.machine.as_mut() else { return };
@@ -1612,7 +1637,10 @@ impl Sim {
                     history.push(Operation {
                         client: 0,
                         invoke: self.now,
-                        complete: Some((self.now, ObjectResult { slot, result: Ok(ObjValue::Nil) })),
+                        complete: Some((
+                            self.now,
+                            ObjectResult { slot, result: Ok(ObjValue::Nil) },
+                        )),
                         op: ObjectCall {
                             session: concoord_wire::SessionId(session.0),
                             method: SESSION_CLOSED.into(),
@@ -1628,7 +1656,8 @@ impl Sim {
             }
             let key = (response.call.session.0, response.call.request.0);
             if let Some(client) = self.nodes[node].waiting.remove(&key) {
-                let reply = Reply::Object { seq: key.1, slot: response.slot, reply: response.reply };
+                let reply =
+                    Reply::Object { seq: key.1, slot: response.slot, reply: response.reply };
                 self.reply(client, reply);
             }
         }
@@ -1684,7 +1713,8 @@ impl Sim {
                     } else {
                         self.random_object_op()
                     };
-                    let query = op.method == "getvalue" && self.rng.chance(self.params.barrier_reads);
+                    let query =
+                        op.method == "getvalue" && self.rng.chance(self.params.barrier_reads);
                     let msg = if query {
                         ObjectMsg::Query { seq, op: op.clone() }
                     } else {
@@ -1897,7 +1927,10 @@ impl Sim {
                     return;
                 }
                 Verdict::Unknown { reason } => {
-                    self.fail("linearizability", format!("object {name}: checker gave up: {reason}"));
+                    self.fail(
+                        "linearizability",
+                        format!("object {name}: checker gave up: {reason}"),
+                    );
                     return;
                 }
             }
