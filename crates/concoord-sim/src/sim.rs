@@ -16,7 +16,10 @@ use crate::checkers::prefix::Prefix;
 use crate::checkers::state::StateEquality;
 use crate::checkers::{Check, Violation};
 use concoord_object::builtins::{
-    bounded_semaphore::BoundedSemaphore, lock::Lock, queue::Queue, stack::Stack, Counter,
+    bank::Bank, binary_tree::BinaryTree, bounded_semaphore::BoundedSemaphore,
+    job_manager::JobManager, lock::Lock, log::Log, membership::Membership as MembershipObject,
+    nameserver_coord::NameserverCoord, queue::Queue, rlock::RLock, semaphore::Semaphore,
+    stack::Stack, Counter,
 };
 use concoord_object::machine::{self as om, Execution, Machine};
 use concoord_object::{ObjectType, Types, Value as ObjValue};
@@ -165,7 +168,9 @@ enum Reply {
     },
     /// The object layer's answer to request `seq` (a request number, or the nonce of
     /// an `OpenSession`), produced at `slot`.
+    /// `session` is 0 for the answer to an `OpenSession`.
     Object {
+        session: u64,
         seq: u64,
         slot: Slot,
         reply: om::Reply,
@@ -178,7 +183,7 @@ enum ObjectMsg {
     /// A command for the log.
     Log(om::Request),
     /// A query served after a read barrier.
-    Query { seq: u64, op: ObjOp },
+    Query { session: u64, seq: u64, op: ObjOp },
 }
 
 /// One call of the objects workload.
@@ -257,7 +262,7 @@ struct Node {
     /// Requests this node proposed and must answer: key -> client id.
     waiting: BTreeMap<(u64, u64), u64>,
     reads: BTreeMap<ReadId, (u64, u64, u8)>,
-    object_reads: BTreeMap<ReadId, (u64, u64, ObjOp)>,
+    object_reads: BTreeMap<ReadId, (u64, u64, u64, ObjOp)>,
     next_read: u64,
 }
 
@@ -308,8 +313,8 @@ struct ObjClient {
     created: usize,
     pending: Option<ObjPending>,
     crashed: bool,
-    holds_lock: bool,
-    holds_permit: bool,
+    /// Lock-like objects this client holds (it releases them before anything else).
+    holds: Vec<&'static str>,
     /// Sessions opened so far (nonces must differ between them).
     incarnation: u64,
 }
@@ -785,7 +790,7 @@ impl Sim {
                     }
                 }
                 Effect::ReadReady { id } => {
-                    if let Some((client, seq, op)) = n.object_reads.remove(&id) {
+                    if let Some((client, session, seq, op)) = n.object_reads.remove(&id) {
                         let slot = n.app_applied;
                         let result = match &n.machine {
                             Some(m) => m.query(op.object, op.method, &op.args),
@@ -795,7 +800,7 @@ impl Sim {
                             Ok(v) => om::Reply::Value(v),
                             Err(e) => om::Reply::Error(e),
                         };
-                        self.reply(client, Reply::Object { seq, slot, reply });
+                        self.reply(client, Reply::Object { session, seq, slot, reply });
                         continue;
                     }
                     if let Some((client, seq, key)) = n.reads.remove(&id) {
@@ -827,7 +832,7 @@ impl Sim {
                     }
                 }
                 Effect::ReadAborted { id, leader_hint } if n.object_reads.contains_key(&id) => {
-                    if let Some((client, seq, _)) = n.object_reads.remove(&id) {
+                    if let Some((client, _, seq, _)) = n.object_reads.remove(&id) {
                         self.reply(client, Reply::Redirect { seq, hint: leader_hint });
                     }
                 }
@@ -1464,8 +1469,7 @@ impl Sim {
             .iter()
             .filter(|c| {
                 let o = &c.obj;
-                c.current.is_some()
-                    || (!o.crashed && (o.pending.is_some() || o.holds_lock || o.holds_permit))
+                c.current.is_some() || (!o.crashed && (o.pending.is_some() || !o.holds.is_empty()))
             })
             .count();
         match liveness::converged(&views, unanswered) {
@@ -1552,12 +1556,20 @@ impl Sim {
 
 /// The instances the objects workload creates through the log: (name, type,
 /// constructor argument or none).
-const OBJECTS: [(&str, &str, Option<i64>); 5] = [
+const OBJECTS: [(&str, &str, Option<i64>); 13] = [
     ("counter", "Counter", None),
     ("lock", "Lock", None),
+    ("rlock", "RLock", None),
+    ("semaphore", "Semaphore", Some(2)),
     ("permits", "BoundedSemaphore", Some(2)),
     ("queue", "Queue", Some(3)),
     ("stack", "Stack", None),
+    ("log", "Log", None),
+    ("members", "Membership", None),
+    ("bank", "Bank", None),
+    ("jobs", "JobManager", None),
+    ("tree", "BinaryTree", None),
+    ("names", "NameserverCoord", None),
 ];
 
 /// Session lease of the objects workload's clients.
@@ -1656,8 +1668,12 @@ impl Sim {
             }
             let key = (response.call.session.0, response.call.request.0);
             if let Some(client) = self.nodes[node].waiting.remove(&key) {
-                let reply =
-                    Reply::Object { seq: key.1, slot: response.slot, reply: response.reply };
+                let reply = Reply::Object {
+                    session: key.0,
+                    seq: key.1,
+                    slot: response.slot,
+                    reply: response.reply,
+                };
                 self.reply(client, reply);
             }
         }
@@ -1704,10 +1720,8 @@ impl Sim {
                     };
                     (seq, ObjectMsg::Log(create), None)
                 } else {
-                    let op = if o.holds_lock {
-                        ObjOp { object: "lock", method: "release", args: vec![] }
-                    } else if o.holds_permit {
-                        ObjOp { object: "permits", method: "release", args: vec![] }
+                    let op = if let Some(object) = o.holds.first() {
+                        ObjOp { object, method: "release", args: vec![] }
                     } else if !faults {
                         return;
                     } else {
@@ -1716,7 +1730,7 @@ impl Sim {
                     let query =
                         op.method == "getvalue" && self.rng.chance(self.params.barrier_reads);
                     let msg = if query {
-                        ObjectMsg::Query { seq, op: op.clone() }
+                        ObjectMsg::Query { session: session.0, seq, op: op.clone() }
                     } else {
                         ObjectMsg::Log(om::Request::Call {
                             session,
@@ -1745,16 +1759,50 @@ impl Sim {
 
     fn random_object_op(&mut self) -> ObjOp {
         let v = ObjValue::Int(self.rng.range(0, 1_000) as i64);
-        let (object, method, args) = match self.rng.range(0, 10) {
+        // Few distinct small values, so operations on the same one collide.
+        let small = ObjValue::Int(self.rng.range(0, 4) as i64);
+        let amount = ObjValue::Float(self.rng.range(0, 50) as f64);
+        let node = ObjValue::Str(format!("10.0.0.{}:14000", self.rng.range(1, 4)));
+        let (object, method, args) = match self.rng.range(0, 32) {
             0 => ("counter", "increment", vec![]),
             1 => ("counter", "getvalue", vec![]),
-            2 | 3 => ("lock", "acquire_token", vec![]),
-            4 => ("permits", "acquire_token", vec![]),
-            5 => ("queue", "put_nowait", vec![v]),
-            6 => ("queue", "get_nowait", vec![]),
-            7 => ("stack", "append", vec![v]),
-            8 => ("stack", "pop", vec![]),
-            _ => ("counter", "decrement", vec![]),
+            2 => ("counter", "decrement", vec![]),
+            3 | 4 => ("lock", "acquire_token", vec![]),
+            5 => ("rlock", "acquire_token", vec![]),
+            6 => ("semaphore", "acquire_token", vec![]),
+            7 => ("permits", "acquire_token", vec![]),
+            8 => ("queue", "put_nowait", vec![v]),
+            9 => ("queue", "get_nowait", vec![]),
+            10 => ("stack", "append", vec![v]),
+            11 => ("stack", "pop", vec![]),
+            12 => ("log", "append", vec![v]),
+            13 => ("log", "read", vec![]),
+            14 => ("members", "add", vec![small]),
+            15 => ("members", "remove", vec![small]),
+            16 => ("members", "members", vec![]),
+            17 => ("bank", "open", vec![small]),
+            18 => ("bank", "deposit", vec![small, amount]),
+            19 => ("bank", "debit", vec![small, amount]),
+            20 => ("bank", "balance", vec![small]),
+            21 => ("jobs", "schedule", vec![small]),
+            22 => ("jobs", "deschedule", vec![small]),
+            23 => ("jobs", "list_jobs", vec![]),
+            24 => ("tree", "insert", vec![small]),
+            25 => ("tree", "delete", vec![small]),
+            26 => ("tree", "find", vec![small]),
+            27 => ("tree", "get_size", vec![]),
+            28 => (
+                "names",
+                "addnodetosubdomain",
+                vec![ObjValue::Str("db".into()), ObjValue::Int(1), node],
+            ),
+            29 => (
+                "names",
+                "delnodefromsubdomain",
+                vec![ObjValue::Str("db".into()), ObjValue::Int(1), node],
+            ),
+            30 => ("names", "getdomains", vec![]),
+            _ => ("names", "getsubdomains", vec![]),
         };
         ObjOp { object, method, args }
     }
@@ -1786,11 +1834,11 @@ impl Sim {
                 }
                 (key.1, result)
             }
-            ObjectMsg::Query { seq, op } => {
+            ObjectMsg::Query { session, seq, op } => {
                 let n = &mut self.nodes[node];
                 let id = ReadId(n.next_read);
                 n.next_read += 1;
-                n.object_reads.insert(id, (client, seq, op));
+                n.object_reads.insert(id, (client, session, seq, op));
                 let result = self.step(node, Input::Read(id));
                 if result.is_err() {
                     self.nodes[node].object_reads.remove(&id);
@@ -1825,7 +1873,10 @@ impl Sim {
                 let backoff = self.rng.range(MS, 30 * MS);
                 self.resend_object(client, target, backoff);
             }
-            Reply::Object { seq, slot, reply } if seq == p.seq => {
+            // Request numbers restart in a new session: a reply must match both.
+            Reply::Object { session, seq, slot, reply }
+                if seq == p.seq && session == expected_session(o, p) =>
+            {
                 let target = p.target;
                 let Some(p) = self.clients[client].obj.pending.take() else { return };
                 match reply {
@@ -1841,8 +1892,7 @@ impl Sim {
                         self.record_object_op(client, p, None);
                         let o = &mut self.clients[client].obj;
                         o.session = None;
-                        o.holds_lock = false;
-                        o.holds_permit = false;
+                        o.holds.clear();
                     }
                     om::Reply::Value(v) => self.complete_object_op(client, p, slot, Ok(v)),
                     om::Reply::Error(e) => self.complete_object_op(client, p, slot, Err(e)),
@@ -1868,12 +1918,10 @@ impl Sim {
             return;
         };
         if op.method == "acquire_token" && matches!(result, Ok(ObjValue::Int(_))) {
-            o.holds_lock |= op.object == "lock";
-            o.holds_permit |= op.object == "permits";
+            o.holds.push(op.object);
         }
         if op.method == "release" {
-            o.holds_lock &= op.object != "lock";
-            o.holds_permit &= op.object != "permits";
+            o.holds.retain(|h| *h != op.object);
         }
         self.stats.client_ops += 1;
         self.record_object_op(client, p, Some(ObjectResult { slot, result }));
@@ -1913,12 +1961,21 @@ impl Sim {
         }
         let histories = std::mem::take(&mut self.obj_history);
         for (name, ops) in histories {
+            let arg = OBJECTS.iter().find(|(n, _, _)| *n == name).and_then(|(_, _, a)| *a);
             let verdict = match name {
-                "counter" => object_verdict::<Counter>(None, &ops),
-                "lock" => object_verdict::<Lock>(None, &ops),
-                "permits" => object_verdict::<BoundedSemaphore>(Some(2), &ops),
-                "queue" => object_verdict::<Queue>(Some(3), &ops),
-                _ => object_verdict::<Stack>(None, &ops),
+                "counter" => object_verdict::<Counter>(arg, &ops),
+                "lock" => object_verdict::<Lock>(arg, &ops),
+                "rlock" => object_verdict::<RLock>(arg, &ops),
+                "semaphore" => object_verdict::<Semaphore>(arg, &ops),
+                "permits" => object_verdict::<BoundedSemaphore>(arg, &ops),
+                "queue" => object_verdict::<Queue>(arg, &ops),
+                "stack" => object_verdict::<Stack>(arg, &ops),
+                "log" => object_verdict::<Log>(arg, &ops),
+                "members" => object_verdict::<MembershipObject>(arg, &ops),
+                "bank" => object_verdict::<Bank>(arg, &ops),
+                "jobs" => object_verdict::<JobManager>(arg, &ops),
+                "tree" => object_verdict::<BinaryTree>(arg, &ops),
+                _ => object_verdict::<NameserverCoord>(arg, &ops),
             };
             match verdict {
                 Verdict::Linearizable => {}
@@ -1935,6 +1992,14 @@ impl Sim {
                 }
             }
         }
+    }
+}
+
+/// The session a reply to `p` must come from: 0 for an `OpenSession`.
+fn expected_session(o: &ObjClient, p: &ObjPending) -> u64 {
+    match &p.msg {
+        ObjectMsg::Log(om::Request::OpenSession { .. }) => 0,
+        _ => o.session.unwrap_or(0),
     }
 }
 
