@@ -1960,6 +1960,12 @@ impl Sim {
             }
         }
         let histories = std::mem::take(&mut self.obj_history);
+        if let Some(lock) = histories.get("lock") {
+            if let Err(v) = crate::checkers::mutual_exclusion::check(lock) {
+                self.violation = Some(v);
+                return;
+            }
+        }
         for (name, ops) in histories {
             let arg = OBJECTS.iter().find(|(n, _, _)| *n == name).and_then(|(_, _, a)| *a);
             let verdict = match name {

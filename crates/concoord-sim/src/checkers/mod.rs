@@ -8,6 +8,7 @@ pub mod agreement;
 pub mod exactly_once;
 pub mod linearizability;
 pub mod liveness;
+pub mod mutual_exclusion;
 pub mod object_spec;
 pub mod prefix;
 pub mod state;
