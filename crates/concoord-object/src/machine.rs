@@ -121,9 +121,10 @@ pub struct Response {
     pub reply: Reply,
     /// The slot at which this reply was decided: where the call took effect (for a
     /// woken call, the slot of the command that woke it). A retry answered from the
-    /// session table carries the original slot, so results derived from the slot,
-    /// like fencing tokens, can be matched to it.
+    /// session table carries the original slot.
     pub slot: Slot,
+    /// The command position (`Ctx::fencing_token`) at which it was decided, likewise.
+    pub position: u64,
 }
 
 /// What became of one request (for the simulator's exactly-once checker).
@@ -143,13 +144,14 @@ struct Session {
     last_active: Time,
     /// Replies of requests at or above `acked`, for retries. A parked request is
     /// recorded as `Reply::Parked` until it is woken.
-    replies: BTreeMap<RequestNumber, (Slot, Reply)>,
+    replies: BTreeMap<RequestNumber, (Slot, u64, Reply)>,
     acked: RequestNumber,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Saved {
     clock: Time,
+    position: u64,
     next_session: u64,
     sessions: BTreeMap<SessionId, Session>,
     objects: Vec<(String, String, Vec<u8>)>,
@@ -164,8 +166,11 @@ pub struct Machine {
     next_session: u64,
     /// Cluster time: the highest leader timestamp applied.
     clock: Time,
-    /// Sessions ended since the last `take_ended` (for observers; not replicated).
-    ended: Vec<SessionId>,
+    /// Commands applied so far: the position of the next one.
+    position: u64,
+    /// Sessions ended since the last `take_ended`, with the position at which each
+    /// ended (for observers; not replicated).
+    ended: Vec<(SessionId, u64)>,
     /// Injected bugs (simulator only; empty in production).
     bugs: BTreeSet<MachineBug>,
 }
@@ -178,6 +183,7 @@ impl Machine {
             sessions: BTreeMap::new(),
             next_session: 1,
             clock: Time(0),
+            position: 0,
             ended: Vec::new(),
             bugs: BTreeSet::new(),
         }
@@ -188,9 +194,16 @@ impl Machine {
         self.bugs = bugs;
     }
 
-    /// Sessions ended (closed, expired or evicted) since the last call, in order.
-    /// Observers such as the simulator's checkers use it; replicas need not.
-    pub fn take_ended(&mut self) -> Vec<SessionId> {
+    /// Commands applied so far (the position of the last one, as `Ctx::fencing_token`
+    /// saw it).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Sessions ended (closed, expired or evicted) since the last call, in order,
+    /// each with the position at which it ended. Observers such as the simulator's
+    /// checkers use it; replicas need not.
+    pub fn take_ended(&mut self) -> Vec<(SessionId, u64)> {
         std::mem::take(&mut self.ended)
     }
 
@@ -221,6 +234,7 @@ impl Machine {
         responses: &mut Vec<Response>,
     ) -> Execution {
         self.clock = self.clock.max(timestamp);
+        self.position += 1;
         self.expire_sessions(slot, responses);
         let request = match Request::decode(bytes) {
             Ok(r) => r,
@@ -234,6 +248,7 @@ impl Machine {
                     call,
                     reply: Reply::SessionOpened { nonce, session },
                     slot,
+                    position: self.position,
                 });
                 Execution::Executed
             }
@@ -330,18 +345,19 @@ impl Machine {
     ) -> Execution {
         let call = CallId { session, request };
         let clock = self.clock;
+        let position = self.position;
         let Some(s) = self.sessions.get_mut(&session) else {
-            responses.push(Response { call, reply: Reply::SessionUnknown, slot });
+            responses.push(Response { call, reply: Reply::SessionUnknown, slot, position });
             return Execution::Refused;
         };
         s.last_active = clock;
         // The client has every reply below `acked` (never this request's own).
         s.acked = s.acked.max(acked.min(request));
         let watermark = s.acked;
-        s.replies.retain(|n, (_, reply)| *n >= watermark || *reply == Reply::Parked);
+        s.replies.retain(|n, (_, _, reply)| *n >= watermark || *reply == Reply::Parked);
         let duplicate_runs = self.bugs.contains(&MachineBug::ApplyDuplicateTwice);
-        if let Some((at, reply)) = s.replies.get(&request).filter(|_| !duplicate_runs) {
-            responses.push(Response { call, reply: reply.clone(), slot: *at });
+        if let Some((at, pos, reply)) = s.replies.get(&request).filter(|_| !duplicate_runs) {
+            responses.push(Response { call, reply: reply.clone(), slot: *at, position: *pos });
             return Execution::Duplicate;
         }
         if request < s.acked && !duplicate_runs {
@@ -352,12 +368,12 @@ impl Machine {
             let e = ObjectError::runtime_error(format!(
                 "more than {REPLIES_PER_SESSION_MAX} unacknowledged requests in one session"
             ));
-            responses.push(Response { call, reply: Reply::Error(e), slot });
+            responses.push(Response { call, reply: Reply::Error(e), slot, position });
             return Execution::Refused;
         }
         let mut wakes = Vec::new();
         let outcome = {
-            let mut ctx = Ctx::new(call, clock, slot, &mut wakes);
+            let mut ctx = Ctx::at(call, clock, slot, position, &mut wakes);
             run(self, &mut ctx)
         };
         let reply = match outcome {
@@ -366,9 +382,9 @@ impl Machine {
             Outcome::Park => Reply::Parked,
         };
         if let Some(s) = self.sessions.get_mut(&session) {
-            s.replies.insert(request, (slot, reply.clone()));
+            s.replies.insert(request, (slot, position, reply.clone()));
         }
-        responses.push(Response { call, reply, slot });
+        responses.push(Response { call, reply, slot, position });
         self.deliver_wakes(slot, wakes, responses);
         Execution::Executed
     }
@@ -380,7 +396,7 @@ impl Machine {
             if self.bugs.contains(&MachineBug::WakeWrongWaiter) {
                 // Another parked call, if any, gets this wake-up instead.
                 let other = self.sessions.iter().find_map(|(id, s)| {
-                    s.replies.iter().find_map(|(n, (_, r))| {
+                    s.replies.iter().find_map(|(n, (_, _, r))| {
                         let call = CallId { session: *id, request: *n };
                         (*r == Reply::Parked && call != wake.call).then_some(call)
                     })
@@ -391,15 +407,15 @@ impl Machine {
             }
             let Some(s) = self.sessions.get_mut(&wake.call.session) else { continue };
             let Some(entry) = s.replies.get_mut(&wake.call.request) else { continue };
-            if entry.1 != Reply::Parked {
+            if entry.2 != Reply::Parked {
                 continue;
             }
             let reply = match wake.result {
                 Ok(v) => Reply::Value(v),
                 Err(e) => Reply::Error(e),
             };
-            *entry = (slot, reply.clone());
-            responses.push(Response { call: wake.call, reply, slot });
+            *entry = (slot, self.position, reply.clone());
+            responses.push(Response { call: wake.call, reply, slot, position: self.position });
         }
     }
 
@@ -448,13 +464,17 @@ impl Machine {
     /// session and its parked calls are gone.
     fn end_session(&mut self, slot: Slot, session: SessionId, responses: &mut Vec<Response>) {
         self.sessions.remove(&session);
-        self.ended.push(session);
+        // Ending a session is a step of its own: what it releases is granted at a
+        // fresh position, so fencing tokens stay unique even when several sessions
+        // end before one command.
+        self.position += 1;
+        self.ended.push((session, self.position));
         let mut wakes = Vec::new();
         // The call id of a release has request 0: it is the system acting, not a client.
         let call = CallId { session, request: RequestNumber(0) };
         let release = !self.bugs.contains(&MachineBug::KeepHoldingsOnExpiry);
         for object in self.objects.values_mut().filter(|_| release) {
-            let mut ctx = Ctx::new(call, self.clock, slot, &mut wakes);
+            let mut ctx = Ctx::at(call, self.clock, slot, self.position, &mut wakes);
             object.session_closed(&mut ctx, session);
         }
         self.deliver_wakes(slot, wakes, responses);
@@ -469,6 +489,7 @@ impl Machine {
         }
         let saved = Saved {
             clock: self.clock,
+            position: self.position,
             next_session: self.next_session,
             sessions: self.sessions.clone(),
             objects,
@@ -489,6 +510,7 @@ impl Machine {
             sessions: saved.sessions,
             next_session: saved.next_session,
             clock: saved.clock,
+            position: saved.position,
             ended: Vec::new(),
             bugs: BTreeSet::new(),
         })

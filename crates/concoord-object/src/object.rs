@@ -92,12 +92,26 @@ pub struct Ctx<'a> {
     call: CallId,
     timestamp: Time,
     slot: Slot,
+    position: u64,
     wakes: &'a mut Vec<Wake>,
 }
 
 impl<'a> Ctx<'a> {
+    /// A context whose command position is its slot (one command per slot).
     pub fn new(call: CallId, timestamp: Time, slot: Slot, wakes: &'a mut Vec<Wake>) -> Ctx<'a> {
-        Ctx { call, timestamp, slot, wakes }
+        Ctx { call, timestamp, slot, position: slot.0, wakes }
+    }
+
+    /// A context at command `position` of the log: a slot holds a batch of commands,
+    /// so positions, not slots, number commands one by one.
+    pub fn at(
+        call: CallId,
+        timestamp: Time,
+        slot: Slot,
+        position: u64,
+        wakes: &'a mut Vec<Wake>,
+    ) -> Ctx<'a> {
+        Ctx { call, timestamp, slot, position, wakes }
     }
 
     /// The call being executed (store it to park the caller).
@@ -115,10 +129,17 @@ impl<'a> Ctx<'a> {
         self.timestamp
     }
 
-    /// The log slot of this call. Strictly increasing across commands, so it serves
-    /// as a fencing token for lock grants.
+    /// The log slot of this call. Several commands share a slot (batching), so use
+    /// `fencing_token` to tell grants apart.
     pub fn slot(&self) -> Slot {
         self.slot
+    }
+
+    /// The position of this command in the log, counting commands one by one: the
+    /// same on every replica and strictly increasing from command to command, so it
+    /// serves as a fencing token for lock grants.
+    pub fn fencing_token(&self) -> u64 {
+        self.position
     }
 
     /// Wakes a parked call with `result`.

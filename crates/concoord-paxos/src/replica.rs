@@ -151,8 +151,10 @@ pub struct Replica {
     election_deadline: Time,
     /// Highest commit point a leader or peer told us about.
     known_commit: Slot,
-    /// Who told us about `known_commit`: where catch-up requests go.
-    catchup_source: Option<ReplicaId>,
+    /// Peers that reported a commit point above ours, with the highest they reported:
+    /// catch-up requests rotate among them, so a dead one cannot stall us.
+    catchup_peers: BTreeMap<ReplicaId, Slot>,
+    catchup_turn: usize,
     catchup_sent_at: Option<Time>,
 }
 
@@ -257,7 +259,8 @@ impl Replica {
             leader_hint: None,
             election_deadline: Time(u64::MAX),
             known_commit: Slot::ZERO,
-            catchup_source: None,
+            catchup_peers: BTreeMap::new(),
+            catchup_turn: 0,
             catchup_sent_at: None,
         }
     }
@@ -357,7 +360,7 @@ impl Replica {
             }
             State::Removed => {}
         }
-        if self.commit_max < self.known_commit && self.catchup_source.is_some() {
+        if self.commit_max < self.known_commit && !self.catchup_peers.is_empty() {
             if let Some(at) = self.catchup_sent_at {
                 deadline = deadline.min(at + self.opts.catchup_retry);
             }
@@ -664,15 +667,19 @@ impl Replica {
 
     /// `from` says every slot up to `commit` is chosen.
     fn note_commit(&mut self, from: ReplicaId, commit: Slot) {
-        if from != self.id && commit > self.commit_max && commit >= self.known_commit {
-            self.known_commit = commit;
-            self.catchup_source = Some(from);
+        if from != self.id && commit > self.commit_max {
+            self.known_commit = self.known_commit.max(commit);
+            let known = self.catchup_peers.entry(from).or_insert(commit);
+            *known = (*known).max(commit);
         }
     }
 
     /// Asks `from` for chosen entries if we know we are behind (rate-limited).
+    /// Asks a peer that knows more for chosen entries (rate-limited). Each retry
+    /// goes to the next peer that reported a commit point above ours; `from` is the
+    /// fallback when none did.
     fn maybe_catch_up(&mut self, now: Time, from: ReplicaId, effects: &mut Vec<Effect>) {
-        if self.commit_max >= self.known_commit || from == self.id {
+        if self.commit_max >= self.known_commit {
             return;
         }
         if let Some(at) = self.catchup_sent_at {
@@ -680,9 +687,21 @@ impl Replica {
                 return;
             }
         }
+        let commit_max = self.commit_max;
+        self.catchup_peers.retain(|_, c| *c > commit_max);
+        let peers: Vec<ReplicaId> = self.catchup_peers.keys().copied().collect();
+        let target = if peers.is_empty() {
+            from
+        } else {
+            self.catchup_turn = self.catchup_turn.wrapping_add(1);
+            peers[self.catchup_turn % peers.len()]
+        };
+        if target == self.id {
+            return;
+        }
         self.catchup_sent_at = Some(now);
         let msg = Message::CatchupRequest { from_slot: self.commit_max.next() };
-        effects.push(self.send(from, msg));
+        effects.push(self.send(target, msg));
     }
 
     fn on_catchup_request(&mut self, from: ReplicaId, from_slot: Slot, effects: &mut Vec<Effect>) {
@@ -895,10 +914,8 @@ impl Replica {
             RoleKind::Leader => self.leader_tick(now, effects),
             RoleKind::Removed => {}
         }
-        if self.commit_max < self.known_commit {
-            if let Some(source) = self.catchup_source {
-                self.maybe_catch_up(now, source, effects);
-            }
+        if self.commit_max < self.known_commit && !self.catchup_peers.is_empty() {
+            self.maybe_catch_up(now, self.id, effects);
         }
     }
 
@@ -1207,18 +1224,22 @@ impl Replica {
         let memberships: Vec<Membership> =
             self.schedule.governing(commit_max.next(), window_end).into_iter().cloned().collect();
         let State::Leader(l) = &mut self.state else { return None };
-        let behind = l.promises.iter().find(|(_, c)| **c > commit_max).map(|(id, _)| *id);
-        let covered =
-            !memberships.is_empty() && memberships.iter().all(|m| m.is_quorum(l.promises.keys()));
-        l.covered = covered && behind.is_none();
-        if behind.is_none() && covered && !l.recovered {
+        // A promiser that knows chosen slots beyond our commit point did not report
+        // them (it reports only above its own commit point), so its promise covers
+        // nothing we still need: only the others count towards a quorum. Learning from
+        // it is still the quickest way forward, so ask it; but if it is gone, a quorum
+        // of the others can recover those slots as well.
+        let usable = usable_promisers(l, commit_max);
+        let ahead = l.promises.iter().find(|(_, c)| **c > commit_max).map(|(id, _)| *id);
+        let covered = !memberships.is_empty() && memberships.iter().all(|m| m.is_quorum(&usable));
+        l.covered = covered;
+        if covered && !l.recovered {
             let highest_adopted = l.adopted.keys().next_back().copied();
             l.recovery_target = highest_adopted.unwrap_or(commit_max).max(commit_max);
             l.recovered = true;
         }
-        if let Some(peer) = behind {
+        if let Some(peer) = ahead {
             self.maybe_catch_up(now, peer, effects);
-            return Some(false);
         }
         if !covered {
             // Keep asking, but slots whose own membership has promised can go ahead
@@ -1242,7 +1263,7 @@ impl Replica {
         while l.next_slot <= window_end {
             let slot = l.next_slot;
             let Some(m) = self.schedule.at(slot) else { break };
-            if !m.is_quorum(l.promises.keys()) {
+            if !m.is_quorum(&usable_promisers(l, commit_max)) {
                 break;
             }
             let highest_adopted = l.adopted.keys().next_back().copied();
@@ -1513,6 +1534,11 @@ impl Replica {
             }
         }
     }
+}
+
+/// Promisers whose reports cover every slot above `commit_max`.
+fn usable_promisers(l: &Leader, commit_max: Slot) -> Vec<ReplicaId> {
+    l.promises.iter().filter(|(_, c)| **c <= commit_max).map(|(id, _)| *id).collect()
 }
 
 fn touch(l: &mut Leader, from: ReplicaId, commit_max: Slot, now: Time) {

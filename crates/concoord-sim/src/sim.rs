@@ -173,6 +173,7 @@ enum Reply {
         session: u64,
         seq: u64,
         slot: Slot,
+        position: u64,
         reply: om::Reply,
     },
 }
@@ -800,7 +801,10 @@ impl Sim {
                             Ok(v) => om::Reply::Value(v),
                             Err(e) => om::Reply::Error(e),
                         };
-                        self.reply(client, Reply::Object { session, seq, slot, reply });
+                        self.reply(
+                            client,
+                            Reply::Object { session, seq, slot, position: 0, reply },
+                        );
                         continue;
                     }
                     if let Some((client, seq, key)) = n.reads.remove(&id) {
@@ -1625,16 +1629,17 @@ impl Sim {
         let Some(machine) = n.machine.as_mut() else { return };
         let mut responses = Vec::new();
         let mut executed = Vec::new();
+        let mut ended = Vec::new();
         for command in &value.commands {
             let Command::App(bytes) = command else { continue };
             let execution = machine.apply(slot, value.timestamp, bytes, &mut responses);
+            ended.extend(machine.take_ended());
             if execution == Execution::Executed {
                 if let Ok(om::Request::Call { session, request, .. }) = om::Request::decode(bytes) {
                     executed.push((session.0, request.0));
                 }
             }
         }
-        let ended = machine.take_ended();
         let hash = machine_hash(machine);
         n.app_applied = slot;
         for (session, request) in executed {
@@ -1644,14 +1649,14 @@ impl Sim {
         let check = self.state.on_state(id, slot, hash);
         self.record(check);
         if extended {
-            for session in ended {
+            for (session, position) in ended {
                 for history in self.obj_history.values_mut() {
                     history.push(Operation {
                         client: 0,
                         invoke: self.now,
                         complete: Some((
                             self.now,
-                            ObjectResult { slot, result: Ok(ObjValue::Nil) },
+                            ObjectResult { slot, position, result: Ok(ObjValue::Nil) },
                         )),
                         op: ObjectCall {
                             session: concoord_wire::SessionId(session.0),
@@ -1672,6 +1677,7 @@ impl Sim {
                     session: key.0,
                     seq: key.1,
                     slot: response.slot,
+                    position: response.position,
                     reply: response.reply,
                 };
                 self.reply(client, reply);
@@ -1874,7 +1880,7 @@ impl Sim {
                 self.resend_object(client, target, backoff);
             }
             // Request numbers restart in a new session: a reply must match both.
-            Reply::Object { session, seq, slot, reply }
+            Reply::Object { session, seq, slot, position, reply }
                 if seq == p.seq && session == expected_session(o, p) =>
             {
                 let target = p.target;
@@ -1894,8 +1900,12 @@ impl Sim {
                         o.session = None;
                         o.holds.clear();
                     }
-                    om::Reply::Value(v) => self.complete_object_op(client, p, slot, Ok(v)),
-                    om::Reply::Error(e) => self.complete_object_op(client, p, slot, Err(e)),
+                    om::Reply::Value(v) => {
+                        self.complete_object_op(client, p, slot, position, Ok(v))
+                    }
+                    om::Reply::Error(e) => {
+                        self.complete_object_op(client, p, slot, position, Err(e))
+                    }
                 }
                 self.clients[client].favourite = Some(target);
                 let think = self.rng.range(0, 20 * MS);
@@ -1910,6 +1920,7 @@ impl Sim {
         client: usize,
         p: ObjPending,
         slot: Slot,
+        position: u64,
         result: Result<ObjValue, concoord_object::ObjectError>,
     ) {
         let o = &mut self.clients[client].obj;
@@ -1924,7 +1935,7 @@ impl Sim {
             o.holds.retain(|h| *h != op.object);
         }
         self.stats.client_ops += 1;
-        self.record_object_op(client, p, Some(ObjectResult { slot, result }));
+        self.record_object_op(client, p, Some(ObjectResult { slot, position, result }));
     }
 
     fn record_object_op(&mut self, client: usize, p: ObjPending, result: Option<ObjectResult>) {

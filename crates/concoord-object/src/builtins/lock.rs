@@ -125,7 +125,7 @@ impl Lock {
     /// the caller when blocking. Returns None when not granted.
     fn try_acquire(&mut self, ctx: &mut Ctx, blocking: Option<bool>, reply: Reply) -> Option<u64> {
         if self.holder.is_none() {
-            let token = ctx.slot().0;
+            let token = ctx.fencing_token();
             self.holder = Some(Holder { session: ctx.session(), token });
             return Some(token);
         }
@@ -139,7 +139,7 @@ impl Lock {
     fn hand_over(&mut self, ctx: &mut Ctx) {
         self.holder = None;
         if let Some(next) = self.waiters.pop_front() {
-            let token = ctx.slot().0;
+            let token = ctx.fencing_token();
             self.holder = Some(Holder { session: next.call.session, token });
             match next.reply {
                 Reply::Flag => ctx.wake(next.call, true),

@@ -130,7 +130,7 @@ impl RLock {
     fn try_acquire(&mut self, ctx: &mut Ctx, blocking: Option<bool>, reply: Reply) -> Option<u64> {
         match &mut self.owner {
             None => {
-                let token = ctx.slot().0;
+                let token = ctx.fencing_token();
                 self.owner = Some(Owner { session: ctx.session(), count: 1, token });
                 Some(token)
             }
@@ -152,7 +152,7 @@ impl RLock {
     fn hand_over(&mut self, ctx: &mut Ctx) {
         self.owner = None;
         if let Some(next) = self.waiters.pop_front() {
-            let token = ctx.slot().0;
+            let token = ctx.fencing_token();
             self.owner = Some(Owner { session: next.call.session, count: 1, token });
             match next.reply {
                 Reply::Flag => ctx.wake(next.call, true),

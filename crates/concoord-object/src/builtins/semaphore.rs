@@ -64,7 +64,7 @@ impl Permits {
         if self.value > 0 {
             self.value -= 1;
             *self.held.entry(ctx.session()).or_insert(0) += 1;
-            return Blocking::Ready(Some(ctx.slot().0));
+            return Blocking::Ready(Some(ctx.fencing_token()));
         }
         if blocking.unwrap_or(true) {
             self.waiters.push_back(Waiter { call: ctx.call(), reply });
@@ -136,7 +136,7 @@ impl Permits {
             *self.held.entry(next.call.session).or_insert(0) += 1;
             match next.reply {
                 Reply::Flag => ctx.wake(next.call, true),
-                Reply::Token => ctx.wake(next.call, ctx.slot().0),
+                Reply::Token => ctx.wake(next.call, ctx.fencing_token()),
             }
         }
     }

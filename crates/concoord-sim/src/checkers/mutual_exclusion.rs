@@ -10,7 +10,7 @@ use super::linearizability::Operation;
 use super::object_spec::{ObjectCall, ObjectResult, SESSION_CLOSED};
 use super::{Check, Violation};
 use concoord_object::Value;
-use concoord_wire::{SessionId, Slot};
+use concoord_wire::SessionId;
 use std::collections::BTreeSet;
 
 /// Checks one lock's history: grants are the completed `acquire_token` calls that
@@ -23,24 +23,26 @@ pub fn check(history: &[Operation<ObjectCall, ObjectResult>]) -> Check {
         .filter(|op| op.complete.is_none() && op.op.method == "release")
         .map(|op| op.op.session)
         .collect();
-    // (slot, kind, session): grants and releases in the order they took effect.
-    let mut events: Vec<(Slot, bool, SessionId, i64)> = Vec::new();
+    // (position, kind, session): grants and releases in the order they took effect.
+    let mut events: Vec<(u64, bool, SessionId, i64)> = Vec::new();
     for op in history {
         let Some((_, result)) = &op.complete else { continue };
         match (op.op.method.as_str(), &result.result) {
             ("acquire_token", Ok(Value::Int(token))) => {
-                events.push((result.slot, true, op.op.session, *token));
+                events.push((result.position, true, op.op.session, *token));
             }
-            ("release", Ok(_)) => events.push((result.slot, false, op.op.session, 0)),
-            (m, _) if m == SESSION_CLOSED => events.push((result.slot, false, op.op.session, 0)),
+            ("release", Ok(_)) => events.push((result.position, false, op.op.session, 0)),
+            (m, _) if m == SESSION_CLOSED => {
+                events.push((result.position, false, op.op.session, 0))
+            }
             _ => {}
         }
     }
-    // At one slot, a release (or a session's end) happens before the grant it enables.
-    events.sort_by_key(|(slot, grant, _, _)| (*slot, *grant));
+    // At one position, a release (or a session's end) comes before the grant it enables.
+    events.sort_by_key(|(position, grant, _, _)| (*position, *grant));
     let mut holder: Option<SessionId> = None;
     let mut last_token: Option<i64> = None;
-    for (slot, grant, session, token) in events {
+    for (position, grant, session, token) in events {
         if !grant {
             if holder == Some(session) {
                 holder = None;
@@ -50,14 +52,16 @@ pub fn check(history: &[Operation<ObjectCall, ObjectResult>]) -> Check {
         if let Some(h) = holder.filter(|h| !unanswered_release.contains(h)) {
             return Err(Violation {
                 checker: "mutual_exclusion",
-                detail: format!("{session:?} was granted the lock at {slot:?} while {h:?} held it"),
+                detail: format!(
+                    "{session:?} was granted the lock at position {position} while {h:?} held it"
+                ),
             });
         }
         if last_token.is_some_and(|t| token <= t) {
             return Err(Violation {
                 checker: "mutual_exclusion",
                 detail: format!(
-                    "fencing token {token} granted at {slot:?} is not above the previous {last_token:?}"
+                    "fencing token {token} granted at position {position} is not above the previous {last_token:?}"
                 ),
             });
         }
@@ -70,6 +74,7 @@ pub fn check(history: &[Operation<ObjectCall, ObjectResult>]) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use concoord_wire::Slot;
 
     fn op(
         session: u64,
@@ -80,7 +85,10 @@ mod tests {
         Operation {
             client: session,
             invoke: slot,
-            complete: Some((slot, ObjectResult { slot: Slot(slot), result: Ok(ret) })),
+            complete: Some((
+                slot,
+                ObjectResult { slot: Slot(slot), position: slot, result: Ok(ret) },
+            )),
             op: ObjectCall { session: SessionId(session), method: method.into(), args: vec![] },
         }
     }

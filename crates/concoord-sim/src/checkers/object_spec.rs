@@ -26,11 +26,12 @@ pub struct ObjectCall {
     pub args: Vec<Value>,
 }
 
-/// What the caller saw, and the slot at which the call took effect (fencing tokens
-/// and other slot-derived results depend on it).
+/// What the caller saw, and where the call took effect: its slot and its command
+/// position (fencing tokens and other position-derived results depend on it).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObjectResult {
     pub slot: Slot,
+    pub position: u64,
     pub result: Result<Value, ObjectError>,
 }
 
@@ -48,11 +49,17 @@ impl<T: ObjectType> ObjectSpec<T> {
 
     /// Runs `call` on the state; `None` when the call would park (not enabled now)
     /// or the state does not restore.
-    fn run(&self, state: &[u8], call: &ObjectCall, slot: Slot) -> Option<(Vec<u8>, Outcome)> {
+    fn run(
+        &self,
+        state: &[u8],
+        call: &ObjectCall,
+        slot: Slot,
+        position: u64,
+    ) -> Option<(Vec<u8>, Outcome)> {
         let mut object = T::restore(state).ok()?;
         let mut wakes = Vec::new();
         let id = CallId { session: call.session, request: RequestNumber(1) };
-        let mut ctx = Ctx::new(id, Time(0), slot, &mut wakes);
+        let mut ctx = Ctx::at(id, Time(0), slot, position, &mut wakes);
         let outcome = if call.method == SESSION_CLOSED {
             object.session_closed(&mut ctx, call.session);
             Outcome::Return(Value::Nil)
@@ -76,7 +83,7 @@ impl<T: ObjectType> Model for ObjectSpec<T> {
     }
 
     fn step(&self, state: &Vec<u8>, op: &ObjectCall, ret: &ObjectResult) -> Option<Vec<u8>> {
-        let (next, outcome) = self.run(state, op, ret.slot)?;
+        let (next, outcome) = self.run(state, op, ret.slot, ret.position)?;
         let matches = match (&outcome, &ret.result) {
             (Outcome::Return(v), Ok(seen)) => v == seen,
             (Outcome::Raise(e), Err(seen)) => e == seen,
@@ -88,7 +95,7 @@ impl<T: ObjectType> Model for ObjectSpec<T> {
     fn step_pending(&self, state: &Vec<u8>, op: &ObjectCall) -> Option<Vec<u8>> {
         // The slot of a call nobody saw answered is unknown; results derived from it
         // are not compared, and state derived from it is an approximation.
-        self.run(state, op, Slot::ZERO).map(|(next, _)| next)
+        self.run(state, op, Slot::ZERO, 0).map(|(next, _)| next)
     }
 }
 
@@ -152,7 +159,10 @@ mod tests {
         Operation {
             client,
             invoke,
-            complete: Some((done, ObjectResult { slot: Slot(done), result: Ok(ret) })),
+            complete: Some((
+                done,
+                ObjectResult { slot: Slot(done), position: done, result: Ok(ret) },
+            )),
             op: ObjectCall { session: SessionId(client), method: method.into(), args },
         }
     }

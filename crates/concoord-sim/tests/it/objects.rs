@@ -39,8 +39,8 @@ struct Pending {
     method: &'static str,
     args: Vec<Value>,
     invoke: u64,
-    /// The slot at which the call took effect, once it has (even if the reply was lost).
-    effect_slot: Option<Slot>,
+    /// Where the call took effect, once it has (even if the reply was lost).
+    effect: Option<(Slot, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -135,10 +135,11 @@ impl World {
                 self.failures.push(format!("{call:?} executed at {first:?} and again"));
             }
         }
-        for session in self.machine.take_ended() {
+        for (session, position) in self.machine.take_ended() {
             self.stats.expired += 1;
             for history in self.history.values_mut() {
-                let result = ObjectResult { slot: Slot(self.slot), result: Ok(Value::Nil) };
+                let result =
+                    ObjectResult { slot: Slot(self.slot), position, result: Ok(Value::Nil) };
                 history.push(Operation {
                     client: u64::MAX,
                     invoke: self.time,
@@ -212,7 +213,7 @@ impl World {
                 continue;
             };
             let lost = self.rng.chance(0.15);
-            let slot = Slot(self.slot);
+            let at = (response.slot, response.position);
             let client = &mut self.clients[c];
             let Some(p) = client.pending.as_mut() else { continue };
             let result = match response.reply {
@@ -232,7 +233,7 @@ impl World {
                 Reply::Error(e) => Err(e),
                 Reply::SessionOpened { .. } => continue,
             };
-            let effect = *p.effect_slot.get_or_insert(slot);
+            let effect = *p.effect.get_or_insert(at);
             if lost {
                 self.stats.lost_replies += 1;
                 continue;
@@ -249,7 +250,7 @@ impl World {
                 client.holds_lock &= p.object != "lock";
                 client.holds_permit &= p.object != "permits";
             }
-            let result = ObjectResult { slot: effect, result };
+            let result = ObjectResult { slot: effect.0, position: effect.1, result };
             self.record(c, p, Some(result));
         }
     }
@@ -297,7 +298,7 @@ impl World {
         let call = CallId { session, request: RequestNumber(client.next_request) };
         client.next_request += 1;
         let invoke = self.time;
-        client.pending = Some(Pending { call, object, method, args, invoke, effect_slot: None });
+        client.pending = Some(Pending { call, object, method, args, invoke, effect: None });
         self.send(c);
     }
 
