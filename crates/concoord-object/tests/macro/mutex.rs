@@ -25,7 +25,7 @@ mod example {
         pub fn acquire(&mut self, ctx: &mut Ctx) -> Blocking<u64> {
             if self.holder.is_none() {
                 self.holder = Some(ctx.session());
-                return Blocking::Ready(ctx.slot().0);
+                return Blocking::Ready(ctx.fencing_token());
             }
             self.waiters.push_back(ctx.call());
             Blocking::Park
@@ -55,7 +55,7 @@ mod example {
             self.holder = None;
             if let Some(next) = self.waiters.pop_front() {
                 self.holder = Some(next.session);
-                ctx.wake(next, ctx.slot().0);
+                ctx.wake(next, ctx.fencing_token());
             }
         }
     }
