@@ -1476,6 +1476,11 @@ impl Sim {
                 c.current.is_some() || (!o.crashed && (o.pending.is_some() || !o.holds.is_empty()))
             })
             .count();
+        if self.opts.workload == Workload::Objects {
+            for client in 0..self.clients.len() {
+                self.start_object_op(client);
+            }
+        }
         match liveness::converged(&views, unanswered) {
             Ok(()) => self.phase = Phase::Done,
             Err(why) => {
@@ -1560,7 +1565,8 @@ impl Sim {
 
 /// The instances the objects workload creates through the log: (name, type,
 /// constructor argument or none).
-const OBJECTS: [(&str, &str, Option<i64>); 13] = [
+const OBJECTS: [(&str, &str, Option<i64>); 14] = [
+    ("barrier", "Barrier", Some(2)),
     ("counter", "Counter", None),
     ("lock", "Lock", None),
     ("rlock", "RLock", None),
@@ -1728,6 +1734,10 @@ impl Sim {
                 } else {
                     let op = if let Some(object) = o.holds.first() {
                         ObjOp { object, method: "release", args: vec![] }
+                    } else if !faults && self.someone_waits_at_the_barrier(client) {
+                        // Once faults stop, idle clients complete the barrier rounds
+                        // others are waiting in, so no live caller waits forever.
+                        ObjOp { object: "barrier", method: "wait", args: vec![] }
                     } else if !faults {
                         return;
                     } else {
@@ -1763,7 +1773,32 @@ impl Sim {
         self.resend_object(client, target, 0);
     }
 
+    /// Whether an odd number of live clients other than `client` have a barrier wait
+    /// outstanding: one of them needs a partner (the barrier has two parties), and a
+    /// single helper is enough.
+    fn someone_waits_at_the_barrier(&self, client: usize) -> bool {
+        let waiting = self
+            .clients
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| {
+                *i != client
+                    && !c.obj.crashed
+                    && c.obj
+                        .pending
+                        .as_ref()
+                        .and_then(|p| p.op.as_ref())
+                        .is_some_and(|op| op.object == "barrier")
+            })
+            .count();
+        waiting % 2 == 1
+    }
+
     fn random_object_op(&mut self) -> ObjOp {
+        let alive = self.clients.iter().filter(|c| !c.obj.crashed).count();
+        if alive >= 2 && self.rng.chance(0.03) {
+            return ObjOp { object: "barrier", method: "wait", args: vec![] };
+        }
         let v = ObjValue::Int(self.rng.range(0, 1_000) as i64);
         // Few distinct small values, so operations on the same one collide.
         let small = ObjValue::Int(self.rng.range(0, 4) as i64);
@@ -1958,7 +1993,8 @@ impl Sim {
     fn crash_a_client(&mut self) {
         let alive: Vec<usize> =
             (0..self.clients.len()).filter(|c| !self.clients[*c].obj.crashed).collect();
-        if alive.len() > 1 {
+        // Keep two clients alive: a barrier round needs a partner.
+        if alive.len() > 2 {
             let c = alive[self.rng.index(alive.len())];
             self.clients[c].obj.crashed = true;
         }
@@ -1977,7 +2013,16 @@ impl Sim {
                 return;
             }
         }
+        if let Some(barrier) = histories.get("barrier") {
+            if let Err(v) = crate::checkers::barrier::check(barrier, 2) {
+                self.violation = Some(v);
+                return;
+            }
+        }
         for (name, ops) in histories {
+            if name == "barrier" {
+                continue; // a rendezvous: checked above, not by a sequential model
+            }
             let arg = OBJECTS.iter().find(|(n, _, _)| *n == name).and_then(|(_, _, a)| *a);
             let verdict = match name {
                 "counter" => object_verdict::<Counter>(arg, &ops),

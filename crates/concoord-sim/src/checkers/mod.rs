@@ -5,6 +5,7 @@
 //! cannot hide from them by corrupting what they read.
 
 pub mod agreement;
+pub mod barrier;
 pub mod exactly_once;
 pub mod linearizability;
 pub mod liveness;
