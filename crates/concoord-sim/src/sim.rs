@@ -316,6 +316,8 @@ struct ObjClient {
     crashed: bool,
     /// Lock-like objects this client holds (it releases them before anything else).
     holds: Vec<&'static str>,
+    /// Whether the client, holding the condition's lock, already waited or notified.
+    cond_acted: bool,
     /// Sessions opened so far (nonces must differ between them).
     incarnation: u64,
 }
@@ -1565,8 +1567,9 @@ impl Sim {
 
 /// The instances the objects workload creates through the log: (name, type,
 /// constructor argument or none).
-const OBJECTS: [(&str, &str, Option<i64>); 14] = [
+const OBJECTS: [(&str, &str, Option<i64>); 15] = [
     ("barrier", "Barrier", Some(2)),
+    ("cond", "Condition", None),
     ("counter", "Counter", None),
     ("lock", "Lock", None),
     ("rlock", "RLock", None),
@@ -1710,9 +1713,15 @@ impl Sim {
         }
         let (seq, msg, op) = match o.session {
             None => {
-                if !faults {
+                // After the faults, a client without a session opens one only to help
+                // others finish (a barrier round, a condition's waiters).
+                let needed = self.someone_waits_at_the_barrier(client)
+                    || self.waiting_on(client, "cond", "wait") > 0;
+                if !faults && !needed {
                     return;
                 }
+                let c = &self.clients[client];
+                let o = &c.obj;
                 let nonce = (c.id << 32) | (o.incarnation + 1);
                 let open = om::Request::OpenSession { nonce, lease_ms: OBJECT_LEASE_MS };
                 (nonce, ObjectMsg::Log(open), None)
@@ -1732,8 +1741,19 @@ impl Sim {
                     };
                     (seq, ObjectMsg::Log(create), None)
                 } else {
-                    let op = if let Some(object) = o.holds.first() {
+                    let op = if o.holds.contains(&"cond") && !o.cond_acted {
+                        // Holding the condition's lock: wait for a notification (only
+                        // while another live client can still notify), or notify all.
+                        if faults && self.rng.chance(0.5) && self.a_free_client_remains(client) {
+                            ObjOp { object: "cond", method: "wait", args: vec![] }
+                        } else {
+                            ObjOp { object: "cond", method: "notify_all", args: vec![] }
+                        }
+                    } else if let Some(object) = o.holds.first() {
                         ObjOp { object, method: "release", args: vec![] }
+                    } else if !faults && self.waiting_on(client, "cond", "wait") > 0 {
+                        // Once faults stop, idle clients notify the condition's waiters.
+                        ObjOp { object: "cond", method: "acquire", args: vec![] }
                     } else if !faults && self.someone_waits_at_the_barrier(client) {
                         // Once faults stop, idle clients complete the barrier rounds
                         // others are waiting in, so no live caller waits forever.
@@ -1773,6 +1793,33 @@ impl Sim {
         self.resend_object(client, target, 0);
     }
 
+    /// How many live clients other than `client` have `object.method` outstanding.
+    fn waiting_on(&self, client: usize, object: &str, method: &str) -> usize {
+        self.clients
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| {
+                *i != client
+                    && !c.obj.crashed
+                    && c.obj
+                        .pending
+                        .as_ref()
+                        .and_then(|p| p.op.as_ref())
+                        .is_some_and(|op| op.object == object && op.method == method)
+            })
+            .count()
+    }
+
+    /// Whether, if `client` blocks (waits at the barrier or on the condition), some
+    /// other live client is left that is not blocked, and so can complete a barrier
+    /// round or notify: otherwise the workload itself could deadlock.
+    fn a_free_client_remains(&self, client: usize) -> bool {
+        let alive = self.clients.iter().filter(|c| !c.obj.crashed).count();
+        let blocked =
+            self.waiting_on(client, "cond", "wait") + self.waiting_on(client, "barrier", "wait");
+        alive >= 2 + blocked
+    }
+
     /// Whether an odd number of live clients other than `client` have a barrier wait
     /// outstanding: one of them needs a partner (the barrier has two parties), and a
     /// single helper is enough.
@@ -1796,8 +1843,11 @@ impl Sim {
 
     fn random_object_op(&mut self) -> ObjOp {
         let alive = self.clients.iter().filter(|c| !c.obj.crashed).count();
-        if alive >= 2 && self.rng.chance(0.03) {
+        if alive >= 2 && self.rng.chance(0.03) && self.a_free_client_remains(usize::MAX) {
             return ObjOp { object: "barrier", method: "wait", args: vec![] };
+        }
+        if self.rng.chance(0.03) {
+            return ObjOp { object: "cond", method: "acquire", args: vec![] };
         }
         let v = ObjValue::Int(self.rng.range(0, 1_000) as i64);
         // Few distinct small values, so operations on the same one collide.
@@ -1966,6 +2016,16 @@ impl Sim {
         if op.method == "acquire_token" && matches!(result, Ok(ObjValue::Int(_))) {
             o.holds.push(op.object);
         }
+        if op.object == "cond" {
+            match op.method {
+                "acquire" if result == Ok(ObjValue::Bool(true)) => {
+                    o.holds.push("cond");
+                    o.cond_acted = false;
+                }
+                "wait" | "notify_all" => o.cond_acted = true,
+                _ => {}
+            }
+        }
         if op.method == "release" {
             o.holds.retain(|h| *h != op.object);
         }
@@ -1993,10 +2053,21 @@ impl Sim {
     fn crash_a_client(&mut self) {
         let alive: Vec<usize> =
             (0..self.clients.len()).filter(|c| !self.clients[*c].obj.crashed).collect();
-        // Keep two clients alive: a barrier round needs a partner.
+        // Keep two clients alive (a barrier round needs a partner), and one that is
+        // not waiting on the condition (someone must be able to notify).
         if alive.len() > 2 {
             let c = alive[self.rng.index(alive.len())];
-            self.clients[c].obj.crashed = true;
+            let blocked = self.waiting_on(usize::MAX, "cond", "wait")
+                + self.waiting_on(usize::MAX, "barrier", "wait");
+            let is_blocked = self.clients[c]
+                .obj
+                .pending
+                .as_ref()
+                .and_then(|p| p.op.as_ref())
+                .is_some_and(|op| op.method == "wait");
+            if is_blocked || alive.len() - 1 > blocked {
+                self.clients[c].obj.crashed = true;
+            }
         }
     }
 
@@ -2020,8 +2091,10 @@ impl Sim {
             }
         }
         for (name, ops) in histories {
-            if name == "barrier" {
-                continue; // a rendezvous: checked above, not by a sequential model
+            if name == "barrier" || name == "cond" {
+                // Rendezvous objects have no sequential model: the barrier is checked
+                // above, the condition's waits by liveness (every wait is answered).
+                continue;
             }
             let arg = OBJECTS.iter().find(|(n, _, _)| *n == name).and_then(|(_, _, a)| *a);
             let verdict = match name {
