@@ -1716,7 +1716,8 @@ impl Sim {
                 // After the faults, a client without a session opens one only to help
                 // others finish (a barrier round, a condition's waiters).
                 let needed = self.someone_waits_at_the_barrier(client)
-                    || self.waiting_on(client, "cond", "wait") > 0;
+                    || self.waiting_on(client, "cond", "wait") > 0
+                    || self.waiting_on(client, "queue", "get") > 0;
                 if !faults && !needed {
                     return;
                 }
@@ -1751,6 +1752,13 @@ impl Sim {
                         }
                     } else if let Some(object) = o.holds.first() {
                         ObjOp { object, method: "release", args: vec![] }
+                    } else if !faults && self.waiting_on(client, "queue", "get") > 0 {
+                        // Once faults stop, idle clients feed blocked getters.
+                        ObjOp {
+                            object: "queue",
+                            method: "put_nowait",
+                            args: vec![ObjValue::Int(0)],
+                        }
                     } else if !faults && self.waiting_on(client, "cond", "wait") > 0 {
                         // Once faults stop, idle clients notify the condition's waiters.
                         ObjOp { object: "cond", method: "acquire", args: vec![] }
@@ -1815,8 +1823,9 @@ impl Sim {
     /// round or notify: otherwise the workload itself could deadlock.
     fn a_free_client_remains(&self, client: usize) -> bool {
         let alive = self.clients.iter().filter(|c| !c.obj.crashed).count();
-        let blocked =
-            self.waiting_on(client, "cond", "wait") + self.waiting_on(client, "barrier", "wait");
+        let blocked = self.waiting_on(client, "cond", "wait")
+            + self.waiting_on(client, "barrier", "wait")
+            + self.waiting_on(client, "queue", "get");
         alive >= 2 + blocked
     }
 
@@ -1863,6 +1872,7 @@ impl Sim {
             6 => ("semaphore", "acquire_token", vec![]),
             7 => ("permits", "acquire_token", vec![]),
             8 => ("queue", "put_nowait", vec![v]),
+            9 if self.a_free_client_remains(usize::MAX) => ("queue", "get", vec![]),
             9 => ("queue", "get_nowait", vec![]),
             10 => ("stack", "append", vec![v]),
             11 => ("stack", "pop", vec![]),
@@ -2058,13 +2068,14 @@ impl Sim {
         if alive.len() > 2 {
             let c = alive[self.rng.index(alive.len())];
             let blocked = self.waiting_on(usize::MAX, "cond", "wait")
-                + self.waiting_on(usize::MAX, "barrier", "wait");
+                + self.waiting_on(usize::MAX, "barrier", "wait")
+                + self.waiting_on(usize::MAX, "queue", "get");
             let is_blocked = self.clients[c]
                 .obj
                 .pending
                 .as_ref()
                 .and_then(|p| p.op.as_ref())
-                .is_some_and(|op| op.method == "wait");
+                .is_some_and(|op| op.method == "wait" || op.method == "get");
             if is_blocked || alive.len() - 1 > blocked {
                 self.clients[c].obj.crashed = true;
             }
