@@ -18,8 +18,8 @@ use crate::checkers::{Check, Violation};
 use concoord_object::builtins::{
     bank::Bank, binary_tree::BinaryTree, bounded_semaphore::BoundedSemaphore,
     job_manager::JobManager, lock::Lock, log::Log, membership::Membership as MembershipObject,
-    nameserver_coord::NameserverCoord, queue::Queue, rlock::RLock, semaphore::Semaphore,
-    stack::Stack, Counter,
+    mesh_membership::MeshMembership, nameserver_coord::NameserverCoord, queue::Queue, rlock::RLock,
+    semaphore::Semaphore, stack::Stack, Counter,
 };
 use concoord_object::machine::{self as om, Execution, Machine};
 use concoord_object::{ObjectType, Types, Value as ObjValue};
@@ -318,6 +318,8 @@ struct ObjClient {
     holds: Vec<&'static str>,
     /// Whether the client, holding the condition's lock, already waited or notified.
     cond_acted: bool,
+    /// The mesh group's epoch as this client last saw it.
+    mesh_epoch: i64,
     /// Sessions opened so far (nonces must differ between them).
     incarnation: u64,
 }
@@ -1567,7 +1569,8 @@ impl Sim {
 
 /// The instances the objects workload creates through the log: (name, type,
 /// constructor argument or none).
-const OBJECTS: [(&str, &str, Option<i64>); 15] = [
+const OBJECTS: [(&str, &str, Option<i64>); 16] = [
+    ("mesh", "MeshMembership", None),
     ("barrier", "Barrier", Some(2)),
     ("cond", "Condition", None),
     ("counter", "Counter", None),
@@ -1592,6 +1595,11 @@ fn object_types() -> Types {
     let mut types = Types::new();
     concoord_object::builtins::register_all(&mut types);
     types
+}
+
+/// The one mesh group the workload uses.
+fn group() -> ObjValue {
+    ObjValue::Str("g".into())
 }
 
 fn object_args(arg: Option<i64>) -> Vec<ObjValue> {
@@ -1717,7 +1725,8 @@ impl Sim {
                 // others finish (a barrier round, a condition's waiters).
                 let needed = self.someone_waits_at_the_barrier(client)
                     || self.waiting_on(client, "cond", "wait") > 0
-                    || self.waiting_on(client, "queue", "get") > 0;
+                    || self.waiting_on(client, "queue", "get") > 0
+                    || self.waiting_on(client, "mesh", "wait") > 0;
                 if !faults && !needed {
                     return;
                 }
@@ -1752,6 +1761,10 @@ impl Sim {
                         }
                     } else if let Some(object) = o.holds.first() {
                         ObjOp { object, method: "release", args: vec![] }
+                    } else if !faults && self.waiting_on(client, "mesh", "wait") > 0 {
+                        // Once faults stop, idle clients end the group waiters wait on
+                        // (removing it wakes them with KeyError).
+                        ObjOp { object: "mesh", method: "remove_group", args: vec![group()] }
                     } else if !faults && self.waiting_on(client, "queue", "get") > 0 {
                         // Once faults stop, idle clients feed blocked getters.
                         ObjOp {
@@ -1769,7 +1782,7 @@ impl Sim {
                     } else if !faults {
                         return;
                     } else {
-                        self.random_object_op()
+                        self.random_object_op(client)
                     };
                     let query =
                         op.method == "getvalue" && self.rng.chance(self.params.barrier_reads);
@@ -1825,7 +1838,8 @@ impl Sim {
         let alive = self.clients.iter().filter(|c| !c.obj.crashed).count();
         let blocked = self.waiting_on(client, "cond", "wait")
             + self.waiting_on(client, "barrier", "wait")
-            + self.waiting_on(client, "queue", "get");
+            + self.waiting_on(client, "queue", "get")
+            + self.waiting_on(client, "mesh", "wait");
         alive >= 2 + blocked
     }
 
@@ -1850,13 +1864,32 @@ impl Sim {
         waiting % 2 == 1
     }
 
-    fn random_object_op(&mut self) -> ObjOp {
+    /// A call on the mesh group `g`, with the epoch this client last saw.
+    fn mesh_op(&mut self, client: usize) -> ObjOp {
+        let epoch = self.clients.get(client).map_or(1, |c| c.obj.mesh_epoch.max(1));
+        let node = ObjValue::Str(format!("n{}", self.rng.range(0, 3)));
+        let (method, args) = match self.rng.range(0, 7) {
+            0 => ("add_group", vec![group(), ObjValue::Int(1)]),
+            1 | 2 => ("approve_join", vec![group(), node, ObjValue::Int(epoch)]),
+            3 => ("get_group_epoch", vec![group()]),
+            4 => ("check_member", vec![group(), node]),
+            5 => ("notify_failure", vec![group(), ObjValue::Int(epoch), node]),
+            _ if self.a_free_client_remains(usize::MAX) => ("wait", vec![group()]),
+            _ => ("get_group_state", vec![group()]),
+        };
+        ObjOp { object: "mesh", method, args }
+    }
+
+    fn random_object_op(&mut self, client: usize) -> ObjOp {
         let alive = self.clients.iter().filter(|c| !c.obj.crashed).count();
         if alive >= 2 && self.rng.chance(0.03) && self.a_free_client_remains(usize::MAX) {
             return ObjOp { object: "barrier", method: "wait", args: vec![] };
         }
         if self.rng.chance(0.03) {
             return ObjOp { object: "cond", method: "acquire", args: vec![] };
+        }
+        if self.rng.chance(0.08) {
+            return self.mesh_op(client);
         }
         let v = ObjValue::Int(self.rng.range(0, 1_000) as i64);
         // Few distinct small values, so operations on the same one collide.
@@ -2026,6 +2059,17 @@ impl Sim {
         if op.method == "acquire_token" && matches!(result, Ok(ObjValue::Int(_))) {
             o.holds.push(op.object);
         }
+        if op.object == "mesh" {
+            match &result {
+                Ok(ObjValue::Int(e)) if op.method == "get_group_epoch" => o.mesh_epoch = *e,
+                Ok(ObjValue::List(items)) if op.method == "approve_join" => {
+                    if let Some(ObjValue::Int(e)) = items.get(1) {
+                        o.mesh_epoch = *e;
+                    }
+                }
+                _ => {}
+            }
+        }
         if op.object == "cond" {
             match op.method {
                 "acquire" if result == Ok(ObjValue::Bool(true)) => {
@@ -2069,7 +2113,8 @@ impl Sim {
             let c = alive[self.rng.index(alive.len())];
             let blocked = self.waiting_on(usize::MAX, "cond", "wait")
                 + self.waiting_on(usize::MAX, "barrier", "wait")
-                + self.waiting_on(usize::MAX, "queue", "get");
+                + self.waiting_on(usize::MAX, "queue", "get")
+                + self.waiting_on(usize::MAX, "mesh", "wait");
             let is_blocked = self.clients[c]
                 .obj
                 .pending
@@ -2121,6 +2166,12 @@ impl Sim {
                 "bank" => object_verdict::<Bank>(arg, &ops),
                 "jobs" => object_verdict::<JobManager>(arg, &ops),
                 "tree" => object_verdict::<BinaryTree>(arg, &ops),
+                // `wait` parks until the group changes: a rendezvous, answered or not as
+                // liveness requires; every other mesh call has a sequential model.
+                "mesh" => {
+                    let ops: Vec<_> = ops.into_iter().filter(|o| o.op.method != "wait").collect();
+                    object_verdict::<MeshMembership>(arg, &ops)
+                }
                 _ => object_verdict::<NameserverCoord>(arg, &ops),
             };
             match verdict {
