@@ -2140,6 +2140,12 @@ impl Sim {
                 return;
             }
         }
+        if let Some(cond) = histories.get("cond") {
+            if let Err(v) = crate::checkers::condition::check(cond) {
+                self.violation = Some(v);
+                return;
+            }
+        }
         if let Some(barrier) = histories.get("barrier") {
             if let Err(v) = crate::checkers::barrier::check(barrier, 2) {
                 self.violation = Some(v);

@@ -6,6 +6,7 @@
 
 pub mod agreement;
 pub mod barrier;
+pub mod condition;
 pub mod exactly_once;
 pub mod linearizability;
 pub mod liveness;
