@@ -2140,6 +2140,12 @@ impl Sim {
                 return;
             }
         }
+        if let Some(mesh) = histories.get("mesh") {
+            if let Err(v) = crate::checkers::mesh::check(mesh) {
+                self.violation = Some(v);
+                return;
+            }
+        }
         if let Some(cond) = histories.get("cond") {
             if let Err(v) = crate::checkers::condition::check(cond) {
                 self.violation = Some(v);

@@ -10,6 +10,7 @@ pub mod condition;
 pub mod exactly_once;
 pub mod linearizability;
 pub mod liveness;
+pub mod mesh;
 pub mod mutual_exclusion;
 pub mod object_spec;
 pub mod prefix;
