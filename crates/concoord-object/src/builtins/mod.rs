@@ -18,6 +18,8 @@ pub mod queue;
 pub mod rlock;
 pub mod semaphore;
 pub mod stack;
+#[cfg(test)]
+mod test_support;
 
 pub use counter::{Counter, CounterClient};
 

@@ -220,41 +220,8 @@ pub fn register(types: &mut Types) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Object, ObjectType, Outcome, Value, Wake};
-    use concoord_wire::{RequestNumber, Slot, Time};
-
-    fn id(session: u64, request: u64) -> CallId {
-        CallId { session: SessionId(session), request: RequestNumber(request) }
-    }
-
-    /// Runs `method` as call `(session, request)` in log slot `slot`.
-    fn call(
-        sem: &mut Semaphore,
-        (session, request): (u64, u64),
-        slot: u64,
-        method: &str,
-        args: &[Value],
-    ) -> (Outcome, Vec<Wake>) {
-        let mut wakes = Vec::new();
-        let mut ctx = Ctx::new(id(session, request), Time(0), Slot(slot), &mut wakes);
-        let outcome = sem.call(&mut ctx, method, args);
-        (outcome, wakes)
-    }
-
-    fn close(sem: &mut Semaphore, session: u64, slot: u64) -> Vec<Wake> {
-        let mut wakes = Vec::new();
-        let mut ctx = Ctx::new(id(0, 0), Time(0), Slot(slot), &mut wakes);
-        sem.session_closed(&mut ctx, SessionId(session));
-        wakes
-    }
-
-    fn woke(session: u64, request: u64, value: Value) -> Wake {
-        Wake { call: id(session, request), result: Ok(value) }
-    }
-
-    fn ret(value: Value) -> (Outcome, Vec<Wake>) {
-        (Outcome::Return(value), vec![])
-    }
+    use crate::builtins::test_support::{call, close, ret, woke};
+    use crate::{Object, ObjectType, Outcome, Value};
 
     #[test]
     fn constructor_defaults_to_one_and_rejects_negative_values() {
