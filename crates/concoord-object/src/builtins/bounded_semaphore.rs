@@ -52,7 +52,7 @@ impl BoundedSemaphore {
         self.permits.acquire_flag(ctx, blocking)
     }
 
-    /// `acquire_token(blocking=True)`: like `acquire`, but returns the log slot of the
+    /// `acquire_token(blocking=True)`: like `acquire`, but returns the log position of the
     /// command that granted the permit. `None` when not granted and `blocking` is
     /// false.
     pub fn acquire_token(

@@ -60,8 +60,9 @@ impl Lock {
     }
 
     /// `acquire_token(blocking=True)`: like `acquire`, but returns the grant's fencing
-    /// token (the log slot of the command that granted the lock: the caller's own
-    /// slot, or for a parked caller the slot of the release that handed it the lock).
+    /// token (`Ctx::fencing_token`, the log position of the command that granted the
+    /// lock: the caller's own, or for a parked caller the release or session end that
+    /// handed it the lock).
     /// Tokens grow strictly from grant to grant. `None` when not granted and
     /// `blocking` is false.
     pub fn acquire_token(

@@ -60,7 +60,7 @@ impl RLock {
     }
 
     /// `acquire_token(blocking=True)`: like `acquire`, but returns the fencing token of
-    /// the grant (the log slot of the command that granted the lock at count 1; a
+    /// the grant (the log position of the command that granted the lock at count 1; a
     /// re-entering owner gets its existing token). `None` when not granted and
     /// `blocking` is false.
     pub fn acquire_token(

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, VecDeque};
 enum Reply {
     /// `acquire`: woken with `True`.
     Flag,
-    /// `acquire_token`: woken with the slot of the command that granted its permit.
+    /// `acquire_token`: woken with the position of the command that granted its permit.
     Token,
 }
 
@@ -53,7 +53,7 @@ impl Permits {
         self.value
     }
 
-    /// A blocking or non-blocking acquire: `Some(slot)` when granted, `None` when not
+    /// A blocking or non-blocking acquire: `Some(token)` when granted, `None` when not
     /// granted and `blocking` is false; `reply` is what a parked caller is woken with.
     fn acquire(
         &mut self,
@@ -174,7 +174,7 @@ impl Semaphore {
         self.permits.acquire_flag(ctx, blocking)
     }
 
-    /// `acquire_token(blocking=True)`: like `acquire`, but returns the log slot of the
+    /// `acquire_token(blocking=True)`: like `acquire`, but returns the log position of the
     /// command that granted the permit (strictly increasing from grant to grant).
     /// `None` when not granted and `blocking` is false.
     pub fn acquire_token(
