@@ -128,7 +128,7 @@ impl Params {
             disk_latency_max: [100, 1_000, 5 * MS][rng.index(3)],
             client_timeout: rng.range(150 * MS, 600 * MS),
             crash_after_send: if durable { [0.0, 0.0, 0.005, 0.02][rng.index(4)] } else { 0.0 },
-            crash_after_promise: if durable { [0.0, 0.0, 0.1, 0.3][rng.index(4)] } else { 0.0 },
+            crash_after_promise: if durable { [0.0, 0.1, 0.3, 0.5][rng.index(4)] } else { 0.0 },
         }
     }
 }
