@@ -1847,21 +1847,7 @@ impl Sim {
     /// outstanding: one of them needs a partner (the barrier has two parties), and a
     /// single helper is enough.
     fn someone_waits_at_the_barrier(&self, client: usize) -> bool {
-        let waiting = self
-            .clients
-            .iter()
-            .enumerate()
-            .filter(|(i, c)| {
-                *i != client
-                    && !c.obj.crashed
-                    && c.obj
-                        .pending
-                        .as_ref()
-                        .and_then(|p| p.op.as_ref())
-                        .is_some_and(|op| op.object == "barrier")
-            })
-            .count();
-        waiting % 2 == 1
+        self.waiting_on(client, "barrier", "wait") % 2 == 1
     }
 
     /// A call on the mesh group `g`, with the epoch this client last saw.

@@ -12,25 +12,11 @@
 //! deadlocks the thread; use `RLock`), and there is no `timeout` argument (a method
 //! cannot read a clock; a parked call waits until it is woken or its session ends).
 
-use crate::{Blocking, CallId, Ctx, ObjectError, Types};
+use super::grant::{self, Reply, Waiter};
+use crate::{Blocking, Ctx, ObjectError, Types};
 use concoord_wire::SessionId;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-
-/// Which acquire method a parked caller used, so it is woken with the right result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-enum Reply {
-    /// `acquire`: woken with `True`.
-    Flag,
-    /// `acquire_token`: woken with the fencing token of its grant.
-    Token,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Waiter {
-    call: CallId,
-    reply: Reply,
-}
 
 /// The session holding the lock and the fencing token of its grant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,11 +38,7 @@ impl Lock {
     /// parked caller); `False` when it is held and `blocking` is false. A session that
     /// already holds the lock parks like everyone else (no re-entry).
     pub fn acquire(&mut self, ctx: &mut Ctx, blocking: Option<bool>) -> Blocking<bool> {
-        match self.try_acquire(ctx, blocking, Reply::Flag) {
-            Some(_) => Blocking::Ready(true),
-            None if blocking.unwrap_or(true) => Blocking::Park,
-            None => Blocking::Ready(false),
-        }
+        grant::flag(self.try_acquire(ctx, blocking, Reply::Flag), blocking)
     }
 
     /// `acquire_token(blocking=True)`: like `acquire`, but returns the grant's fencing
@@ -70,11 +52,7 @@ impl Lock {
         ctx: &mut Ctx,
         blocking: Option<bool>,
     ) -> Blocking<Option<u64>> {
-        match self.try_acquire(ctx, blocking, Reply::Token) {
-            Some(token) => Blocking::Ready(Some(token)),
-            None if blocking.unwrap_or(true) => Blocking::Park,
-            None => Blocking::Ready(None),
-        }
+        grant::token(self.try_acquire(ctx, blocking, Reply::Token), blocking)
     }
 
     /// `release()`: hands the lock to the first waiter, or frees it. Returns None.
@@ -142,10 +120,7 @@ impl Lock {
         if let Some(next) = self.waiters.pop_front() {
             let token = ctx.fencing_token();
             self.holder = Some(Holder { session: next.call.session, token });
-            match next.reply {
-                Reply::Flag => ctx.wake(next.call, true),
-                Reply::Token => ctx.wake(next.call, token),
-            }
+            next.grant(ctx, token);
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod binary_tree;
 pub mod bounded_semaphore;
 pub mod condition;
 mod counter;
+mod grant;
 pub mod job_manager;
 pub mod lock;
 pub mod log;

@@ -11,25 +11,11 @@
 //! thread (every call of a session counts as the owner), and there is no `timeout`
 //! argument (a method cannot read a clock).
 
-use crate::{Blocking, CallId, Ctx, ObjectError, Types};
+use super::grant::{self, Reply, Waiter};
+use crate::{Blocking, Ctx, ObjectError, Types};
 use concoord_wire::SessionId;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-
-/// Which acquire method a parked caller used, so it is woken with the right result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-enum Reply {
-    /// `acquire`: woken with `True`.
-    Flag,
-    /// `acquire_token`: woken with the fencing token of its grant.
-    Token,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Waiter {
-    call: CallId,
-    reply: Reply,
-}
 
 /// The owning session, its recursion count (at least 1) and its grant's token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,11 +38,7 @@ impl RLock {
     /// session re-enters (count + 1); parks the caller when another session owns the
     /// lock, or returns `False` if `blocking` is false.
     pub fn acquire(&mut self, ctx: &mut Ctx, blocking: Option<bool>) -> Blocking<bool> {
-        match self.try_acquire(ctx, blocking, Reply::Flag) {
-            Some(_) => Blocking::Ready(true),
-            None if blocking.unwrap_or(true) => Blocking::Park,
-            None => Blocking::Ready(false),
-        }
+        grant::flag(self.try_acquire(ctx, blocking, Reply::Flag), blocking)
     }
 
     /// `acquire_token(blocking=True)`: like `acquire`, but returns the fencing token of
@@ -68,11 +50,7 @@ impl RLock {
         ctx: &mut Ctx,
         blocking: Option<bool>,
     ) -> Blocking<Option<u64>> {
-        match self.try_acquire(ctx, blocking, Reply::Token) {
-            Some(token) => Blocking::Ready(Some(token)),
-            None if blocking.unwrap_or(true) => Blocking::Park,
-            None => Blocking::Ready(None),
-        }
+        grant::token(self.try_acquire(ctx, blocking, Reply::Token), blocking)
     }
 
     /// `release()`: count − 1; at 0 the lock passes to the first waiter (count 1) or
@@ -154,10 +132,7 @@ impl RLock {
         if let Some(next) = self.waiters.pop_front() {
             let token = ctx.fencing_token();
             self.owner = Some(Owner { session: next.call.session, count: 1, token });
-            match next.reply {
-                Reply::Flag => ctx.wake(next.call, true),
-                Reply::Token => ctx.wake(next.call, token),
-            }
+            next.grant(ctx, token);
             // Further parked calls of the new owner's session re-enter at once, as
             // they would have had they arrived after the grant.
             let session = next.call.session;
@@ -166,10 +141,7 @@ impl RLock {
                 if let Some(owner) = &mut self.owner {
                     owner.count += 1;
                 }
-                match w.reply {
-                    Reply::Flag => ctx.wake(w.call, true),
-                    Reply::Token => ctx.wake(w.call, token),
-                }
+                w.grant(ctx, token);
             }
         }
     }

@@ -12,25 +12,11 @@
 //! `BoundedSemaphore`), and there is no `timeout` argument (a method cannot read a
 //! clock). The value is an `i64`; a release past its range is an `OverflowError`.
 
-use crate::{Blocking, CallId, Ctx, ObjectError, Types};
+use super::grant::{Reply, Waiter};
+use crate::{Blocking, Ctx, ObjectError, Types};
 use concoord_wire::SessionId;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
-
-/// Which acquire method a parked caller used, so it is woken with the right result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-enum Reply {
-    /// `acquire`: woken with `True`.
-    Flag,
-    /// `acquire_token`: woken with the position of the command that granted its permit.
-    Token,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Waiter {
-    call: CallId,
-    reply: Reply,
-}
 
 /// The state of a semaphore: free permits, the permits each session holds, and the
 /// parked acquirers. Shared by `Semaphore` and `BoundedSemaphore`.
@@ -134,10 +120,8 @@ impl Permits {
             let Some(next) = self.waiters.pop_front() else { break };
             self.value -= 1;
             *self.held.entry(next.call.session).or_insert(0) += 1;
-            match next.reply {
-                Reply::Flag => ctx.wake(next.call, true),
-                Reply::Token => ctx.wake(next.call, ctx.fencing_token()),
-            }
+            let token = ctx.fencing_token();
+            next.grant(ctx, token);
         }
     }
 }
