@@ -14,6 +14,7 @@ mod call;
 mod error;
 pub mod machine;
 mod object;
+pub mod protocol;
 mod value;
 
 pub use call::{Call, CallError};

@@ -288,6 +288,16 @@ impl Machine {
         }
     }
 
+    /// Creates the cluster's default instance before anything is applied, identically
+    /// on every replica (the replica's `-o` type). It is part of every snapshot, so a
+    /// joiner that installs one gets it from there.
+    pub fn create_default(&mut self, name: &str, type_name: &str) -> Result<(), ObjectError> {
+        match self.create(name, type_name, &[]) {
+            Outcome::Raise(e) => Err(e),
+            Outcome::Return(_) | Outcome::Park => Ok(()),
+        }
+    }
+
     /// Runs a query on `object` between commands (after a read barrier): no log
     /// write, no session needed.
     pub fn query(&self, object: &str, method: &str, args: &[Value]) -> Result<Value, ObjectError> {

@@ -342,6 +342,17 @@ impl Replica {
         }
     }
 
+    /// The leader's view of each member it tracks: the commit point it last reported
+    /// and when it was last heard from. Empty unless leading.
+    pub fn progress(&self) -> Vec<(ReplicaId, Slot, Time)> {
+        match &self.state {
+            State::Leader(l) => {
+                l.progress.iter().map(|(id, p)| (*id, p.commit_max, p.last_heard)).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// When the shell must call `step(now, Input::Tick)` next.
     pub fn next_deadline(&self) -> Time {
         let retransmit = self.opts.retransmit_interval;

@@ -2,7 +2,11 @@
 //!
 //! This crate is pure: no IO, no clock reads, no randomness. Time values are
 //! plain numbers handed in by a shell (or the simulator); nothing here knows
-//! where they came from. Client protocol messages and framing will live here too.
+//! where they came from. `frame` holds the length-prefixed framing both wire
+//! protocols use; the client protocol's messages live in `concoord-object::protocol`
+//! (they carry object values).
+
+pub mod frame;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -1,0 +1,1 @@
+//! ConCoord's Rust client.

@@ -1,0 +1,9 @@
+//! The replica process: a tokio shell around the pure consensus core
+//! (`concoord-paxos`) and the object layer (`concoord-object`).
+//!
+//! One event loop per replica reads sockets and timers, feeds the core through
+//! `Replica::step`, and carries out the effects in order, honouring the `Persist`
+//! barrier with one fdatasync per batch of events (group commit).
+
+pub mod clock;
+pub mod storage;
