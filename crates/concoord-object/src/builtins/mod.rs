@@ -12,6 +12,7 @@ mod grant;
 pub mod job_manager;
 pub mod lock;
 pub mod log;
+pub mod map;
 pub mod membership;
 pub mod mesh_membership;
 pub mod nameserver_coord;
@@ -38,6 +39,7 @@ pub fn register_all(types: &mut Types) {
     job_manager::register(types);
     lock::register(types);
     log::register(types);
+    map::register(types);
     membership::register(types);
     mesh_membership::register(types);
     nameserver_coord::register(types);
