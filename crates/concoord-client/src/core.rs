@@ -1,0 +1,1183 @@
+//! The client's decisions, without IO: which replica to talk to, what to (re)send,
+//! when a request, a connection or the whole cluster counts as lost, and what each
+//! answer means for the caller and for the session.
+//!
+//! `Core` takes events stamped with `now` (a command from a `Client` handle, a
+//! connection made or lost, a decoded frame, a timer) and leaves bytes to write in
+//! `outgoing()` and `Effect`s for the shell (`driver`) to run: connect somewhere,
+//! drop the connection, exit. It never touches a socket or reads the clock; it does
+//! hold the callers' oneshot senders, and answering one is its only side effect.
+
+use crate::{ClientError, ClientOptions};
+use concoord_object::machine::{Reply, Request};
+use concoord_object::protocol::{
+    self, ClientFrame, ErrorKind, ServerFrame, StatusReport, CLIENT_FRAME_MAX, REQUEST_BYTES_MAX,
+};
+use concoord_object::Value;
+use concoord_wire::frame::{self, FRAME_HEADER_LEN};
+use concoord_wire::{ReplicaId, RequestNumber, SessionId};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// Most requests one client has outstanding (sent or waiting for a session); more
+/// wait in the command channel. It stays below the replicas' limit of unacknowledged
+/// replies per session (`machine::REPLIES_PER_SESSION_MAX`, 1024).
+pub(crate) const PENDING_MAX: usize = 1_000;
+/// A request refused with `Busy` is resent after this delay, doubling per refusal.
+const BUSY_DELAY_MIN: Duration = Duration::from_millis(10);
+const BUSY_DELAY_MAX: Duration = Duration::from_millis(500);
+/// After a full round of addresses without an answer, reconnecting backs off from
+/// this delay, doubling per failed attempt.
+const RECONNECT_DELAY_MIN: Duration = Duration::from_millis(10);
+const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(1);
+/// `close` waits at most this long (and at most `attempt_timeout`) for the cluster
+/// to confirm that the session ended.
+const CLOSE_WAIT_MAX: Duration = Duration::from_secs(1);
+
+pub(crate) type ValueWaiter = oneshot::Sender<Result<Value, ClientError>>;
+pub(crate) type StatusWaiter = oneshot::Sender<Result<StatusReport, ClientError>>;
+pub(crate) type SessionWaiter = oneshot::Sender<Result<SessionId, ClientError>>;
+
+/// What a `Client` handle asks the driver to do.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Call {
+        object: String,
+        method: String,
+        args: Vec<Value>,
+        waiter: ValueWaiter,
+    },
+    Create {
+        name: String,
+        type_name: String,
+        args: Vec<Value>,
+        waiter: ValueWaiter,
+    },
+    Status {
+        waiter: StatusWaiter,
+    },
+    /// End the session, then stop; `done` is answered (or dropped) when stopped.
+    Close {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// What the shell must do, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// Drop any connection (or attempt) and connect to this `host:port`.
+    Connect(String),
+    /// Drop any connection (or attempt).
+    Disconnect,
+    /// Write what is left in `outgoing()` if it can, then stop.
+    Exit,
+}
+
+/// Why connecting (TCP connect, `Hello`, `Welcome`) failed.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    /// The replica answered `Hello` with an error (and closed the connection).
+    Refused { kind: ErrorKind, message: String },
+    /// No connection, no answer in time, or an answer that was not `Welcome`.
+    Failed(String),
+}
+
+/// A call waiting for a session before it can be numbered.
+#[derive(Debug)]
+struct Queued {
+    op: Op,
+    waiter: ValueWaiter,
+    deadline: Option<Instant>,
+}
+
+#[derive(Debug)]
+enum Op {
+    Call { object: String, method: String, args: Vec<Value> },
+    Create { name: String, type_name: String, args: Vec<Value> },
+}
+
+/// A request that has been given an id and is not answered yet.
+#[derive(Debug)]
+struct Pending {
+    kind: Kind,
+    /// The whole frame, length prefix included: a resend is these bytes, unchanged.
+    frame: Vec<u8>,
+    waiter: Waiter,
+    attempt: Attempt,
+    /// The backoff before the next resend after `Busy`.
+    busy_delay: Duration,
+    /// `call_timeout`, for calls.
+    deadline: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    OpenSession {
+        nonce: u64,
+    },
+    KeepAlive {
+        session: SessionId,
+    },
+    CloseSession,
+    /// A `Call` or a `Create`: both are numbered in a session and exactly-once.
+    Call {
+        session: SessionId,
+        request: RequestNumber,
+    },
+    Status,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attempt {
+    /// Not on the current connection (there is none yet): sent when it is up.
+    Unsent,
+    /// Sent on the current connection at `at`, no answer yet.
+    Sent { at: Instant },
+    /// The replica answered `Parked`: the result comes when the call is woken.
+    Parked,
+    /// The replica was busy: resend at `until`.
+    Busy { until: Instant },
+}
+
+#[derive(Debug)]
+enum Waiter {
+    Value(ValueWaiter),
+    Status(StatusWaiter),
+    /// `Client::connect` waits for the first session; later sessions have no waiter.
+    Session(Option<SessionWaiter>),
+    Close(oneshot::Sender<()>),
+    None,
+}
+
+impl Waiter {
+    fn fail(self, error: ClientError) {
+        // A caller that stopped waiting (dropped its future) is no one's concern.
+        match self {
+            Waiter::Value(w) => drop(w.send(Err(error))),
+            Waiter::Status(w) => drop(w.send(Err(error))),
+            Waiter::Session(Some(w)) => drop(w.send(Err(error))),
+            Waiter::Close(w) => drop(w.send(())),
+            Waiter::Session(None) | Waiter::None => {}
+        }
+    }
+
+    fn is_abandoned(&self) -> bool {
+        match self {
+            Waiter::Value(w) => w.is_closed(),
+            Waiter::Status(w) => w.is_closed(),
+            Waiter::Session(_) | Waiter::Close(_) | Waiter::None => false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Session {
+    None,
+    Opening,
+    Open { id: SessionId, next: RequestNumber },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Link {
+    /// No connection, and none needed (nothing outstanding).
+    Idle,
+    /// No connection; the next attempt goes to `target` at `at`.
+    Waiting {
+        target: String,
+        at: Instant,
+    },
+    /// The shell is connecting to `target`.
+    Connecting {
+        target: String,
+    },
+    Up {
+        target: String,
+        replica: ReplicaId,
+    },
+}
+
+/// The timing options the core uses.
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    lease_ms: u64,
+    keepalive_every: Duration,
+    attempt_timeout: Duration,
+    call_timeout: Option<Duration>,
+    give_up_after: Duration,
+    close_wait: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) struct Core {
+    addrs: Vec<String>,
+    timing: Timing,
+    link: Link,
+    /// The index (modulo the list) of the address tried after the next failure.
+    next_addr: usize,
+    /// Connection attempts since a replica last answered a request.
+    failures: u32,
+    /// When the current run of failures began; `None` while replicas answer.
+    outage_since: Option<Instant>,
+    last_error: String,
+    session: Session,
+    /// `Client::connect`'s waiter, until the first session opens.
+    ready: Option<SessionWaiter>,
+    nonce_seed: u64,
+    pending: BTreeMap<u64, Pending>,
+    queued: VecDeque<Queued>,
+    next_id: u64,
+    keepalive_at: Option<Instant>,
+    /// Set for good by an error no retry can fix (bad token, protocol version).
+    fatal: Option<ClientError>,
+    /// `close` was asked for; it completes by this time at the latest.
+    closing: Option<Instant>,
+    exited: bool,
+    out: Vec<u8>,
+    effects: Vec<Effect>,
+}
+
+impl Core {
+    /// A core that starts opening its session at once (through `addrs[0]` first);
+    /// `ready` learns the session, or why there is none.
+    pub(crate) fn new(
+        addrs: Vec<String>,
+        opts: &ClientOptions,
+        now: Instant,
+        nonce_seed: u64,
+        ready: SessionWaiter,
+    ) -> Core {
+        assert!(!addrs.is_empty(), "parse_addrs never returns an empty list");
+        let lease_ms = u64::try_from(opts.lease.as_millis()).unwrap_or(u64::MAX);
+        let timing = Timing {
+            lease_ms,
+            keepalive_every: (opts.lease / 3).max(Duration::from_millis(1)),
+            attempt_timeout: opts.attempt_timeout,
+            call_timeout: opts.call_timeout,
+            give_up_after: opts.give_up_after,
+            close_wait: opts.attempt_timeout.min(CLOSE_WAIT_MAX),
+        };
+        let mut core = Core {
+            addrs,
+            timing,
+            link: Link::Idle,
+            next_addr: 0,
+            failures: 0,
+            outage_since: None,
+            last_error: "no attempt yet".to_string(),
+            session: Session::None,
+            ready: Some(ready),
+            nonce_seed,
+            pending: BTreeMap::new(),
+            queued: VecDeque::new(),
+            next_id: 1,
+            keepalive_at: None,
+            fatal: None,
+            closing: None,
+            exited: false,
+            out: Vec::new(),
+            effects: Vec::new(),
+        };
+        core.start_session(now);
+        core
+    }
+
+    /// The session calls run in, once one is open.
+    pub(crate) fn session(&self) -> Option<SessionId> {
+        match self.session {
+            Session::Open { id, .. } => Some(id),
+            Session::None | Session::Opening => None,
+        }
+    }
+
+    /// Whether the shell may hand over another command now (a bounded pipeline).
+    pub(crate) fn accepts_commands(&self) -> bool {
+        !self.exited && self.pending.len() + self.queued.len() < PENDING_MAX
+    }
+
+    /// Bytes to write on the current connection; the shell removes what it wrote.
+    pub(crate) fn outgoing(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    pub(crate) fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Whether effects are waiting: once the core dropped a connection, the shell
+    /// stops feeding it that connection's frames.
+    pub(crate) fn has_effects(&self) -> bool {
+        !self.effects.is_empty()
+    }
+
+    /// The earliest time `on_tick` has something to do.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let mut deadline: Option<Instant> = None;
+        let mut consider = |t: Instant| deadline = Some(deadline.map_or(t, |d| d.min(t)));
+        if self.exited {
+            return None;
+        }
+        if let Some(at) = self.closing {
+            consider(at);
+        }
+        if let Some(since) = self.outage_since.filter(|_| self.has_work()) {
+            consider(since + self.timing.give_up_after);
+        }
+        let up = matches!(self.link, Link::Up { .. });
+        for p in self.pending.values() {
+            if let Some(at) = p.deadline {
+                consider(at);
+            }
+            match p.attempt {
+                Attempt::Busy { until } => consider(until),
+                Attempt::Sent { at } if up => consider(at + self.timing.attempt_timeout),
+                Attempt::Sent { .. } | Attempt::Unsent | Attempt::Parked => {}
+            }
+        }
+        for q in &self.queued {
+            if let Some(at) = q.deadline {
+                consider(at);
+            }
+        }
+        if let Link::Waiting { at, .. } = self.link {
+            consider(at);
+        }
+        if let (Some(at), Session::Open { .. }) = (self.keepalive_at, self.session) {
+            consider(at);
+        }
+        deadline
+    }
+
+    pub(crate) fn on_command(&mut self, now: Instant, command: Command) {
+        let refusal = if let Some(fatal) = &self.fatal {
+            Some(fatal.clone())
+        } else if self.closing.is_some() || self.exited {
+            Some(ClientError::Unavailable("the client is closing".to_string()))
+        } else {
+            None
+        };
+        if let Some(error) = refusal {
+            match command {
+                Command::Call { waiter, .. } | Command::Create { waiter, .. } => {
+                    Waiter::Value(waiter).fail(error)
+                }
+                Command::Status { waiter } => Waiter::Status(waiter).fail(error),
+                Command::Close { done } => {
+                    Waiter::Close(done).fail(error);
+                    self.finish_close();
+                }
+            }
+            return;
+        }
+        let deadline = self.timing.call_timeout.map(|t| now + t);
+        let (op, waiter) = match command {
+            Command::Call { object, method, args, waiter } => {
+                (Op::Call { object, method, args }, waiter)
+            }
+            Command::Create { name, type_name, args, waiter } => {
+                (Op::Create { name, type_name, args }, waiter)
+            }
+            Command::Status { waiter } => return self.on_status(now, waiter),
+            Command::Close { done } => return self.on_close(now, done),
+        };
+        let queued = Queued { op, waiter, deadline };
+        match self.session {
+            Session::Open { .. } => self.issue(now, queued),
+            Session::Opening => self.queued.push_back(queued),
+            Session::None => {
+                self.queued.push_back(queued);
+                self.start_session(now);
+            }
+        }
+    }
+
+    fn on_status(&mut self, now: Instant, waiter: StatusWaiter) {
+        let id = self.take_id();
+        match framed(&ClientFrame::Status { id }) {
+            Ok(frame) => {
+                self.add_pending(now, id, Kind::Status, frame, Waiter::Status(waiter), None)
+            }
+            Err(e) => Waiter::Status(waiter).fail(e),
+        }
+    }
+
+    fn on_close(&mut self, now: Instant, done: oneshot::Sender<()>) {
+        self.closing = Some(now + self.timing.close_wait);
+        let Session::Open { id: session, .. } = self.session else {
+            Waiter::Close(done).fail(closed());
+            return self.finish_close();
+        };
+        let id = self.take_id();
+        let request = Request::CloseSession { session };
+        match framed(&ClientFrame::Request { id, request }) {
+            Ok(frame) => {
+                self.add_pending(now, id, Kind::CloseSession, frame, Waiter::Close(done), None)
+            }
+            Err(_) => {
+                Waiter::Close(done).fail(closed());
+                self.finish_close();
+            }
+        }
+    }
+
+    /// Every `Client` handle is gone: end the session without waiting (its lease
+    /// would end it anyway) and stop.
+    pub(crate) fn on_handles_dropped(&mut self, _now: Instant) {
+        if let (Session::Open { id: session, .. }, Link::Up { .. }) = (self.session, &self.link) {
+            let id = self.take_id();
+            if let Ok(frame) =
+                framed(&ClientFrame::Request { id, request: Request::CloseSession { session } })
+            {
+                self.out.extend_from_slice(&frame);
+            }
+        }
+        self.fail_all(&closed());
+        self.exited = true;
+        self.effects.push(Effect::Exit);
+    }
+
+    pub(crate) fn on_connected(
+        &mut self,
+        now: Instant,
+        replica: ReplicaId,
+        leader: Option<String>,
+    ) {
+        let Link::Connecting { target } = &self.link else { return };
+        tracing::debug!(%target, %replica, ?leader, resend = self.pending.len(), "connected");
+        self.link = Link::Up { target: target.clone(), replica };
+        // Unfinished requests go again, unchanged and in order: the replicas answer
+        // a retried call from their session table instead of running it twice.
+        for p in self.pending.values_mut() {
+            self.out.extend_from_slice(&p.frame);
+            p.attempt = Attempt::Sent { at: now };
+        }
+    }
+
+    pub(crate) fn on_connect_failed(&mut self, now: Instant, error: ConnectError) {
+        let Link::Connecting { target } = &self.link else { return };
+        let target = target.clone();
+        match error {
+            ConnectError::Refused { kind: ErrorKind::BadToken, .. } => {
+                self.fatal_error(ClientError::BadToken)
+            }
+            ConnectError::Refused { kind: ErrorKind::BadVersion, message } => {
+                self.fatal_error(ClientError::Protocol(format!(
+                    "{target} speaks another protocol version ({message}): use a client of \
+                     the replicas' version"
+                )))
+            }
+            ConnectError::Refused { kind, message } => self.fail_over(
+                now,
+                None,
+                format!("{target} refused the connection: {kind}: {message}"),
+            ),
+            ConnectError::Failed(why) => self.fail_over(now, None, why),
+        }
+    }
+
+    /// The connection broke (closed, reset, a write failed, or it carried bytes
+    /// that are not a frame of ours).
+    pub(crate) fn on_disconnected(&mut self, now: Instant, why: String) {
+        if matches!(self.link, Link::Up { .. }) {
+            self.fail_over(now, None, why);
+        }
+    }
+
+    pub(crate) fn on_frame(&mut self, now: Instant, frame: ServerFrame) {
+        let Link::Up { target, .. } = &self.link else { return };
+        match frame {
+            ServerFrame::Reply { id, reply, .. } => {
+                self.progress();
+                self.on_reply(now, id, reply);
+            }
+            ServerFrame::Status { id, status } => {
+                self.progress();
+                if self.pending.get(&id).is_some_and(|p| p.kind == Kind::Status) {
+                    if let Some(Pending { waiter: Waiter::Status(w), .. }) =
+                        self.pending.remove(&id)
+                    {
+                        let _ = w.send(Ok(*status));
+                    }
+                }
+            }
+            ServerFrame::Redirect { leader, .. } => {
+                // The first redirect moves the whole pipeline; the rest of this
+                // connection's frames are not read.
+                let why = format!(
+                    "{target} does not lead (leader: {})",
+                    leader.as_deref().unwrap_or("unknown")
+                );
+                let leader = leader.filter(|l| l != target);
+                self.fail_over(now, leader, why);
+            }
+            ServerFrame::Error { id, kind, message } => {
+                let target = target.clone();
+                self.on_error(now, &target, id, kind, message)
+            }
+            ServerFrame::Welcome { .. } => {
+                tracing::debug!(%target, "ignoring a second Welcome");
+            }
+        }
+    }
+
+    fn on_error(
+        &mut self,
+        now: Instant,
+        target: &str,
+        id: Option<u64>,
+        kind: ErrorKind,
+        message: String,
+    ) {
+        let outstanding = id.filter(|id| self.pending.contains_key(id));
+        match (kind, outstanding) {
+            (ErrorKind::BadToken, _) => self.fatal_error(ClientError::BadToken),
+            (ErrorKind::BadVersion, _) => self.fatal_error(ClientError::Protocol(format!(
+                "{target} speaks another protocol version ({message})"
+            ))),
+            (ErrorKind::Busy, Some(id)) => {
+                if let Some(p) = self.pending.get_mut(&id) {
+                    p.attempt = Attempt::Busy { until: now + p.busy_delay };
+                    p.busy_delay = (p.busy_delay * 2).min(BUSY_DELAY_MAX);
+                }
+            }
+            (ErrorKind::RequestTooLarge | ErrorKind::BadFrame, Some(id)) => {
+                let why = format!("{target} refused a request: {kind}: {message}");
+                self.drop_pending(id, ClientError::Protocol(why));
+            }
+            // About a request that is finished already: nothing to do.
+            (ErrorKind::Busy | ErrorKind::RequestTooLarge | ErrorKind::BadFrame, None)
+                if id.is_some() => {}
+            // Not ready, or the connection is unusable: try another replica.
+            _ => self.fail_over(now, None, format!("{target}: {kind}: {message}")),
+        }
+    }
+
+    fn on_reply(&mut self, now: Instant, id: u64, reply: Reply) {
+        let Some(p) = self.pending.get_mut(&id) else {
+            // A call that timed out, or a duplicate answer: nobody waits for it.
+            return;
+        };
+        if let (Kind::Call { .. }, Reply::Parked) = (p.kind, &reply) {
+            p.attempt = Attempt::Parked;
+            return;
+        }
+        let Some(p) = self.pending.remove(&id) else { return };
+        match (p.kind, p.waiter, reply) {
+            (Kind::OpenSession { nonce }, waiter, Reply::SessionOpened { nonce: n, session })
+                if n == nonce =>
+            {
+                self.on_session_opened(now, session, waiter)
+            }
+            (
+                Kind::KeepAlive { session },
+                _,
+                Reply::Value(Value::Bool(false)) | Reply::SessionUnknown,
+            ) => self.on_session_lost(now, session),
+            (Kind::KeepAlive { .. }, _, Reply::Value(_)) => {}
+            (Kind::CloseSession, waiter, _) => {
+                waiter.fail(closed());
+                self.finish_close();
+            }
+            (Kind::Call { .. }, Waiter::Value(w), Reply::Value(v)) => drop(w.send(Ok(v))),
+            (Kind::Call { .. }, Waiter::Value(w), Reply::Error(e)) => {
+                drop(w.send(Err(ClientError::Raised(e))))
+            }
+            (Kind::Call { session, .. }, waiter, Reply::SessionUnknown) => {
+                waiter.fail(ClientError::SessionExpired);
+                self.on_session_lost(now, session);
+            }
+            (kind, waiter, reply) => {
+                let error =
+                    ClientError::Protocol(format!("unexpected answer {reply:?} to {kind:?}"));
+                waiter.fail(error);
+                if matches!(kind, Kind::OpenSession { .. }) {
+                    self.session = Session::None;
+                }
+            }
+        }
+    }
+
+    fn on_session_opened(&mut self, now: Instant, session: SessionId, waiter: Waiter) {
+        assert_eq!(self.session, Session::Opening, "one OpenSession at a time");
+        tracing::debug!(?session, "session opened");
+        self.session = Session::Open { id: session, next: RequestNumber(1) };
+        self.keepalive_at = Some(now + self.timing.keepalive_every);
+        if let Waiter::Session(Some(w)) = waiter {
+            let _ = w.send(Ok(session));
+        }
+        for queued in std::mem::take(&mut self.queued) {
+            if !queued.waiter.is_closed() {
+                self.issue(now, queued);
+            }
+        }
+    }
+
+    /// The cluster no longer knows `session`: every call still outstanding in it is
+    /// lost (a parked one would never be woken), and later calls need a new session.
+    fn on_session_lost(&mut self, now: Instant, session: SessionId) {
+        if !matches!(self.session, Session::Open { id, .. } if id == session) {
+            return;
+        }
+        tracing::warn!(?session, "session expired; opening a new one");
+        self.session = Session::None;
+        self.keepalive_at = None;
+        let lost: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| match p.kind {
+                Kind::Call { session: s, .. } | Kind::KeepAlive { session: s } => s == session,
+                Kind::OpenSession { .. } | Kind::CloseSession | Kind::Status => false,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            self.drop_pending(id, ClientError::SessionExpired);
+        }
+        if self.closing.is_some() {
+            return self.finish_close();
+        }
+        self.start_session(now);
+    }
+
+    pub(crate) fn on_tick(&mut self, now: Instant) {
+        if self.exited {
+            return;
+        }
+        if self.closing.is_some_and(|at| now >= at) {
+            return self.finish_close();
+        }
+        if self.outage_since.is_some_and(|since| now >= since + self.timing.give_up_after)
+            && self.has_work()
+        {
+            self.give_up();
+        }
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline.is_some_and(|at| now >= at))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.drop_pending(id, ClientError::Timeout);
+        }
+        for q in extract(&mut self.queued, |q| q.deadline.is_some_and(|at| now >= at)) {
+            let _ = q.waiter.send(Err(ClientError::Timeout));
+        }
+        let up = matches!(self.link, Link::Up { .. });
+        for p in self.pending.values_mut() {
+            if matches!(p.attempt, Attempt::Busy { until } if now >= until) {
+                p.attempt = Attempt::Unsent;
+                if up {
+                    self.out.extend_from_slice(&p.frame);
+                    p.attempt = Attempt::Sent { at: now };
+                }
+            }
+        }
+        if let Link::Up { target, .. } = &self.link {
+            let attempt_timeout = self.timing.attempt_timeout;
+            let late = self
+                .pending
+                .values()
+                .any(|p| matches!(p.attempt, Attempt::Sent { at } if now >= at + attempt_timeout));
+            if late {
+                let why = format!("{target} did not answer within {attempt_timeout:?}");
+                self.fail_over(now, None, why);
+            }
+        }
+        if let Link::Waiting { target, at } = &self.link {
+            if now >= *at {
+                let target = target.clone();
+                if self.pending.is_empty() {
+                    self.link = Link::Idle;
+                } else {
+                    self.connect(target);
+                }
+            }
+        }
+        if let (Some(at), Session::Open { id: session, .. }) = (self.keepalive_at, self.session) {
+            if now >= at {
+                self.keepalive_at = Some(now + self.timing.keepalive_every);
+                self.on_keepalive(now, session);
+            }
+        }
+    }
+
+    fn on_keepalive(&mut self, now: Instant, session: SessionId) {
+        // Callers that stopped waiting (dropped futures) would hold `acked` back
+        // forever: forget them. Their requests may still run.
+        let abandoned: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.waiter.is_abandoned())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in abandoned {
+            self.pending.remove(&id);
+        }
+        if self.pending.values().any(|p| matches!(p.kind, Kind::KeepAlive { .. })) {
+            return;
+        }
+        let id = self.take_id();
+        if let Ok(frame) =
+            framed(&ClientFrame::Request { id, request: Request::KeepAlive { session } })
+        {
+            self.add_pending(now, id, Kind::KeepAlive { session }, frame, Waiter::None, None);
+        }
+    }
+
+    /// Numbers a call in the open session and sends it.
+    fn issue(&mut self, now: Instant, queued: Queued) {
+        let Session::Open { id: session, next } = self.session else {
+            unreachable!("calls are issued only in an open session");
+        };
+        let Queued { op, waiter, deadline } = queued;
+        if deadline.is_some_and(|at| now >= at) {
+            let _ = waiter.send(Err(ClientError::Timeout));
+            return;
+        }
+        // The replicas may forget every reply below the oldest call still waiting.
+        let acked = self
+            .pending
+            .values()
+            .filter_map(|p| match p.kind {
+                Kind::Call { session: s, request } if s == session => Some(request),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(next);
+        let request = match op {
+            Op::Call { object, method, args } => {
+                Request::Call { session, request: next, acked, object, method, args }
+            }
+            Op::Create { name, type_name, args } => {
+                Request::Create { session, request: next, name, type_name, args }
+            }
+        };
+        let id = self.take_id();
+        let frame = match framed_request(id, request) {
+            Ok(frame) => frame,
+            Err(e) => {
+                let _ = waiter.send(Err(e));
+                return;
+            }
+        };
+        self.session = Session::Open { id: session, next: RequestNumber(next.0 + 1) };
+        let kind = Kind::Call { session, request: next };
+        self.add_pending(now, id, kind, frame, Waiter::Value(waiter), deadline);
+    }
+
+    fn start_session(&mut self, now: Instant) {
+        if self.session != Session::None {
+            return;
+        }
+        let id = self.take_id();
+        let nonce = self.nonce_seed.wrapping_add(id);
+        let request = Request::OpenSession { nonce, lease_ms: self.timing.lease_ms };
+        let waiter = Waiter::Session(self.ready.take());
+        match framed(&ClientFrame::Request { id, request }) {
+            Ok(frame) => {
+                self.session = Session::Opening;
+                self.add_pending(now, id, Kind::OpenSession { nonce }, frame, waiter, None);
+            }
+            Err(e) => waiter.fail(e),
+        }
+    }
+
+    fn add_pending(
+        &mut self,
+        now: Instant,
+        id: u64,
+        kind: Kind,
+        frame: Vec<u8>,
+        waiter: Waiter,
+        deadline: Option<Instant>,
+    ) {
+        let mut attempt = Attempt::Unsent;
+        if matches!(self.link, Link::Up { .. }) {
+            self.out.extend_from_slice(&frame);
+            attempt = Attempt::Sent { at: now };
+        }
+        let pending =
+            Pending { kind, frame, waiter, attempt, busy_delay: BUSY_DELAY_MIN, deadline };
+        let previous = self.pending.insert(id, pending);
+        assert!(previous.is_none(), "request ids are never reused");
+        self.ensure_link(now);
+    }
+
+    /// Removes a request and tells its caller why it failed.
+    fn drop_pending(&mut self, id: u64, error: ClientError) {
+        let Some(p) = self.pending.remove(&id) else { return };
+        if matches!(p.kind, Kind::OpenSession { .. }) && self.session == Session::Opening {
+            self.session = Session::None;
+        }
+        p.waiter.fail(error);
+    }
+
+    fn ensure_link(&mut self, now: Instant) {
+        if self.link == Link::Idle && !self.pending.is_empty() && self.fatal.is_none() {
+            self.outage_since.get_or_insert(now);
+            let target = self.next_target();
+            self.connect(target);
+        }
+    }
+
+    fn connect(&mut self, target: String) {
+        self.link = Link::Connecting { target: target.clone() };
+        self.effects.push(Effect::Connect(target));
+    }
+
+    fn next_target(&mut self) -> String {
+        let target = self.addrs[self.next_addr % self.addrs.len()].clone();
+        self.next_addr = self.next_addr.wrapping_add(1);
+        target
+    }
+
+    /// Leaves the current replica (broken, silent, not the leader, not ready) for
+    /// `redirect`, or the next address; everything unfinished is resent there.
+    fn fail_over(&mut self, now: Instant, redirect: Option<String>, why: String) {
+        tracing::info!(%why, ?redirect, "failing over");
+        self.last_error = why;
+        self.out.clear();
+        self.effects.push(Effect::Disconnect);
+        for p in self.pending.values_mut() {
+            if matches!(p.attempt, Attempt::Sent { .. }) {
+                p.attempt = Attempt::Unsent;
+            }
+        }
+        self.failures = self.failures.saturating_add(1);
+        if self.pending.is_empty() {
+            // Nobody waits: reconnect when someone does, and measure any outage
+            // from then.
+            self.link = Link::Idle;
+            self.outage_since = None;
+            return;
+        }
+        let since = *self.outage_since.get_or_insert(now);
+        if now >= since + self.timing.give_up_after {
+            return self.give_up();
+        }
+        let target = match redirect {
+            Some(leader) => leader,
+            None => self.next_target(),
+        };
+        let delay = reconnect_delay(self.failures, self.addrs.len());
+        if delay.is_zero() {
+            self.connect(target);
+        } else {
+            self.link = Link::Waiting { target, at: now + delay };
+        }
+    }
+
+    /// A replica answered a request: the cluster is reachable again.
+    fn progress(&mut self) {
+        self.failures = 0;
+        self.outage_since = None;
+    }
+
+    fn give_up(&mut self) {
+        let why = format!(
+            "no replica answered for {:?} (tried {}); last error: {}",
+            self.timing.give_up_after,
+            self.addrs.join(", "),
+            self.last_error
+        );
+        tracing::warn!(%why, "giving up on outstanding requests");
+        self.fail_all(&ClientError::Unavailable(why));
+        self.link = Link::Idle;
+        self.effects.push(Effect::Disconnect);
+        self.out.clear();
+        self.failures = 0;
+        self.outage_since = None;
+        if self.closing.is_some() {
+            self.finish_close();
+        }
+    }
+
+    fn fatal_error(&mut self, error: ClientError) {
+        tracing::error!(%error, "the cluster refuses this client");
+        self.fatal = Some(error.clone());
+        self.fail_all(&error);
+        self.link = Link::Idle;
+        self.effects.push(Effect::Disconnect);
+        self.out.clear();
+        if self.closing.is_some() {
+            self.finish_close();
+        }
+    }
+
+    fn finish_close(&mut self) {
+        if self.exited {
+            return;
+        }
+        self.fail_all(&closed());
+        self.exited = true;
+        self.link = Link::Idle;
+        self.effects.push(Effect::Exit);
+    }
+
+    fn fail_all(&mut self, error: &ClientError) {
+        let ids: Vec<u64> = self.pending.keys().copied().collect();
+        for id in ids {
+            self.drop_pending(id, error.clone());
+        }
+        for q in std::mem::take(&mut self.queued) {
+            let _ = q.waiter.send(Err(error.clone()));
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        !self.pending.is_empty() || !self.queued.is_empty()
+    }
+
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+}
+
+fn closed() -> ClientError {
+    ClientError::Unavailable("the client was closed".to_string())
+}
+
+/// No delay while there are untried addresses; then a doubling backoff.
+fn reconnect_delay(failures: u32, addr_count: usize) -> Duration {
+    let round = u32::try_from(addr_count).unwrap_or(u32::MAX);
+    if failures <= round {
+        return Duration::ZERO;
+    }
+    let doublings = (failures - round - 1).min(16);
+    (RECONNECT_DELAY_MIN * 2u32.pow(doublings)).min(RECONNECT_DELAY_MAX)
+}
+
+/// Removes and returns the elements of `queue` that match `pred`, keeping order.
+fn extract<T>(queue: &mut VecDeque<T>, pred: impl Fn(&T) -> bool) -> Vec<T> {
+    let mut taken = Vec::new();
+    let mut kept = VecDeque::with_capacity(queue.len());
+    for item in queue.drain(..) {
+        if pred(&item) {
+            taken.push(item);
+        } else {
+            kept.push_back(item);
+        }
+    }
+    *queue = kept;
+    taken
+}
+
+/// A whole frame (length prefix and body) for `message`, ready for one write.
+pub(crate) fn framed(message: &ClientFrame) -> Result<Vec<u8>, ClientError> {
+    let body = protocol::encode(message).map_err(|e| ClientError::Protocol(e.message))?;
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
+    frame::put_frame(&mut out, &body, CLIENT_FRAME_MAX)
+        .map_err(|e| ClientError::Protocol(format!("cannot send the request: {e}")))?;
+    Ok(out)
+}
+
+/// Frames a request, refusing one the replicas would refuse as too large.
+fn framed_request(id: u64, request: Request) -> Result<Vec<u8>, ClientError> {
+    let message = ClientFrame::Request { id, request };
+    let frame = framed(&message)?;
+    // The frame (named fields) is never smaller than the request as the log stores
+    // it (`Request::encode`), so only a large frame needs the exact check.
+    if frame.len() > REQUEST_BYTES_MAX {
+        if let ClientFrame::Request { request, .. } = &message {
+            let len = request.encode().len();
+            if len > REQUEST_BYTES_MAX {
+                return Err(ClientError::Protocol(format!(
+                    "the request is {len} bytes, more than the limit of {REQUEST_BYTES_MAX}: \
+                     send smaller arguments"
+                )));
+            }
+        }
+    }
+    Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concoord_wire::Slot;
+
+    const NONCE_SEED: u64 = 1_000;
+
+    struct Fixture {
+        core: Core,
+        now: Instant,
+        ready: oneshot::Receiver<Result<SessionId, ClientError>>,
+    }
+
+    fn started(opts: ClientOptions) -> Fixture {
+        let now = crate::clock::now();
+        let (ready_tx, ready) = oneshot::channel();
+        let addrs = vec!["a:1".to_string(), "b:2".to_string()];
+        let core = Core::new(addrs, &opts, now, NONCE_SEED, ready_tx);
+        Fixture { core, now, ready }
+    }
+
+    fn decode_all(bytes: &[u8]) -> Vec<ClientFrame> {
+        let mut frames = Vec::new();
+        let mut rest = bytes;
+        while let Some(range) = frame::next_frame(rest, CLIENT_FRAME_MAX).unwrap() {
+            frames.push(protocol::decode(&rest[range.clone()]).unwrap());
+            rest = &rest[range.end..];
+        }
+        assert!(rest.is_empty(), "only whole frames are queued");
+        frames
+    }
+
+    /// The frames the core queued for the connection, decoded (and taken).
+    fn sent(core: &mut Core) -> Vec<ClientFrame> {
+        decode_all(&std::mem::take(core.outgoing()))
+    }
+
+    fn reply(id: u64, reply: Reply) -> ServerFrame {
+        ServerFrame::Reply { id, slot: Slot(1), position: 1, reply }
+    }
+
+    /// Connects to the first address and opens session 5.
+    fn open(f: &mut Fixture) {
+        assert_eq!(f.core.take_effects(), [Effect::Connect("a:1".to_string())]);
+        f.core.on_connected(f.now, ReplicaId(0), None);
+        let [ClientFrame::Request { id, request: Request::OpenSession { nonce, lease_ms } }] =
+            sent(&mut f.core)[..]
+        else {
+            panic!("the first request opens the session");
+        };
+        assert_eq!((nonce, lease_ms), (NONCE_SEED + id, 10_000));
+        f.core.on_frame(f.now, reply(id, Reply::SessionOpened { nonce, session: SessionId(5) }));
+        assert_eq!(f.ready.try_recv().unwrap(), Ok(SessionId(5)));
+    }
+
+    fn call(f: &mut Fixture, method: &str) -> oneshot::Receiver<Result<Value, ClientError>> {
+        let (waiter, answer) = oneshot::channel();
+        let command =
+            Command::Call { object: "o".into(), method: method.into(), args: vec![], waiter };
+        f.core.on_command(f.now, command);
+        answer
+    }
+
+    /// [frame id, request number, acked] of each call frame.
+    fn numbers(frames: &[ClientFrame]) -> Vec<[u64; 3]> {
+        frames
+            .iter()
+            .map(|f| match f {
+                ClientFrame::Request { id, request: Request::Call { request, acked, .. } } => {
+                    [*id, request.0, acked.0]
+                }
+                other => panic!("expected a call, got {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn acked_is_the_oldest_call_still_waiting_parked_ones_included() {
+        let mut f = started(ClientOptions::default());
+        open(&mut f);
+        let _a = call(&mut f, "a");
+        let _b = call(&mut f, "b");
+        let _c = call(&mut f, "c");
+        let frames = numbers(&sent(&mut f.core));
+        let sent_numbers: Vec<[u64; 2]> = frames.iter().map(|n| [n[1], n[2]]).collect();
+        assert_eq!(sent_numbers, [[1, 1], [2, 1], [3, 1]]);
+        let ids: Vec<u64> = frames.iter().map(|n| n[0]).collect();
+
+        f.core.on_frame(f.now, reply(ids[1], Reply::Value(Value::Nil)));
+        let _d = call(&mut f, "d");
+        assert_eq!(numbers(&sent(&mut f.core))[0][1..], [4, 1], "1 and 3 are still waiting");
+        f.core.on_frame(f.now, reply(ids[0], Reply::Parked));
+        f.core.on_frame(f.now, reply(ids[2], Reply::Value(Value::Nil)));
+        let _e = call(&mut f, "e");
+        assert_eq!(numbers(&sent(&mut f.core))[0][1..], [5, 1], "1 is parked, so unfinished");
+        f.core.on_frame(f.now, reply(ids[0], Reply::Value(Value::Bool(true))));
+        let _g = call(&mut f, "g");
+        assert_eq!(numbers(&sent(&mut f.core))[0][1..], [6, 4], "4 and 5 are still waiting");
+    }
+
+    #[test]
+    fn a_redirect_moves_every_unfinished_request_to_the_leader_byte_for_byte() {
+        let mut f = started(ClientOptions::default());
+        open(&mut f);
+        let mut answer = call(&mut f, "a");
+        let _b = call(&mut f, "b");
+        let before = std::mem::take(f.core.outgoing());
+        let id = numbers(&decode_all(&before))[0][0];
+        f.core.on_frame(f.now, ServerFrame::Redirect { id, leader: Some("c:3".to_string()) });
+        assert_eq!(
+            f.core.take_effects(),
+            [Effect::Disconnect, Effect::Connect("c:3".to_string())],
+            "to the leader named, though it is not listed"
+        );
+        assert!(f.core.outgoing().is_empty());
+        f.core.on_connected(f.now, ReplicaId(2), None);
+        assert_eq!(*f.core.outgoing(), before, "resent unchanged, in order");
+        assert!(answer.try_recv().is_err(), "still waiting");
+    }
+
+    #[test]
+    fn a_bad_token_is_final_and_never_retried() {
+        let mut f = started(ClientOptions::default());
+        assert_eq!(f.core.take_effects(), [Effect::Connect("a:1".to_string())]);
+        let refusal = ConnectError::Refused { kind: ErrorKind::BadToken, message: "no".into() };
+        f.core.on_connect_failed(f.now, refusal);
+        assert_eq!(f.ready.try_recv().unwrap(), Err(ClientError::BadToken));
+        assert_eq!(f.core.take_effects(), [Effect::Disconnect]);
+        let mut answer = call(&mut f, "a");
+        assert_eq!(answer.try_recv().unwrap(), Err(ClientError::BadToken));
+        assert!(f.core.take_effects().is_empty(), "no new connection");
+        assert_eq!(f.core.next_deadline(), None, "no timer to retry with");
+    }
+
+    #[test]
+    fn busy_requests_are_resent_after_a_doubling_backoff() {
+        let mut f = started(ClientOptions::default());
+        open(&mut f);
+        let _a = call(&mut f, "a");
+        let first = std::mem::take(f.core.outgoing());
+        let id = numbers(&decode_all(&first))[0][0];
+        let mut now = f.now;
+        for delay_ms in [10, 20, 40, 80, 160, 320, 500, 500] {
+            let busy =
+                ServerFrame::Error { id: Some(id), kind: ErrorKind::Busy, message: String::new() };
+            f.core.on_frame(now, busy);
+            let resend_at = now + Duration::from_millis(delay_ms);
+            assert_eq!(f.core.next_deadline(), Some(resend_at));
+            f.core.on_tick(resend_at - Duration::from_millis(1));
+            assert!(f.core.outgoing().is_empty(), "not before the backoff");
+            f.core.on_tick(resend_at);
+            assert_eq!(std::mem::take(f.core.outgoing()), first, "the same bytes again");
+            now = resend_at;
+        }
+        assert!(f.core.take_effects().is_empty(), "busy never costs the connection");
+    }
+
+    #[test]
+    fn an_unanswered_request_fails_over_after_the_attempt_timeout_but_a_parked_one_does_not() {
+        let opts =
+            ClientOptions { attempt_timeout: Duration::from_secs(1), ..ClientOptions::default() };
+        let mut f = started(opts);
+        open(&mut f);
+        let _a = call(&mut f, "a");
+        let id = numbers(&sent(&mut f.core))[0][0];
+        f.core.on_frame(f.now, reply(id, Reply::Parked));
+        let later = f.now + Duration::from_secs(3);
+        f.core.on_tick(later);
+        assert!(f.core.take_effects().is_empty(), "a parked call waits as long as it takes");
+
+        f.now = later;
+        let _b = call(&mut f, "b");
+        sent(&mut f.core);
+        f.core.on_tick(later + Duration::from_millis(999));
+        assert!(f.core.take_effects().is_empty());
+        f.core.on_tick(later + Duration::from_secs(1));
+        assert_eq!(f.core.take_effects(), [Effect::Disconnect, Effect::Connect("b:2".to_string())]);
+    }
+
+    #[test]
+    fn reconnecting_backs_off_only_after_a_full_round_of_addresses() {
+        let delays: Vec<u128> = (1..=12).map(|n| reconnect_delay(n, 3).as_millis()).collect();
+        assert_eq!(delays, [0, 0, 0, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        assert_eq!(reconnect_delay(u32::MAX, 1), RECONNECT_DELAY_MAX);
+    }
+}
