@@ -88,6 +88,10 @@ struct Progress {
     last_heard: Time,
     /// Whether this member has ever answered this leader (not just been tracked).
     answered: bool,
+    /// The highest slot it accepted from this leader: a learner accepting slots past
+    /// the commit point takes part in phase 2 already, even while it still catches up
+    /// on older slots.
+    accepted_max: Slot,
 }
 
 #[derive(Debug)]
@@ -977,9 +981,15 @@ impl Replica {
             progress: BTreeMap::new(),
         });
         for id in self.window_members() {
-            leader
-                .progress
-                .insert(id, Progress { commit_max: Slot::ZERO, last_heard: now, answered: false });
+            leader.progress.insert(
+                id,
+                Progress {
+                    commit_max: Slot::ZERO,
+                    last_heard: now,
+                    answered: false,
+                    accepted_max: Slot::ZERO,
+                },
+            );
         }
         self.state = State::Leader(leader);
         // Our own promise is durable before any Prepare leaves: a crash must never
@@ -1043,6 +1053,9 @@ impl Replica {
             return;
         }
         touch(l, from, their_commit, now);
+        if let (Some(p), Some(top)) = (l.progress.get_mut(&from), slots.iter().max()) {
+            p.accepted_max = p.accepted_max.max(*top);
+        }
         let mut chosen = Vec::new();
         for slot in slots {
             let Some(inflight) = l.inflight.get_mut(&slot) else { continue };
@@ -1326,18 +1339,21 @@ impl Replica {
             return;
         }
         let ballot = l.ballot;
-        // One Accept per voter carrying every slot whose membership includes it.
-        let mut per_voter: BTreeMap<ReplicaId, Vec<(Slot, Value)>> = BTreeMap::new();
+        // One Accept per member carrying every slot whose membership includes it.
+        // Learners get them too: their acceptances count for no quorum, but they keep
+        // up with the log as it is chosen (instead of only pulling it), and their
+        // `Accepted` replies tell the leader they are ready to vote.
+        let mut per_member: BTreeMap<ReplicaId, Vec<(Slot, Value)>> = BTreeMap::new();
         for (slot, value) in proposed {
             if let Some(m) = self.schedule.at(slot) {
-                for voter in m.voter_ids() {
-                    per_voter.entry(voter).or_default().push((slot, value.clone()));
+                for member in m.member_ids() {
+                    per_member.entry(member).or_default().push((slot, value.clone()));
                 }
             }
         }
-        for (voter, entries) in per_voter {
+        for (member, entries) in per_member {
             let msg = Message::Accept { ballot, entries, commit_max };
-            effects.push(self.send(voter, msg));
+            effects.push(self.send(member, msg));
         }
     }
 
@@ -1373,6 +1389,7 @@ impl Replica {
                 commit_max: Slot::ZERO,
                 last_heard: now,
                 answered: false,
+                accepted_max: Slot::ZERO,
             });
         }
         for (id, (_, role)) in &latest.members {
@@ -1393,9 +1410,14 @@ impl Replica {
             if auto_promote && *role == Role::Learner {
                 if let Some(p) = progress {
                     // Only a learner that is caught up *and* answering: promoting a
-                    // dead one would shrink the live majority.
+                    // dead one would shrink the live majority. Caught up means close
+                    // to the commit point, or (under a load that keeps the commit
+                    // point moving faster than its reports arrive) accepting the slots
+                    // being chosen now.
                     let recent = now.since(p.last_heard) <= heard_within;
-                    if p.answered && recent && p.commit_max.plus(promote_lag) >= commit_max {
+                    let caught_up = p.commit_max.plus(promote_lag) >= commit_max
+                        || p.accepted_max.plus(promote_lag) >= commit_max;
+                    if p.answered && recent && caught_up {
                         l.pending_config.push_back(ConfigChange::Promote(*id));
                         return;
                     }
@@ -1553,8 +1575,12 @@ fn usable_promisers(l: &Leader, commit_max: Slot) -> Vec<ReplicaId> {
 }
 
 fn touch(l: &mut Leader, from: ReplicaId, commit_max: Slot, now: Time) {
-    let p =
-        l.progress.entry(from).or_insert(Progress { commit_max, last_heard: now, answered: true });
+    let p = l.progress.entry(from).or_insert(Progress {
+        commit_max,
+        last_heard: now,
+        answered: true,
+        accepted_max: Slot::ZERO,
+    });
     p.commit_max = p.commit_max.max(commit_max);
     p.last_heard = now;
     p.answered = true;

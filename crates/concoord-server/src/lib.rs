@@ -6,4 +6,8 @@
 //! barrier with one fdatasync per batch of events (group commit).
 
 pub mod clock;
+pub mod net;
+pub mod server;
 pub mod storage;
+
+pub use server::{object_types, start, Config, Running, ServerError, DEFAULT_OBJECT};

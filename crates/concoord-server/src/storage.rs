@@ -742,10 +742,8 @@ impl Storage {
     }
 }
 
-/// Takes the directory's lock, or says who holds it.
-// `File::try_lock` is stable since Rust 1.89, after the workspace's declared MSRV;
-// `flock` through `libc` would need `unsafe`, which the workspace forbids.
-#[allow(clippy::incompatible_msrv)]
+/// Takes the directory's lock, or says who holds it. (`File::try_lock`, stable since
+/// Rust 1.89, the workspace's MSRV; `flock` through `libc` would need `unsafe`.)
 fn lock_dir(dir: &Path) -> Result<File, StorageError> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()

@@ -912,7 +912,7 @@ impl Sim {
                 if commands > 0 {
                     self.stats.command_slots += 1;
                 }
-                if slot.0 % 512 == 0 && slot.0 > 4096 {
+                if slot.0.is_multiple_of(512) && slot.0 > 4096 {
                     let below = Slot(slot.0 - 4096);
                     self.agreement.forget_below(below);
                     self.prefix.forget_below(below);
@@ -956,7 +956,7 @@ impl Sim {
         for (client, reply) in replies {
             self.reply(client, reply);
         }
-        if slot.0 % self.params.snapshot_every == 0 {
+        if slot.0.is_multiple_of(self.params.snapshot_every) {
             let data = self.nodes[node].app.encode();
             let local = self.nodes[node].local(self.now);
             let mut effects = Vec::new();
@@ -1700,7 +1700,7 @@ impl Sim {
                 self.reply(client, reply);
             }
         }
-        if slot.0 % self.params.snapshot_every == 0 {
+        if slot.0.is_multiple_of(self.params.snapshot_every) {
             let data = self.nodes[node].machine.as_ref().and_then(|m| m.snapshot().ok());
             let local = self.nodes[node].local(self.now);
             let mut effects = Vec::new();

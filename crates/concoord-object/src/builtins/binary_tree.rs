@@ -309,7 +309,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let v = (x % 500) as i64 - 250;
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 assert_eq!(tree.delete(v), model.remove(&v), "step {step}");
             } else {
                 tree.insert(v).unwrap();

@@ -596,7 +596,7 @@ impl Cluster {
             n.app_slots += 1;
         }
         if let Some(every) = self.snapshot_every {
-            if slot.0 % every == 0 {
+            if slot.0.is_multiple_of(every) {
                 let data = n.app.encode();
                 let _ = self.step_replica(id, Input::SnapshotTaken { slot, data });
             }

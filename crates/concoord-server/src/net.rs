@@ -1,0 +1,448 @@
+//! Sockets: the listener, client connections, and the links between replicas.
+//!
+//! Every connection gets a reader task that turns frames into `Event`s for the event
+//! loop and a writer task that drains a bounded queue, coalescing queued frames into
+//! one write. Nothing here decides anything: the event loop (`server.rs`) does.
+//!
+//! One port serves both clients and replicas. A replica's first frame is
+//! `PEER_MAGIC` followed by a postcard `PeerHello`; anything else is a client,
+//! whose first frame must be a MessagePack `ClientFrame::Hello`.
+
+use concoord_object::protocol::{
+    self, ClientFrame, ErrorKind, ServerFrame, CLIENT_FRAME_MAX, PROTOCOL_VERSION,
+};
+use concoord_paxos::Message;
+use concoord_wire::frame::{body_len, put_frame, FrameError, FRAME_HEADER_LEN};
+use concoord_wire::ReplicaId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+/// Identifies one client connection.
+pub type ConnId = u64;
+
+/// Largest replica-to-replica frame (a catch-up batch or a snapshot).
+pub const PEER_FRAME_MAX: usize = 256 << 20;
+/// The first bytes of a replica's first frame.
+pub const PEER_MAGIC: &[u8] = b"concoord-peer/1\0";
+/// Frames queued to one client before the replica drops the connection (a client
+/// that does not read must not make the replica buffer without bound).
+pub const CLIENT_QUEUE_MAX: usize = 16_384;
+/// Messages queued to one peer; beyond this they are dropped (Paxos retransmits).
+pub const PEER_QUEUE_MAX: usize = 8_192;
+/// Bytes coalesced into one write.
+const WRITE_COALESCE_MAX: usize = 256 * 1024;
+/// How long a connection may take to send its first frame.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who a replica says it is when it connects to another.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerHello {
+    pub version: u32,
+    pub from: ReplicaId,
+    pub addr: String,
+    pub object_type: String,
+    pub token: Option<String>,
+}
+
+/// What the connection tasks tell the event loop.
+#[derive(Debug)]
+pub enum Event {
+    ClientOpened { conn: ConnId, writer: mpsc::Sender<Vec<u8>> },
+    ClientFrame { conn: ConnId, frame: ClientFrame },
+    ClientClosed { conn: ConnId },
+    Peer { from: ReplicaId, addr: String, msg: Message },
+}
+
+/// What connection tasks need to know about this replica; the event loop updates it.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    pub replica: ReplicaId,
+    pub leader: Option<String>,
+}
+
+/// Settings the connection tasks check on their own.
+#[derive(Clone, Debug)]
+pub struct Gate {
+    pub token: Option<String>,
+    pub object_type: String,
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn token_matches(expected: Option<&str>, given: Option<&str>) -> bool {
+    let Some(expected) = expected else { return true };
+    let given = given.unwrap_or("");
+    let (a, b) = (expected.as_bytes(), given.as_bytes());
+    let mut diff = (a.len() != b.len()) as u8;
+    for (i, x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+/// Encodes a client-protocol frame (header included).
+pub fn client_frame(frame: &ServerFrame) -> Vec<u8> {
+    let body = protocol::encode(frame).unwrap_or_default();
+    let mut out = Vec::with_capacity(body.len() + FRAME_HEADER_LEN);
+    if put_frame(&mut out, &body, CLIENT_FRAME_MAX).is_err() {
+        // A reply too large for the protocol becomes an error the client can read.
+        let error = ServerFrame::Error {
+            id: frame_id(frame),
+            kind: ErrorKind::RequestTooLarge,
+            message: format!("reply of {} bytes exceeds the frame limit", body.len()),
+        };
+        let body = protocol::encode(&error).unwrap_or_default();
+        out.clear();
+        let _ = put_frame(&mut out, &body, CLIENT_FRAME_MAX);
+    }
+    out
+}
+
+fn frame_id(frame: &ServerFrame) -> Option<u64> {
+    match frame {
+        ServerFrame::Reply { id, .. }
+        | ServerFrame::Redirect { id, .. }
+        | ServerFrame::Status { id, .. } => Some(*id),
+        ServerFrame::Error { id, .. } => *id,
+        ServerFrame::Welcome { .. } => None,
+    }
+}
+
+/// Encodes a replica-to-replica message frame.
+pub fn peer_frame(msg: &Message) -> Option<Vec<u8>> {
+    let body = postcard::to_allocvec(msg).ok()?;
+    let mut out = Vec::with_capacity(body.len() + FRAME_HEADER_LEN);
+    put_frame(&mut out, &body, PEER_FRAME_MAX).ok()?;
+    Some(out)
+}
+
+fn hello_frame(hello: &PeerHello) -> Vec<u8> {
+    let mut body = PEER_MAGIC.to_vec();
+    body.extend(postcard::to_allocvec(hello).unwrap_or_default());
+    let mut out = Vec::new();
+    let _ = put_frame(&mut out, &body, PEER_FRAME_MAX);
+    out
+}
+
+fn frame_error_kind(e: FrameError) -> ErrorKind {
+    match e {
+        FrameError::TooLarge { .. } => ErrorKind::FrameTooLarge,
+        FrameError::Empty => ErrorKind::BadFrame,
+    }
+}
+
+enum ReadError {
+    Closed,
+    Frame(FrameError),
+}
+
+async fn read_frame(rd: &mut OwnedReadHalf, max: usize) -> Result<Vec<u8>, ReadError> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    rd.read_exact(&mut header).await.map_err(|_| ReadError::Closed)?;
+    let len = body_len(header, max).map_err(ReadError::Frame)?;
+    let mut body = vec![0u8; len];
+    rd.read_exact(&mut body).await.map_err(|_| ReadError::Closed)?;
+    Ok(body)
+}
+
+/// Writes queued frames, several per write when they queue up.
+async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut buf = Vec::new();
+    while let Some(frame) = rx.recv().await {
+        buf.clear();
+        buf.extend_from_slice(&frame);
+        while buf.len() < WRITE_COALESCE_MAX {
+            match rx.try_recv() {
+                Ok(more) => buf.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if wr.write_all(&buf).await.is_err() {
+            return;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// Accepts connections until the event loop goes away.
+pub async fn accept_loop(
+    listener: TcpListener,
+    events: mpsc::Sender<Event>,
+    shared: watch::Receiver<Shared>,
+    gate: Arc<Gate>,
+) {
+    static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if events.is_closed() {
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(serve_connection(stream, conn, events.clone(), shared.clone(), gate.clone()));
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    conn: ConnId,
+    events: mpsc::Sender<Event>,
+    shared: watch::Receiver<Shared>,
+    gate: Arc<Gate>,
+) {
+    let (mut rd, wr) = stream.into_split();
+    let first = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut rd, PEER_FRAME_MAX)).await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(ReadError::Frame(e))) => {
+            let (tx, rx) = mpsc::channel(1);
+            let _ = tx.try_send(client_frame(&ServerFrame::Error {
+                id: None,
+                kind: frame_error_kind(e),
+                message: e.to_string(),
+            }));
+            drop(tx);
+            write_loop(wr, rx).await;
+            return;
+        }
+        Ok(Err(ReadError::Closed)) | Err(_) => return,
+    };
+    if let Some(rest) = first.strip_prefix(PEER_MAGIC) {
+        serve_peer(rd, rest, events, &gate).await;
+    } else {
+        serve_client(rd, wr, &first, conn, events, shared, &gate).await;
+    }
+}
+
+async fn serve_peer(mut rd: OwnedReadHalf, hello: &[u8], events: mpsc::Sender<Event>, gate: &Gate) {
+    let hello: PeerHello = match postcard::from_bytes(hello) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!("dropping a peer connection with a malformed hello: {e}");
+            return;
+        }
+    };
+    if hello.version != PROTOCOL_VERSION {
+        tracing::warn!(
+            "dropping peer {} at {}: it speaks protocol {}, this replica {}",
+            hello.from,
+            hello.addr,
+            hello.version,
+            PROTOCOL_VERSION
+        );
+        return;
+    }
+    if !token_matches(gate.token.as_deref(), hello.token.as_deref()) {
+        tracing::warn!("dropping peer {} at {}: wrong token", hello.from, hello.addr);
+        return;
+    }
+    if hello.object_type != gate.object_type {
+        tracing::error!(
+            "dropping peer {} at {}: it hosts {:?}, this replica {:?}; every replica of a \
+             cluster must be started with the same -o",
+            hello.from,
+            hello.addr,
+            hello.object_type,
+            gate.object_type
+        );
+        return;
+    }
+    loop {
+        let body = match read_frame(&mut rd, PEER_FRAME_MAX).await {
+            Ok(body) => body,
+            Err(ReadError::Closed) => return,
+            Err(ReadError::Frame(e)) => {
+                tracing::warn!("dropping the connection from peer {}: {e}", hello.from);
+                return;
+            }
+        };
+        let msg: Message = match postcard::from_bytes(&body) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(
+                    "dropping the connection from peer {}: bad message: {e}",
+                    hello.from
+                );
+                return;
+            }
+        };
+        let event = Event::Peer { from: hello.from, addr: hello.addr.clone(), msg };
+        if events.send(event).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve_client(
+    mut rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    first: &[u8],
+    conn: ConnId,
+    events: mpsc::Sender<Event>,
+    shared: watch::Receiver<Shared>,
+    gate: &Gate,
+) {
+    let (tx, rx) = mpsc::channel(CLIENT_QUEUE_MAX);
+    let writer = tokio::spawn(write_loop(wr, rx));
+    let refuse = |kind: ErrorKind, message: String| {
+        let _ = tx.try_send(client_frame(&ServerFrame::Error { id: None, kind, message }));
+    };
+    match protocol::decode::<ClientFrame>(first) {
+        Ok(ClientFrame::Hello { version, token }) => {
+            if version != PROTOCOL_VERSION {
+                refuse(
+                    ErrorKind::BadVersion,
+                    format!("this replica speaks protocol {PROTOCOL_VERSION}, not {version}"),
+                );
+                drop(tx);
+                let _ = writer.await;
+                return;
+            }
+            if !token_matches(gate.token.as_deref(), token.as_deref()) {
+                refuse(ErrorKind::BadToken, "wrong or missing token (see --token)".into());
+                drop(tx);
+                let _ = writer.await;
+                return;
+            }
+            let s = shared.borrow().clone();
+            let welcome = ServerFrame::Welcome {
+                version: PROTOCOL_VERSION,
+                replica: s.replica,
+                leader: s.leader,
+            };
+            let _ = tx.try_send(client_frame(&welcome));
+        }
+        Ok(_) => {
+            refuse(ErrorKind::NoHello, "the first frame must be Hello".into());
+            drop(tx);
+            let _ = writer.await;
+            return;
+        }
+        Err(e) => {
+            refuse(ErrorKind::BadFrame, format!("expected Hello: {}", e.message));
+            drop(tx);
+            let _ = writer.await;
+            return;
+        }
+    }
+    if events.send(Event::ClientOpened { conn, writer: tx.clone() }).await.is_err() {
+        return;
+    }
+    loop {
+        let body = match read_frame(&mut rd, CLIENT_FRAME_MAX).await {
+            Ok(body) => body,
+            Err(ReadError::Closed) => break,
+            Err(ReadError::Frame(e)) => {
+                // The frame boundary is lost: say why, then close.
+                refuse(frame_error_kind(e), e.to_string());
+                break;
+            }
+        };
+        match protocol::decode::<ClientFrame>(&body) {
+            Ok(ClientFrame::Hello { .. }) => {
+                refuse(ErrorKind::BadFrame, "Hello was already received".into());
+            }
+            Ok(frame) => {
+                if events.send(Event::ClientFrame { conn, frame }).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => refuse(ErrorKind::BadFrame, e.message),
+        }
+    }
+    drop(tx);
+    let _ = events.send(Event::ClientClosed { conn }).await;
+    let _ = writer.await;
+}
+
+/// Outgoing links to other replicas, by address. Each link is a task that connects
+/// (and reconnects), says hello, and writes queued messages.
+#[derive(Debug)]
+pub struct Links {
+    hello: Arc<Vec<u8>>,
+    links: BTreeMap<String, mpsc::Sender<Vec<u8>>>,
+}
+
+impl Links {
+    pub fn new(hello: PeerHello) -> Links {
+        Links { hello: Arc::new(hello_frame(&hello)), links: BTreeMap::new() }
+    }
+
+    /// Forgets every link (the replica changed identity): their tasks end.
+    pub fn reset(&mut self, hello: PeerHello) {
+        self.links.clear();
+        self.hello = Arc::new(hello_frame(&hello));
+    }
+
+    /// Queues a frame for `addr`; drops it if the link is congested (the protocol
+    /// retransmits what matters).
+    pub fn send(&mut self, addr: &str, frame: Vec<u8>) {
+        let link = self.links.entry(addr.to_string()).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
+            tokio::spawn(link_loop(addr.to_string(), self.hello.clone(), rx));
+            tx
+        });
+        if let Err(mpsc::error::TrySendError::Closed(_)) = link.try_send(frame) {
+            self.links.remove(addr);
+        }
+    }
+}
+
+async fn link_loop(addr: String, hello: Arc<Vec<u8>>, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let connect = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&addr));
+        let stream = match connect.await {
+            Ok(Ok(stream)) => stream,
+            _ => {
+                // Unreachable: what is queued is stale by the time it would arrive.
+                loop {
+                    match rx.try_recv() {
+                        Ok(_) => continue,
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(20);
+        let _ = stream.set_nodelay(true);
+        let (_rd, mut wr) = stream.into_split();
+        let mut buf: Vec<u8> = hello.as_ref().clone();
+        loop {
+            if buf.is_empty() {
+                match rx.recv().await {
+                    Some(frame) => buf.extend_from_slice(&frame),
+                    None => return,
+                }
+            }
+            while buf.len() < WRITE_COALESCE_MAX {
+                match rx.try_recv() {
+                    Ok(more) => buf.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            if wr.write_all(&buf).await.is_err() {
+                break;
+            }
+            buf.clear();
+        }
+    }
+}

@@ -1,0 +1,882 @@
+//! The replica's event loop: one task that owns the consensus core, the object
+//! machine and the storage, and is the only one to touch them.
+//!
+//! Each turn: wait for an event or the core's next deadline, then drain whatever
+//! else is ready (up to `EVENTS_PER_TURN`), feeding each into `Replica::step`; then
+//! carry out the accumulated effects. Effects before the first `Persist` run at once;
+//! then every `Persist` of the turn is written and made durable with one fdatasync
+//! (group commit), and only then do the remaining effects run. Making a later write
+//! durable early is always safe, so one sync per turn honours every barrier.
+//!
+//! What it deliberately is not: a place for protocol decisions. Those live in
+//! `concoord-paxos` (ordering) and `concoord-object` (sessions, objects).
+
+use crate::clock::Clock;
+use crate::net::{self, ConnId, Event, Gate, Links, PeerHello, Shared};
+use crate::storage::{Identity, Storage, StorageError};
+use concoord_object::machine::{Machine, Reply, Request, Response};
+use concoord_object::protocol::{
+    ClientFrame, ErrorKind, MemberStatus, ServerFrame, StatusReport, PROTOCOL_VERSION,
+    REQUEST_BYTES_MAX,
+};
+use concoord_object::{CallId, ObjectError, Types, Value};
+use concoord_paxos::{
+    Command, Effect, Input, Member, Membership, Message, Options, ReadId, Rejected, Replica,
+    RoleKind, Snapshot,
+};
+use concoord_wire::{ReplicaId, RequestNumber, SessionId, Slot, Time};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+/// Events handled per turn before effects run (bounds latency under load while
+/// letting one fdatasync cover many commands).
+const EVENTS_PER_TURN: usize = 1_024;
+/// Capacity of the queue from connection tasks to the event loop.
+const EVENT_QUEUE_MAX: usize = 65_536;
+/// Name of the instance created from `-o` on every replica.
+pub const DEFAULT_OBJECT: &str = "default";
+
+/// How to run one replica.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to listen on, `host:port` (port 0 picks a free one).
+    pub listen: String,
+    /// Address other replicas and clients use to reach this one; defaults to the
+    /// bound address.
+    pub advertise: Option<String>,
+    /// Replicas of a running cluster to join through; empty founds a new cluster.
+    pub boot: Vec<String>,
+    /// Type of the default instance (`-o`), by short or dotted name.
+    pub object_type: String,
+    /// Durable state lives here (`-w` / `--data-dir`); `None` keeps it in memory.
+    pub data_dir: Option<PathBuf>,
+    /// Clients and peers must present this token.
+    pub token: Option<String>,
+    /// Consensus tunables.
+    pub paxos: Options,
+    /// Take a snapshot every this many applied slots.
+    pub snapshot_every: u64,
+    /// How long a removed replica keeps serving as an acceptor and catch-up source
+    /// before it rejoins under a fresh identity.
+    pub removed_linger: Duration,
+}
+
+impl Config {
+    pub fn new(listen: impl Into<String>, object_type: impl Into<String>) -> Config {
+        let paxos = Options {
+            remove_dead_after: Some(concoord_wire::Span::from_millis(30_000)),
+            batch_bytes_max: 512 * 1024,
+            ..Options::default()
+        };
+        Config {
+            listen: listen.into(),
+            advertise: None,
+            boot: Vec::new(),
+            object_type: object_type.into(),
+            data_dir: None,
+            token: None,
+            paxos,
+            snapshot_every: 4_096,
+            removed_linger: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a replica could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("unknown object type {0:?}: give a built-in by short name (Counter) or dotted name (concoord.object.counter.Counter); `concoord replica --list-objects` lists them")]
+    UnknownObject(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Config(String),
+    #[error("the object machine failed: {0}")]
+    Machine(String),
+}
+
+/// A started replica.
+#[derive(Debug)]
+pub struct Running {
+    /// The address it listens on and advertises.
+    pub addr: String,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), ServerError>>,
+}
+
+impl Running {
+    /// Asks the replica to stop and waits until it has.
+    pub async fn stop(self) -> Result<(), ServerError> {
+        let _ = self.shutdown.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the replica stops (on its own, after a fatal error).
+    pub async fn wait(self) -> Result<(), ServerError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(ServerError::Machine(format!("the event loop panicked: {e}"))),
+        }
+    }
+
+    /// A handle that asks the replica to stop.
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Binds, recovers or creates this replica's state, and starts its event loop.
+pub async fn start(config: Config) -> Result<Running, ServerError> {
+    let types = object_types();
+    let object_type = types
+        .canonical(&config.object_type)
+        .ok_or_else(|| ServerError::UnknownObject(config.object_type.clone()))?
+        .to_string();
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| ServerError::Listen { addr: config.listen.clone(), source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen { addr: config.listen.clone(), source })?;
+    let addr = config.advertise.clone().unwrap_or_else(|| bound.to_string());
+    let clock = Clock::new();
+    let now = clock.now();
+    let mut opts = config.paxos.clone();
+    opts.durable = config.data_dir.is_some();
+
+    let mut effects = Vec::new();
+    let (storage, replica) = match &config.data_dir {
+        Some(dir) => {
+            let (mut storage, recovered) = Storage::open(dir)?;
+            if recovered.tail_bytes_dropped > 0 {
+                tracing::warn!(
+                    "dropped a torn log tail of {} bytes in {} (a write cut short by a crash)",
+                    recovered.tail_bytes_dropped,
+                    dir.display()
+                );
+            }
+            let replica = match recovered.identity {
+                Some(identity) => {
+                    if identity.addr != addr {
+                        return Err(ServerError::Config(format!(
+                            "{} holds replica {} at {}, but this replica is at {addr}: start it \
+                             with the same -a/-p, or use another data directory",
+                            dir.display(),
+                            identity.replica,
+                            identity.addr
+                        )));
+                    }
+                    if identity.object_type != object_type {
+                        return Err(ServerError::Config(format!(
+                            "{} holds a replica of {}, not {object_type}",
+                            dir.display(),
+                            identity.object_type
+                        )));
+                    }
+                    opts.seed = identity.replica.0;
+                    tracing::info!(
+                        "recovering replica {} from {}",
+                        identity.replica,
+                        dir.display()
+                    );
+                    Replica::recover(
+                        identity.replica,
+                        addr.clone(),
+                        opts,
+                        None,
+                        recovered.durable,
+                        now,
+                        &mut effects,
+                    )
+                }
+                None => {
+                    let id = fresh_id(&clock);
+                    opts.seed = id.0;
+                    storage.write_identity(&Identity {
+                        replica: id,
+                        addr: addr.clone(),
+                        object_type: object_type.clone(),
+                    })?;
+                    let replica = fresh_replica(id, &addr, opts, &config.boot, now);
+                    if let Some(genesis) = replica.membership() {
+                        storage.append(&concoord_paxos::PersistOp::Genesis(genesis.clone()))?;
+                        storage.sync()?;
+                    }
+                    replica
+                }
+            };
+            (Some(storage), replica)
+        }
+        None => {
+            let id = fresh_id(&clock);
+            opts.seed = id.0;
+            (None, fresh_replica(id, &addr, opts, &config.boot, now))
+        }
+    };
+
+    let mut machine = Machine::new(types);
+    machine
+        .create_default(DEFAULT_OBJECT, &object_type)
+        .map_err(|e| ServerError::Machine(e.to_string()))?;
+
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_MAX);
+    let (shared_tx, shared_rx) = watch::channel(Shared { replica: replica.id(), leader: None });
+    let gate = Arc::new(Gate { token: config.token.clone(), object_type: object_type.clone() });
+    let hello = PeerHello {
+        version: PROTOCOL_VERSION,
+        from: replica.id(),
+        addr: addr.clone(),
+        object_type: object_type.clone(),
+        token: config.token.clone(),
+    };
+    tokio::spawn(net::accept_loop(listener, events_tx.clone(), shared_rx, gate));
+    tracing::info!(
+        "replica {} of {} listening on {addr}{}",
+        replica.id(),
+        object_type,
+        if storage.is_some() { " (durable)" } else { " (in memory)" }
+    );
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut server = Server {
+        config,
+        addr: addr.clone(),
+        object_type,
+        clock,
+        replica,
+        machine,
+        applied: Slot::ZERO,
+        last_snapshot: Slot::ZERO,
+        storage,
+        links: Links::new(hello),
+        addrs: BTreeMap::new(),
+        boot_turn: 0,
+        clients: BTreeMap::new(),
+        waiting: BTreeMap::new(),
+        control: BTreeMap::new(),
+        reads: BTreeMap::new(),
+        next_read: 1,
+        effects: Vec::new(),
+        local: Vec::new(),
+        shared: shared_tx,
+        was_leader: false,
+        removed_at: None,
+        _events_tx: events_tx,
+    };
+    server.effects = effects;
+    let task = tokio::spawn(async move { server.run(events_rx, shutdown_rx).await });
+    Ok(Running { addr, shutdown: shutdown_tx, task })
+}
+
+/// The registry of object types replicas can host.
+pub fn object_types() -> Types {
+    let mut types = Types::new();
+    concoord_object::builtins::register_all(&mut types);
+    types
+}
+
+fn fresh_replica(id: ReplicaId, addr: &str, opts: Options, boot: &[String], now: Time) -> Replica {
+    if boot.is_empty() {
+        let me = Member { id, addr: addr.to_string() };
+        Replica::new(id, addr.to_string(), opts, Membership::voters([me]), now)
+    } else {
+        Replica::join(id, addr.to_string(), opts, now)
+    }
+}
+
+/// A replica identity nobody else uses: 64 random bits from the OS (mixed with the
+/// clock in the unlikely case the OS source is unavailable).
+fn fresh_id(clock: &Clock) -> ReplicaId {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    let mut id = u64::from_le_bytes(bytes);
+    if random.is_err() {
+        id = clock.now().0 ^ (u64::from(std::process::id()) << 32);
+    }
+    // Small ids read better in logs and status tables; keep 48 bits.
+    ReplicaId((id & 0xffff_ffff_ffff).max(1))
+}
+
+/// A request that waits for an answer: which connection, under which id.
+type Waiter = (ConnId, u64);
+
+/// Everyone waiting for one call's reply.
+#[derive(Debug, Default)]
+struct Wait {
+    waiters: Vec<Waiter>,
+    /// The call is parked in the replicated state: any replica that applies its
+    /// wake-up can answer it, leader or not.
+    parked: bool,
+}
+
+struct Server {
+    config: Config,
+    addr: String,
+    object_type: String,
+    clock: Clock,
+    replica: Replica,
+    machine: Machine,
+    applied: Slot,
+    last_snapshot: Slot,
+    storage: Option<Storage>,
+    links: Links,
+    /// Addresses of replicas learned from hellos and join requests (the membership
+    /// has the rest).
+    addrs: BTreeMap<ReplicaId, String>,
+    boot_turn: usize,
+    clients: BTreeMap<ConnId, mpsc::Sender<Vec<u8>>>,
+    /// Calls (and session openings, keyed by nonce) waiting for their reply.
+    waiting: BTreeMap<CallId, Wait>,
+    /// Keep-alives and closes waiting to be applied, by session.
+    control: BTreeMap<SessionId, Vec<Waiter>>,
+    reads: BTreeMap<ReadId, (Waiter, String, String, Vec<Value>)>,
+    next_read: u64,
+    effects: Vec<Effect>,
+    /// Messages this replica sent to itself, delivered after the turn's sync.
+    local: Vec<Message>,
+    shared: watch::Sender<Shared>,
+    was_leader: bool,
+    removed_at: Option<Time>,
+    /// Keeps the event channel open even with no connection task alive.
+    _events_tx: mpsc::Sender<Event>,
+}
+
+impl Server {
+    async fn run(
+        &mut self,
+        mut events: mpsc::Receiver<Event>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), ServerError> {
+        self.run_effects()?;
+        loop {
+            let deadline = self.deadline();
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(event) = event else { return Ok(()) };
+                    self.on_event(event);
+                    for _ in 1..EVENTS_PER_TURN {
+                        match events.try_recv() {
+                            Ok(event) => self.on_event(event),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(self.clock.instant_at(deadline)) => {
+                    self.on_tick()?;
+                }
+                _ = shutdown.changed() => {
+                    tracing::info!("replica {} stopping", self.replica.id());
+                    return Ok(());
+                }
+            }
+            self.run_effects()?;
+            self.after_turn();
+        }
+    }
+
+    fn deadline(&self) -> Time {
+        let mut deadline = self.replica.next_deadline();
+        if let Some(at) = self.removed_at {
+            deadline = deadline.min(at + span(self.config.removed_linger));
+        }
+        deadline
+    }
+
+    fn step(&mut self, input: Input) -> Result<(), Rejected> {
+        let now = self.clock.now();
+        let result = self.replica.step(now, input, &mut self.effects);
+        self.replica.check_invariants();
+        result
+    }
+
+    fn on_tick(&mut self) -> Result<(), ServerError> {
+        if let Some(at) = self.removed_at {
+            if self.clock.now() >= at + span(self.config.removed_linger) {
+                return self.rejoin();
+            }
+        }
+        let _ = self.step(Input::Tick);
+        Ok(())
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::ClientOpened { conn, writer } => {
+                self.clients.insert(conn, writer);
+            }
+            Event::ClientClosed { conn } => {
+                self.clients.remove(&conn);
+                self.waiting.retain(|_, w| {
+                    w.waiters.retain(|w| w.0 != conn);
+                    !w.waiters.is_empty()
+                });
+                self.control.retain(|_, ws| {
+                    ws.retain(|w| w.0 != conn);
+                    !ws.is_empty()
+                });
+                self.reads.retain(|_, r| r.0 .0 != conn);
+            }
+            Event::ClientFrame { conn, frame } => self.on_client_frame(conn, frame),
+            Event::Peer { from, addr, msg } => {
+                if let Message::JoinRequest { member } = &msg {
+                    self.addrs.insert(member.id, member.addr.clone());
+                }
+                self.addrs.insert(from, addr);
+                let _ = self.step(Input::Message { from, msg });
+            }
+        }
+    }
+
+    fn on_client_frame(&mut self, conn: ConnId, frame: ClientFrame) {
+        match frame {
+            ClientFrame::Hello { .. } => {}
+            ClientFrame::Status { id } => {
+                let status = Box::new(self.status());
+                self.send_client(conn, &ServerFrame::Status { id, status });
+            }
+            ClientFrame::Request { id, request } => self.on_request(conn, id, request),
+        }
+    }
+
+    fn on_request(&mut self, conn: ConnId, id: u64, request: Request) {
+        if matches!(self.replica.role(), RoleKind::Joining | RoleKind::Removed) {
+            let message = "this replica is joining the cluster; try another".to_string();
+            self.send_client(
+                conn,
+                &ServerFrame::Error { id: Some(id), kind: ErrorKind::NotReady, message },
+            );
+            return;
+        }
+        if let Request::Call { object, method, args, .. } = &request {
+            if self.machine.is_query(object, method) {
+                let read = ReadId(self.next_read);
+                self.next_read += 1;
+                match self.step(Input::Read(read)) {
+                    Ok(()) => {
+                        let entry = ((conn, id), object.clone(), method.clone(), args.clone());
+                        self.reads.insert(read, entry);
+                    }
+                    Err(rejected) => self.refuse(conn, id, rejected),
+                }
+                return;
+            }
+        }
+        let bytes = request.encode();
+        if bytes.len() > REQUEST_BYTES_MAX {
+            let message = format!(
+                "request of {} bytes exceeds the limit of {REQUEST_BYTES_MAX} bytes",
+                bytes.len()
+            );
+            let error =
+                ServerFrame::Error { id: Some(id), kind: ErrorKind::RequestTooLarge, message };
+            self.send_client(conn, &error);
+            return;
+        }
+        match self.step(Input::Propose(vec![Command::App(bytes)])) {
+            Ok(()) => match request {
+                Request::OpenSession { nonce, .. } => {
+                    let call = CallId { session: SessionId(0), request: RequestNumber(nonce) };
+                    self.waiting.entry(call).or_default().waiters.push((conn, id));
+                }
+                Request::Call { session, request, .. }
+                | Request::Create { session, request, .. } => {
+                    let call = CallId { session, request };
+                    self.waiting.entry(call).or_default().waiters.push((conn, id));
+                }
+                Request::KeepAlive { session } | Request::CloseSession { session } => {
+                    self.control.entry(session).or_default().push((conn, id));
+                }
+            },
+            Err(rejected) => self.refuse(conn, id, rejected),
+        }
+    }
+
+    fn refuse(&mut self, conn: ConnId, id: u64, rejected: Rejected) {
+        let frame = match rejected {
+            Rejected::NotLeader { leader_hint } => {
+                ServerFrame::Redirect { id, leader: leader_hint.and_then(|l| self.addr_of(l)) }
+            }
+            Rejected::Busy => ServerFrame::Error {
+                id: Some(id),
+                kind: ErrorKind::Busy,
+                message: "the leader's queue is full; retry shortly".into(),
+            },
+        };
+        self.send_client(conn, &frame);
+    }
+
+    fn send_client(&mut self, conn: ConnId, frame: &ServerFrame) {
+        let Some(writer) = self.clients.get(&conn) else { return };
+        if writer.try_send(net::client_frame(frame)).is_err() {
+            // A client that does not read its replies: drop it rather than buffer
+            // without bound. It reconnects and retries with the same request numbers.
+            tracing::warn!("dropping client connection {conn}: its reply queue is full");
+            self.clients.remove(&conn);
+        }
+    }
+
+    fn addr_of(&self, id: ReplicaId) -> Option<String> {
+        if id == self.replica.id() {
+            return Some(self.addr.clone());
+        }
+        let schedule = self.replica.schedule();
+        if let Some(m) = schedule.latest().and_then(|m| m.members.get(&id)) {
+            return Some(m.0.addr.clone());
+        }
+        if let Some(m) = self.replica.membership().and_then(|m| m.members.get(&id)) {
+            return Some(m.0.addr.clone());
+        }
+        self.addrs.get(&id).cloned()
+    }
+
+    // ------------------------------------------------------------------ effects
+
+    fn run_effects(&mut self) -> Result<(), ServerError> {
+        let mut rounds = 0;
+        while !self.effects.is_empty() || !self.local.is_empty() {
+            rounds += 1;
+            assert!(rounds < 1_000_000, "effects never settle");
+            let effects = std::mem::take(&mut self.effects);
+            let first_persist = effects
+                .iter()
+                .position(|e| matches!(e, Effect::Persist(_)))
+                .unwrap_or(effects.len());
+            let mut rest = Vec::new();
+            for (i, effect) in effects.into_iter().enumerate() {
+                if i < first_persist {
+                    self.execute(effect)?;
+                } else {
+                    rest.push(effect);
+                }
+            }
+            if !rest.is_empty() {
+                if let Some(storage) = self.storage.as_mut() {
+                    for effect in &rest {
+                        if let Effect::Persist(op) = effect {
+                            storage.append(op)?;
+                        }
+                    }
+                    storage.sync()?;
+                }
+                for effect in rest {
+                    if !matches!(effect, Effect::Persist(_)) {
+                        self.execute(effect)?;
+                    }
+                }
+            }
+            let me = self.replica.id();
+            for msg in std::mem::take(&mut self.local) {
+                let _ = self.step(Input::Message { from: me, msg });
+            }
+        }
+        Ok(())
+    }
+
+    fn execute(&mut self, effect: Effect) -> Result<(), ServerError> {
+        match effect {
+            Effect::Persist(_) => {}
+            Effect::Send { to, msg } => {
+                if to == self.replica.id() {
+                    self.local.push(msg);
+                } else if let Some(addr) = self.addr_of(to) {
+                    if let Some(frame) = net::peer_frame(&msg) {
+                        self.links.send(&addr, frame);
+                    }
+                }
+            }
+            Effect::SendToBootstrap(msg) => {
+                if !self.config.boot.is_empty() {
+                    let addr = self.config.boot[self.boot_turn % self.config.boot.len()].clone();
+                    self.boot_turn += 1;
+                    if let Some(frame) = net::peer_frame(&msg) {
+                        self.links.send(&addr, frame);
+                    }
+                }
+            }
+            Effect::Apply { slot, value } => self.apply(slot, &value)?,
+            Effect::InstallSnapshot(snapshot) => self.install(&snapshot)?,
+            Effect::ReadReady { id } => {
+                if let Some((waiter, object, method, args)) = self.reads.remove(&id) {
+                    let reply = match self.machine.query(&object, &method, &args) {
+                        Ok(v) => Reply::Value(v),
+                        Err(e) => Reply::Error(e),
+                    };
+                    let frame = ServerFrame::Reply {
+                        id: waiter.1,
+                        slot: self.applied,
+                        position: self.machine.position(),
+                        reply,
+                    };
+                    self.send_client(waiter.0, &frame);
+                }
+            }
+            Effect::ReadAborted { id, leader_hint } => {
+                if let Some((waiter, ..)) = self.reads.remove(&id) {
+                    self.refuse(waiter.0, waiter.1, Rejected::NotLeader { leader_hint });
+                }
+            }
+            Effect::Dropped { commands, leader_hint } => {
+                for command in commands {
+                    let Command::App(bytes) = command else { continue };
+                    let Ok(request) = Request::decode(&bytes) else { continue };
+                    let waiters = match request {
+                        Request::OpenSession { nonce, .. } => self
+                            .waiting
+                            .remove(&CallId {
+                                session: SessionId(0),
+                                request: RequestNumber(nonce),
+                            })
+                            .map(|w| w.waiters),
+                        Request::Call { session, request, .. }
+                        | Request::Create { session, request, .. } => {
+                            self.waiting.remove(&CallId { session, request }).map(|w| w.waiters)
+                        }
+                        Request::KeepAlive { session } | Request::CloseSession { session } => {
+                            self.control.remove(&session)
+                        }
+                    };
+                    for (conn, id) in waiters.unwrap_or_default() {
+                        self.refuse(conn, id, Rejected::NotLeader { leader_hint });
+                    }
+                }
+            }
+            Effect::Removed => {
+                tracing::warn!(
+                    "replica {} was removed from the cluster; it keeps serving its log for {:?}, \
+                     then rejoins as a new member",
+                    self.replica.id(),
+                    self.config.removed_linger
+                );
+                self.removed_at = Some(self.clock.now());
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, slot: Slot, value: &concoord_paxos::Value) -> Result<(), ServerError> {
+        let mut responses = Vec::new();
+        for command in &value.commands {
+            let Command::App(bytes) = command else { continue };
+            self.machine.apply(slot, value.timestamp, bytes, &mut responses);
+            if !self.control.is_empty() {
+                if let Ok(Request::KeepAlive { session } | Request::CloseSession { session }) =
+                    Request::decode(bytes)
+                {
+                    if let Some(waiters) = self.control.remove(&session) {
+                        let alive = self.machine.has_session(session);
+                        for (conn, id) in waiters {
+                            let frame = ServerFrame::Reply {
+                                id,
+                                slot,
+                                position: self.machine.position(),
+                                reply: Reply::Value(Value::Bool(alive)),
+                            };
+                            self.send_client(conn, &frame);
+                        }
+                    }
+                }
+            }
+        }
+        self.applied = slot;
+        for response in responses {
+            self.answer(response);
+        }
+        if slot.0 >= self.last_snapshot.0 + self.config.snapshot_every {
+            self.take_snapshot(slot)?;
+        }
+        Ok(())
+    }
+
+    fn answer(&mut self, response: Response) {
+        let parked = response.reply == Reply::Parked;
+        let waiters = if parked {
+            match self.waiting.get_mut(&response.call) {
+                Some(wait) => {
+                    wait.parked = true;
+                    wait.waiters.clone()
+                }
+                None => Vec::new(),
+            }
+        } else {
+            self.waiting.remove(&response.call).map(|w| w.waiters).unwrap_or_default()
+        };
+        for (conn, id) in waiters {
+            let frame = ServerFrame::Reply {
+                id,
+                slot: response.slot,
+                position: response.position,
+                reply: response.reply.clone(),
+            };
+            self.send_client(conn, &frame);
+        }
+    }
+
+    fn take_snapshot(&mut self, slot: Slot) -> Result<(), ServerError> {
+        let data = self.machine.snapshot().map_err(|e| ServerError::Machine(e.to_string()))?;
+        self.last_snapshot = slot;
+        let _ = self.step(Input::SnapshotTaken { slot, data });
+        Ok(())
+    }
+
+    fn install(&mut self, snapshot: &Snapshot) -> Result<(), ServerError> {
+        match Machine::restore(object_types(), &snapshot.data) {
+            Ok(machine) => {
+                self.machine = machine;
+                self.applied = snapshot.slot;
+                self.last_snapshot = snapshot.slot;
+                Ok(())
+            }
+            Err(e) => Err(ServerError::Machine(format!(
+                "cannot restore the snapshot of slot {}: {e}",
+                snapshot.slot
+            ))),
+        }
+    }
+
+    /// After a turn: publish who leads, and hand back calls this replica can no
+    /// longer answer because it stopped leading.
+    fn after_turn(&mut self) {
+        let leader = self.replica.leader_hint().and_then(|l| self.addr_of(l));
+        let id = self.replica.id();
+        self.shared.send_if_modified(|s| {
+            let changed = s.leader != leader || s.replica != id;
+            s.leader = leader.clone();
+            s.replica = id;
+            changed
+        });
+        let leading = self.replica.is_leader();
+        if self.was_leader && !leading {
+            // Commands it proposed may or may not be chosen: send their callers to the
+            // new leader, where a retry is answered exactly once. Parked calls stay:
+            // this replica still applies the log and will deliver their wake-up.
+            let hint = self.replica.leader_hint();
+            let calls: Vec<CallId> =
+                self.waiting.iter().filter(|(_, w)| !w.parked).map(|(c, _)| *c).collect();
+            for call in calls {
+                if let Some(wait) = self.waiting.remove(&call) {
+                    for (conn, id) in wait.waiters {
+                        self.refuse(conn, id, Rejected::NotLeader { leader_hint: hint });
+                    }
+                }
+            }
+            let sessions: Vec<SessionId> = self.control.keys().copied().collect();
+            for session in sessions {
+                for (conn, id) in self.control.remove(&session).unwrap_or_default() {
+                    self.refuse(conn, id, Rejected::NotLeader { leader_hint: hint });
+                }
+            }
+        }
+        self.was_leader = leading;
+    }
+
+    /// A removed replica comes back as a new member under a fresh identity.
+    fn rejoin(&mut self) -> Result<(), ServerError> {
+        let now = self.clock.now();
+        let id = fresh_id(&self.clock);
+        tracing::warn!("replica {} rejoins the cluster as {id}", self.replica.id());
+        let mut opts = self.replica.options().clone();
+        opts.seed = id.0;
+        if let Some(storage) = self.storage.as_mut() {
+            // A replica that cannot reset its disk must not rejoin on top of it.
+            storage.wipe()?;
+            storage.write_identity(&Identity {
+                replica: id,
+                addr: self.addr.clone(),
+                object_type: self.object_type.clone(),
+            })?;
+        }
+        self.replica = Replica::join(id, self.addr.clone(), opts, now);
+        let mut machine = Machine::new(object_types());
+        let _ = machine.create_default(DEFAULT_OBJECT, &self.object_type);
+        self.machine = machine;
+        self.applied = Slot::ZERO;
+        self.last_snapshot = Slot::ZERO;
+        self.removed_at = None;
+        self.reads.clear();
+        self.links.reset(PeerHello {
+            version: PROTOCOL_VERSION,
+            from: id,
+            addr: self.addr.clone(),
+            object_type: self.object_type.clone(),
+            token: self.config.token.clone(),
+        });
+        if self.config.boot.is_empty() {
+            // It founded the cluster: any member it knew can take it back in.
+            self.config.boot = self.addrs.values().cloned().collect();
+        }
+        let _ = self.step(Input::Tick);
+        Ok(())
+    }
+
+    fn status(&self) -> StatusReport {
+        let r = &self.replica;
+        let role = match r.role() {
+            RoleKind::Leader => "leader",
+            RoleKind::Follower => "follower",
+            RoleKind::Joining => "joining",
+            RoleKind::Removed => "removed",
+        };
+        let now = self.clock.now();
+        let progress: BTreeMap<ReplicaId, (Slot, Time)> =
+            r.progress().into_iter().map(|(id, slot, heard)| (id, (slot, heard))).collect();
+        let members = r
+            .schedule()
+            .latest()
+            .map(|m| {
+                m.members
+                    .values()
+                    .map(|(member, role)| {
+                        let p = if member.id == r.id() && r.is_leader() {
+                            Some((r.commit_max(), now))
+                        } else {
+                            progress.get(&member.id).copied()
+                        };
+                        MemberStatus {
+                            replica: member.id,
+                            addr: member.addr.clone(),
+                            role: match role {
+                                concoord_paxos::Role::Voter => "voter".into(),
+                                concoord_paxos::Role::Learner => "learner".into(),
+                            },
+                            commit_slot: p.map(|p| p.0),
+                            lag: p.map(|p| r.commit_max().0.saturating_sub(p.0 .0)),
+                            last_heard_ms: p.map(|p| now.since(p.1).as_micros() / 1_000),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let promised = r.promised();
+        StatusReport {
+            replica: r.id(),
+            addr: self.addr.clone(),
+            role: role.into(),
+            leader: r.leader_hint().and_then(|l| self.addr_of(l)),
+            ballot: format!("{}.{}", promised.round, promised.leader.0),
+            commit_slot: r.commit_max(),
+            applied_slot: self.applied,
+            snapshot_slot: r.snapshot_slot(),
+            durable: self.storage.is_some(),
+            object_type: self.object_type.clone(),
+            objects: self.machine.object_names().map(String::from).collect(),
+            sessions: self.machine.session_count() as u64,
+            members,
+        }
+    }
+}
+
+fn span(d: Duration) -> concoord_wire::Span {
+    concoord_wire::Span(d.as_micros() as u64)
+}
+
+/// Formats an object error for logs.
+pub fn describe(e: &ObjectError) -> String {
+    format!("{}: {}", e.kind, e.message)
+}

@@ -1,0 +1,200 @@
+//! `concoord replica`: starts one replica with the original's options (`-a -p -b -o
+//! -l -w -d`, with `-n`/`-r` refused until the name server lands) plus ours.
+
+use anyhow::{bail, Context, Result};
+use concoord_server::{Config, ServerError};
+use concoord_wire::Span;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address to listen on and advertise (default: the address of this host's name).
+    #[arg(short = 'a', long = "addr")]
+    addr: Option<String>,
+    /// Port to listen on (default: a random port in 14000-15000; 0 lets the OS choose).
+    #[arg(short = 'p', long = "port")]
+    port: Option<u16>,
+    /// Join the cluster of these replicas: host:port[,host:port...].
+    #[arg(short = 'b', long = "boot")]
+    boot: Option<String>,
+    /// Type of the cluster's default object, by short or dotted name
+    /// (Counter, concoord.object.counter.Counter, ...).
+    #[arg(short = 'o', long = "objectname", required_unless_present = "list_objects")]
+    objectname: Option<String>,
+    /// Send log lines to a `concoord logdaemon` at host:port.
+    #[arg(short = 'l', long = "logger")]
+    logger: Option<String>,
+    /// Serve DNS for this domain (not available yet).
+    #[arg(short = 'n', long = "domainname")]
+    domainname: Option<String>,
+    /// Publish the replica set to Route53 (not available yet).
+    #[arg(short = 'r', long = "route53")]
+    route53: bool,
+    /// Keep durable state in ./concoord-data/<addr>_<port> (see --data-dir).
+    #[arg(short = 'w', long = "writetodisk")]
+    writetodisk: bool,
+    /// Debug logging.
+    #[arg(short = 'd', long = "debug")]
+    debug: bool,
+    /// Keep durable state in this directory (implies -w).
+    #[arg(long = "data-dir")]
+    data_dir: Option<PathBuf>,
+    /// Require clients and replicas to present this token.
+    #[arg(long = "token", env = "CONCOORD_TOKEN")]
+    token: Option<String>,
+    /// Remove a member not heard from for this many seconds (never below 2 s).
+    #[arg(long = "remove-dead-after", default_value_t = 30.0)]
+    remove_dead_after: f64,
+    /// Never remove dead members automatically.
+    #[arg(long = "never-remove")]
+    never_remove: bool,
+    /// Leader heartbeat period in milliseconds.
+    #[arg(long = "heartbeat-ms", default_value_t = 50)]
+    heartbeat_ms: u64,
+    /// A follower that hears no leader for this many milliseconds (randomized up to
+    /// twice as long) runs for leader.
+    #[arg(long = "election-timeout-ms", default_value_t = 300)]
+    election_timeout_ms: u64,
+    /// Snapshot the objects every this many slots.
+    #[arg(long = "snapshot-every", default_value_t = 4096)]
+    snapshot_every: u64,
+    /// Print the object types a replica can host, then exit.
+    #[arg(long = "list-objects")]
+    list_objects: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.list_objects {
+        let types = concoord_server::object_types();
+        let mut names: Vec<&str> = types.names().collect();
+        names.sort_unstable();
+        for name in names {
+            println!("{name}");
+        }
+        return Ok(());
+    }
+    if args.domainname.is_some() || args.route53 {
+        bail!(
+            "-n/--domainname and -r/--route53 (the DNS name server and Route53 updates) are not \
+             available in this version yet; start the replica without them"
+        );
+    }
+    let addr = match args.addr {
+        Some(a) => a,
+        None => host_address(),
+    };
+    let port = args.port.unwrap_or_else(random_port);
+    let object = args.objectname.context("-o/--objectname is required")?;
+    let mut config = Config::new(format!("{addr}:{port}"), object);
+    if port != 0 {
+        config.advertise = Some(format!("{addr}:{port}"));
+    }
+    config.boot = match &args.boot {
+        Some(list) => parse_boot(list)?,
+        None => Vec::new(),
+    };
+    config.token = args.token;
+    config.data_dir = match (args.data_dir, args.writetodisk) {
+        (Some(dir), _) => Some(dir),
+        (None, true) => {
+            if port == 0 {
+                bail!(
+                    "-w with -p 0 needs --data-dir: the default directory is named after the port"
+                );
+            }
+            Some(PathBuf::from("concoord-data").join(format!("{addr}_{port}")))
+        }
+        (None, false) => None,
+    };
+    config.paxos.remove_dead_after = if args.never_remove {
+        None
+    } else {
+        Some(Span((args.remove_dead_after.max(0.0) * 1e6) as u64))
+    };
+    config.paxos.heartbeat_interval = Span::from_millis(args.heartbeat_ms.max(1));
+    config.paxos.election_timeout_min =
+        Span::from_millis(args.election_timeout_ms.max(args.heartbeat_ms * 3));
+    config.snapshot_every = args.snapshot_every.max(1);
+
+    crate::init_logging(args.debug, args.logger.as_deref(), &format!("replica {addr}:{port}"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        let running = concoord_server::start(config).await.map_err(explain)?;
+        println!("concoord replica listening on {}", running.addr);
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        let stop = running.stopper();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = stop.send(true);
+        });
+        running.wait().await.map_err(explain)
+    })
+}
+
+fn explain(e: ServerError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// `host:port[,host:port...]`, whitespace allowed around entries.
+pub fn parse_boot(list: &str) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((host, port)) = entry.rsplit_once(':') else {
+            bail!(
+                "bootstrap entry {entry:?} has no port: give host:port (DNS names without a port \
+                 arrive with the name server)"
+            );
+        };
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            bail!("bootstrap entry {entry:?} is not host:port");
+        }
+        if !out.iter().any(|e| e == entry) {
+            out.push(entry.to_string());
+        }
+    }
+    if out.is_empty() {
+        bail!("-b needs at least one host:port");
+    }
+    Ok(out)
+}
+
+/// The original's default: the address this host's name resolves to.
+fn host_address() -> String {
+    use std::net::ToSocketAddrs;
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name = name.trim();
+    if !name.is_empty() {
+        if let Ok(addrs) = (name, 0).to_socket_addrs() {
+            if let Some(a) = addrs.filter(|a| a.is_ipv4()).map(|a| a.ip()).next() {
+                return a.to_string();
+            }
+        }
+    }
+    "127.0.0.1".to_string()
+}
+
+/// The original's default port: random in 14000-15000.
+fn random_port() -> u16 {
+    use std::io::Read;
+    let mut b = [0u8; 2];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    14000 + u16::from_le_bytes(b) % 1001
+}

@@ -1,0 +1,196 @@
+//! Crashes, restarts and joins with real processes: nothing acknowledged is lost.
+
+use crate::harness::{serial, Cluster, Setup};
+use concoord_client::Client;
+use concoord_object::Value;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Clients that increment the default counter until told to stop, counting the
+/// increments the cluster acknowledged. Each call is retried by the client until it
+/// succeeds, so every increment started is acknowledged exactly once.
+struct Load {
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+impl Load {
+    async fn start(cluster: &Cluster, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let client = cluster.client().await;
+            let (stop, acked) = (stop.clone(), acked.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    client
+                        .call("default", "increment", vec![])
+                        .await
+                        .map_err(|e| format!("increment failed: {e}"))?;
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
+                client.close().await;
+                Ok(())
+            }));
+        }
+        Load { stop, acked, tasks }
+    }
+
+    fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Relaxed)
+    }
+
+    async fn wait_for_progress(&self, more: u64) {
+        let target = self.acked() + more;
+        for _ in 0..600 {
+            if self.acked() >= target {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("load made no progress: {} acknowledged, wanted {target}", self.acked());
+    }
+
+    async fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.expect("load task").expect("every call eventually succeeds");
+        }
+        self.acked.load(Ordering::Relaxed)
+    }
+}
+
+async fn counter_value(client: &Client) -> i64 {
+    match client.call("default", "getvalue", vec![]).await.expect("getvalue") {
+        Value::Int(v) => v,
+        other => panic!("getvalue returned {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_under_load_loses_no_acknowledged_increment() {
+    let _serial = serial();
+    let setup = Setup { durable: true, ..Setup::default() };
+    let mut cluster = Cluster::start(3, setup).await;
+    let load = Load::start(&cluster, 8).await;
+    load.wait_for_progress(200).await;
+    let leader = cluster.leader().await;
+    cluster.kill(leader);
+    // The survivors elect a leader and the clients fail over to it.
+    load.wait_for_progress(200).await;
+    let acked = load.finish().await;
+    let client = cluster.client().await;
+    assert_eq!(
+        counter_value(&client).await,
+        acked as i64,
+        "every acknowledged increment counts once"
+    );
+    // The killed leader comes back from its disk and catches up.
+    cluster.restart(leader);
+    let commit = cluster.status(cluster.leader().await).await.unwrap().commit_slot.0;
+    cluster.wait_applied(leader, commit).await;
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_replica_restarted_recovers_and_is_needed_for_quorum() {
+    let _serial = serial();
+    let setup = Setup { durable: true, ..Setup::default() };
+    let mut cluster = Cluster::start(3, setup).await;
+    let client = cluster.client().await;
+    for _ in 0..50 {
+        client.call("default", "increment", vec![]).await.unwrap();
+    }
+    let leader = cluster.leader().await;
+    let follower = cluster.live().into_iter().find(|i| *i != leader).unwrap();
+    cluster.kill(follower);
+    for _ in 0..50 {
+        client.call("default", "increment", vec![]).await.unwrap();
+    }
+    cluster.restart(follower);
+    let status = cluster.status(follower).await.expect("restarted replica answers");
+    assert!(status.durable);
+    let commit = cluster.status(leader).await.unwrap().commit_slot.0;
+    cluster.wait_applied(follower, commit).await;
+    // Now the third replica goes away: the restarted one must carry the quorum,
+    // with everything it promised and accepted before its crash.
+    let third = cluster.live().into_iter().find(|i| *i != leader && *i != follower).unwrap();
+    cluster.kill(third);
+    for _ in 0..20 {
+        client.call("default", "increment", vec![]).await.unwrap();
+    }
+    assert_eq!(counter_value(&client).await, 120);
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_replica_restarted_rejoins_as_a_new_member() {
+    let _serial = serial();
+    let setup = Setup { extra: vec!["--remove-dead-after".into(), "2".into()], ..Setup::default() };
+    let mut cluster = Cluster::start(3, setup).await;
+    let client = cluster.client().await;
+    for _ in 0..30 {
+        client.call("default", "increment", vec![]).await.unwrap();
+    }
+    let leader = cluster.leader().await;
+    let follower = cluster.live().into_iter().find(|i| *i != leader).unwrap();
+    let old_id = cluster.status(follower).await.unwrap().replica;
+    cluster.kill(follower);
+    // The same address comes back without its state: it must join under a fresh
+    // identity (it forgot its promises), through a bootstrap peer.
+    let mut args = cluster.stopped_args(follower);
+    if let Some(i) = args.iter().position(|a| a == "-b") {
+        args.drain(i..i + 2);
+    }
+    args.push("-b".into());
+    args.push(cluster.boot());
+    cluster.restart_with(follower, args);
+    let new_id = cluster.status(follower).await.unwrap().replica;
+    assert_ne!(old_id, new_id, "an in-memory restart must not reuse its acceptor identity");
+    // It becomes a voter, and the dead identity is removed: three voters again.
+    cluster
+        .wait_leader_status("the new identity voting and the old one removed", |s| {
+            s.members.iter().any(|m| m.replica == new_id && m.role == "voter")
+                && s.members.iter().all(|m| m.replica != old_id)
+        })
+        .await;
+    cluster.wait_voters(3).await;
+    let status = cluster.status(cluster.leader().await).await.unwrap();
+    cluster.wait_applied(follower, status.commit_slot.0).await;
+    assert_eq!(counter_value(&client).await, 30);
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_joins_under_load() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3, Setup::default()).await;
+    let load = Load::start(&cluster, 4).await;
+    load.wait_for_progress(100).await;
+    let joiner = cluster.add_replica();
+    cluster.wait_voters(4).await;
+    load.wait_for_progress(100).await;
+    let acked = load.finish().await;
+    let client = cluster.client().await;
+    assert_eq!(counter_value(&client).await, acked as i64);
+    let commit = cluster.status(cluster.leader().await).await.unwrap().commit_slot.0;
+    cluster.wait_applied(joiner, commit).await;
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_replica_cleanly() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(1, Setup { durable: true, ..Setup::default() }).await;
+    let client = cluster.client().await;
+    client.call("default", "increment", vec![]).await.unwrap();
+    client.close().await;
+    assert_eq!(cluster.terminate(0), Some(0));
+    cluster.restart(0);
+    let client = cluster.client().await;
+    assert_eq!(counter_value(&client).await, 1, "a durable single replica keeps its state");
+    client.close().await;
+}

@@ -1,0 +1,74 @@
+//! Sessions with real processes: a dead client's lock passes on after its lease.
+
+use crate::harness::{serial, Cluster, Setup, BIN};
+use concoord_client::ClientOptions;
+use concoord_object::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_clients_lock_passes_to_the_next_waiter_after_its_lease() {
+    let _serial = serial();
+    let cluster = Cluster::start(3, Setup::default()).await;
+    // Another process acquires the lock and holds its session open.
+    let mut holder = Command::new(BIN)
+        .args(["call", "-b", &cluster.boot(), "--object", "mutex", "--create", "Lock"])
+        .args(["--lease", "2", "--hold", "acquire_token"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the holder");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let holder_token: u64 = line.trim().parse().expect("the holder prints its fencing token");
+
+    // A waiter asks for the same lock: it parks.
+    let options = ClientOptions { lease: Duration::from_secs(5), ..cluster.options() };
+    let waiter = concoord_client::Client::connect(&cluster.boot(), options).await.unwrap();
+    let wait = {
+        let waiter = waiter.clone();
+        tokio::spawn(async move { waiter.call("mutex", "acquire_token", vec![]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!wait.is_finished(), "the lock is held: the waiter must be parked");
+
+    // The holder dies without releasing. Its session expires after its 2 s lease
+    // (measured by the leader), and the lock goes to the waiter.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .expect("the waiter gets the lock after the dead holder's lease")
+        .unwrap()
+        .expect("acquire_token succeeds");
+    let Value::Int(token) = got else { panic!("acquire_token returned {got:?}") };
+    assert!(token as u64 > holder_token, "fencing tokens increase: {token} after {holder_token}");
+    waiter.call("mutex", "release", vec![]).await.unwrap();
+    waiter.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_call_survives_the_leader_crash() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3, Setup::default()).await;
+    let holder = cluster.client().await;
+    holder.create("mutex", "Lock", vec![]).await.unwrap();
+    assert_eq!(holder.call("mutex", "acquire", vec![]).await.unwrap(), Value::Bool(true));
+    let waiter = cluster.client().await;
+    let wait = {
+        let waiter = waiter.clone();
+        tokio::spawn(async move { waiter.call("mutex", "acquire", vec![]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!wait.is_finished());
+    let leader = cluster.leader().await;
+    cluster.kill(leader);
+    // Both clients fail over; the release wakes the parked call on whichever replica
+    // the waiter is connected to by then.
+    holder.call("mutex", "release", vec![]).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(20), wait).await.expect("woken").unwrap();
+    assert_eq!(got.unwrap(), Value::Bool(true));
+    holder.close().await;
+    waiter.close().await;
+}

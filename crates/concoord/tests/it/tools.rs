@@ -1,0 +1,156 @@
+//! The command line: `dev`, `call`, `status`, `bench`, `logdaemon`, and the
+//! replica's own option checks.
+
+use crate::harness::{serial, spawn_replica, Cluster, Scratch, Setup, BIN};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn concoord(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run concoord");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn dev_starts_a_local_cluster_and_calls_it() {
+    let _serial = serial();
+    let (ok, out, err) = concoord(&["dev", "--port", "0", "--exit"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("a 3-replica cluster of Counter is running"), "{out}");
+    assert!(out.contains("getvalue() -> 3"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_and_status_from_the_shell() {
+    let _serial = serial();
+    let cluster = Cluster::start(3, Setup::default()).await;
+    let boot = cluster.boot();
+    let (ok, out, err) = concoord(&["call", "-b", &boot, "increment"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "null");
+    let (_, out, _) = concoord(&["call", "-b", &boot, "getvalue"]);
+    assert_eq!(out.trim(), "1");
+    // Other objects, JSON arguments and results, and errors.
+    let (ok, _, err) = concoord(&[
+        "call",
+        "-b",
+        &boot,
+        "--object",
+        "cfg",
+        "--create",
+        "Map",
+        "put",
+        "db",
+        r#"{"port":5432}"#,
+    ]);
+    assert!(ok, "{err}");
+    let (_, out, _) = concoord(&["call", "-b", &boot, "--object", "cfg", "get", "db"]);
+    assert_eq!(out.trim(), r#"{"port":5432}"#);
+    let (ok, _, err) = concoord(&["call", "-b", &boot, "--object", "cfg", "put"]);
+    assert!(!ok);
+    assert!(err.contains("TypeError"), "{err}");
+
+    let (ok, out, err) = concoord(&["status", "-b", &boot]);
+    assert!(ok, "{err}");
+    assert!(out.contains("leader"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.contains("voter")).count(), 3, "{out}");
+    let (ok, out, err) = concoord(&["status", "-b", &boot, "--json"]);
+    assert!(ok, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("status --json is JSON");
+    let replicas = json["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 3);
+    assert_eq!(replicas.iter().filter(|r| r["role"] == "leader").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_reports_throughput_and_latency_as_json() {
+    let _serial = serial();
+    let cluster = Cluster::start(3, Setup::default()).await;
+    for workload in ["increment", "read", "lock", "put"] {
+        let (ok, out, err) = concoord(&[
+            "bench",
+            "-b",
+            &cluster.boot(),
+            "--workload",
+            workload,
+            "--clients",
+            "4",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--json",
+        ]);
+        assert!(ok, "{workload}: {err}");
+        let json: serde_json::Value =
+            serde_json::from_str(out.trim()).expect("bench --json is JSON");
+        for key in ["ops_per_sec", "p50_ms", "p99_ms", "max_ms", "errors"] {
+            assert!(json[key].is_number(), "{workload}: {key} missing in {out}");
+        }
+        assert!(json["ops_per_sec"].as_f64().unwrap() > 0.0, "{workload}: {out}");
+        assert_eq!(json["errors"], 0, "{workload}: {out}");
+    }
+}
+
+#[test]
+fn replicas_stream_log_lines_to_the_log_daemon() {
+    let _serial = serial();
+    let mut daemon = Command::new(BIN)
+        .args(["logdaemon", "-a", "127.0.0.1", "-p", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(daemon.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.strip_prefix("concoord logdaemon listening on ").expect(&first).to_string();
+    let scratch = Scratch::new("logd");
+    let args: Vec<String> = ["-a", "127.0.0.1", "-p", "0", "-o", "Counter", "-l", &addr]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut replica = spawn_replica(&args, &scratch.0.join("replica.log"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(10)).expect("the daemon prints a line");
+    assert!(line.contains("listening on"), "{line}");
+    assert!(line.contains(&replica.addr), "{line}");
+    replica.kill();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+#[test]
+fn replica_options_are_checked() {
+    let (ok, _, err) = concoord(&["replica", "-a", "127.0.0.1", "-p", "0", "-o", "NoSuchThing"]);
+    assert!(!ok);
+    assert!(err.contains("unknown object type"), "{err}");
+    let (ok, _, err) = concoord(&["replica", "-o", "Counter", "-n", "example.org"]);
+    assert!(!ok);
+    assert!(err.contains("not available"), "{err}");
+    let (ok, _, err) = concoord(&["replica", "-o", "Counter", "-b", "nohost"]);
+    assert!(!ok);
+    assert!(err.contains("no port"), "{err}");
+    let (ok, _, _) = concoord(&["replica"]);
+    assert!(!ok, "-o is required");
+    let (ok, out, _) = concoord(&["replica", "--list-objects"]);
+    assert!(ok);
+    assert!(out.contains("concoord.object.counter.Counter") && out.contains("Lock"), "{out}");
+    // The original's dotted name works as -o.
+    let scratch = Scratch::new("dotted");
+    let args: Vec<String> = ["-a", "127.0.0.1", "-p", "0", "-o", "concoord.object.lock.Lock"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut replica = spawn_replica(&args, &scratch.0.join("replica.log"));
+    replica.kill();
+}

@@ -1,0 +1,177 @@
+//! Hostile and careless clients: bad tokens, malformed, truncated and oversized
+//! frames get an error, and the replica keeps serving everyone else.
+
+use crate::harness::{serial, Cluster, Setup};
+use concoord_client::{Client, ClientError, ClientOptions};
+use concoord_object::machine::{Reply, Request};
+use concoord_object::protocol::{
+    decode, encode, ClientFrame, ErrorKind, ServerFrame, CLIENT_FRAME_MAX, PROTOCOL_VERSION,
+};
+use concoord_object::Value;
+use concoord_wire::RequestNumber;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+fn connect(addr: &str) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+fn send_body(s: &mut TcpStream, body: &[u8]) {
+    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(body);
+    s.write_all(&frame).unwrap();
+}
+
+fn send(s: &mut TcpStream, frame: &ClientFrame) {
+    send_body(s, &encode(frame).unwrap());
+}
+
+/// Reads one frame; `None` when the replica closed the connection.
+fn recv(s: &mut TcpStream) -> Option<ServerFrame> {
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header).ok()?;
+    let mut body = vec![0u8; u32::from_le_bytes(header) as usize];
+    s.read_exact(&mut body).ok()?;
+    Some(decode(&body).expect("the replica sends well-formed frames"))
+}
+
+fn hello(s: &mut TcpStream, token: Option<&str>) -> ServerFrame {
+    send(s, &ClientFrame::Hello { version: PROTOCOL_VERSION, token: token.map(String::from) });
+    recv(s).expect("an answer to hello")
+}
+
+fn expect_error(frame: Option<ServerFrame>, want: ErrorKind) {
+    match frame {
+        Some(ServerFrame::Error { kind, message, .. }) => {
+            assert_eq!(kind, want, "{message}");
+            assert!(!message.is_empty());
+        }
+        other => panic!("expected a {want:?} error, got {other:?}"),
+    }
+}
+
+fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
+
+/// One increment and a read through the real client: the replica still serves.
+async fn still_serves(cluster: &Cluster) {
+    let client = cluster.client().await;
+    client.call("default", "increment", vec![]).await.expect("the replica keeps serving");
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_truncated_and_oversized_frames_get_errors() {
+    let _serial = serial();
+    let cluster = Cluster::start(1, Setup::default()).await;
+    let addr = cluster.addrs[0].clone();
+    tokio::task::spawn_blocking(move || {
+        // Garbage after a good hello: an error, and the connection stays usable.
+        let mut s = connect(&addr);
+        assert!(matches!(hello(&mut s, None), ServerFrame::Welcome { .. }));
+        send_body(&mut s, &[0xc1, 0xff, 0x00, 0x13]);
+        expect_error(recv(&mut s), ErrorKind::BadFrame);
+        send(&mut s, &ClientFrame::Status { id: 9 });
+        assert!(matches!(recv(&mut s), Some(ServerFrame::Status { id: 9, .. })));
+        // A well-formed frame with the wrong shape of request.
+        send_body(&mut s, &encode(&("Request", 1, "x")).unwrap());
+        expect_error(recv(&mut s), ErrorKind::BadFrame);
+        // An oversized frame: refused before reading its body, then closed.
+        s.write_all(&((CLIENT_FRAME_MAX as u32) + 1).to_le_bytes()).unwrap();
+        expect_error(recv(&mut s), ErrorKind::FrameTooLarge);
+        assert!(closed(&mut s));
+
+        // Garbage as the first frame.
+        let mut s = connect(&addr);
+        send_body(&mut s, b"GET / HTTP/1.1\r\n\r\n");
+        expect_error(recv(&mut s), ErrorKind::BadFrame);
+        assert!(closed(&mut s));
+
+        // A request before hello.
+        let mut s = connect(&addr);
+        send(&mut s, &ClientFrame::Status { id: 1 });
+        expect_error(recv(&mut s), ErrorKind::NoHello);
+
+        // Wrong protocol version.
+        let mut s = connect(&addr);
+        send(&mut s, &ClientFrame::Hello { version: 99, token: None });
+        expect_error(recv(&mut s), ErrorKind::BadVersion);
+
+        // A truncated frame, then the client vanishes.
+        let mut s = connect(&addr);
+        let _ = hello(&mut s, None);
+        s.write_all(&100u32.to_le_bytes()).unwrap();
+        s.write_all(&[1, 2, 3]).unwrap();
+        drop(s);
+
+        // A zero-length frame.
+        let mut s = connect(&addr);
+        s.write_all(&0u32.to_le_bytes()).unwrap();
+        expect_error(recv(&mut s), ErrorKind::BadFrame);
+        assert!(closed(&mut s));
+
+        // A call on a session that does not exist.
+        let mut s = connect(&addr);
+        let _ = hello(&mut s, None);
+        let request = Request::Call {
+            session: concoord_wire::SessionId(12345),
+            request: RequestNumber(1),
+            acked: RequestNumber(1),
+            object: "default".into(),
+            method: "increment".into(),
+            args: vec![],
+        };
+        send(&mut s, &ClientFrame::Request { id: 5, request });
+        match recv(&mut s) {
+            Some(ServerFrame::Reply { id: 5, reply: Reply::SessionUnknown, .. }) => {}
+            other => panic!("expected SessionUnknown, got {other:?}"),
+        }
+        // An oversized request inside a legal frame.
+        let request = Request::Create {
+            session: concoord_wire::SessionId(1),
+            request: RequestNumber(1),
+            name: "big".into(),
+            type_name: "Log".into(),
+            args: vec![Value::Bytes(vec![0; 600 * 1024])],
+        };
+        send(&mut s, &ClientFrame::Request { id: 6, request });
+        expect_error(recv(&mut s), ErrorKind::RequestTooLarge);
+    })
+    .await
+    .unwrap();
+    still_serves(&cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_refused_and_the_right_one_works() {
+    let _serial = serial();
+    let setup = Setup { token: Some("s3cret".into()), ..Setup::default() };
+    let cluster = Cluster::start(3, setup).await;
+    let wrong = ClientOptions { token: Some("guess".into()), ..ClientOptions::default() };
+    let started = tokio::time::Instant::now();
+    let err = Client::connect(&cluster.boot(), wrong).await.unwrap_err();
+    assert!(matches!(err, ClientError::BadToken), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a bad token fails fast, without a retry loop"
+    );
+    let none = ClientOptions::default();
+    let err = Client::connect(&cluster.boot(), none).await.unwrap_err();
+    assert!(matches!(err, ClientError::BadToken), "{err:?}");
+    let addr = cluster.addrs[0].clone();
+    tokio::task::spawn_blocking(move || {
+        let mut s = connect(&addr);
+        expect_error(Some(hello(&mut s, Some("s3cre"))), ErrorKind::BadToken);
+        assert!(closed(&mut s));
+    })
+    .await
+    .unwrap();
+    // The replicas themselves joined with the token, and the right one works.
+    still_serves(&cluster).await;
+}
