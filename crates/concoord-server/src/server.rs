@@ -745,13 +745,24 @@ impl Server {
     fn after_turn(&mut self) {
         let leader = self.replica.leader_hint().and_then(|l| self.addr_of(l));
         let id = self.replica.id();
-        self.shared.send_if_modified(|s| {
+        let changed = self.shared.send_if_modified(|s| {
             let changed = s.leader != leader || s.replica != id;
             s.leader = leader.clone();
             s.replica = id;
             changed
         });
         let leading = self.replica.is_leader();
+        if changed || leading != self.was_leader {
+            match (&leader, leading) {
+                (_, true) => tracing::info!(
+                    "replica {id} leads (ballot {:?}, commit slot {})",
+                    self.replica.promised(),
+                    self.replica.commit_max()
+                ),
+                (Some(l), false) => tracing::info!("replica {id} follows the leader at {l}"),
+                (None, false) => tracing::debug!("replica {id} knows no leader"),
+            }
+        }
         if self.was_leader && !leading {
             // Commands it proposed may or may not be chosen: send their callers to the
             // new leader, where a retry is answered exactly once. Parked calls stay:
@@ -799,7 +810,21 @@ impl Server {
         self.applied = Slot::ZERO;
         self.last_snapshot = Slot::ZERO;
         self.removed_at = None;
-        self.reads.clear();
+        // Callers waiting here are sent elsewhere: this identity's state is gone.
+        let reads: Vec<ReadId> = self.reads.keys().copied().collect();
+        for read in reads {
+            if let Some((waiter, ..)) = self.reads.remove(&read) {
+                self.refuse(waiter.0, waiter.1, Rejected::NotLeader { leader_hint: None });
+            }
+        }
+        let waiters: Vec<Waiter> = std::mem::take(&mut self.waiting)
+            .into_values()
+            .flat_map(|w| w.waiters)
+            .chain(std::mem::take(&mut self.control).into_values().flatten())
+            .collect();
+        for (conn, id) in waiters {
+            self.refuse(conn, id, Rejected::NotLeader { leader_hint: None });
+        }
         self.links.reset(PeerHello {
             version: PROTOCOL_VERSION,
             from: id,

@@ -44,6 +44,8 @@ pub fn run(args: Args) -> Result<()> {
         let mut options = ClientOptions { token: args.token.clone(), ..ClientOptions::default() };
         options.call_timeout = args.timeout.map(Duration::from_secs_f64);
         options.lease = Duration::from_secs_f64(args.lease.max(1.0));
+        // From a shell, say so soon when no replica answers at all.
+        options.give_up_after = Duration::from_secs(15);
         let client = Client::connect(&args.boot, options).await?;
         if let Some(type_name) = &args.create {
             client.create(&args.object, type_name, Vec::new()).await?;

@@ -1,6 +1,6 @@
 //! Crashes, restarts and joins with real processes: nothing acknowledged is lost.
 
-use crate::harness::{serial, Cluster, Setup};
+use crate::harness::{serial, spawn_replica, Cluster, Setup};
 use concoord_client::Client;
 use concoord_object::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -192,5 +192,37 @@ async fn sigterm_stops_a_replica_cleanly() {
     cluster.restart(0);
     let client = cluster.client().await;
     assert_eq!(counter_value(&client).await, 1, "a durable single replica keeps its state");
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_replica_with_a_clear_error_and_loses_nothing() {
+    let _serial = serial();
+    let cluster = Cluster::start(3, Setup { durable: true, ..Setup::default() }).await;
+    let client = cluster.client().await;
+    for _ in 0..20 {
+        client.call("default", "increment", vec![]).await.unwrap();
+    }
+    // A fourth replica whose disk is full: every write to its log fails with ENOSPC
+    // (the kernel's /dev/full). It must stop rather than acknowledge anything.
+    let dir = cluster.scratch.0.join("full-disk");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink("/dev/full", dir.join("log")).unwrap();
+    let args: Vec<String> = ["-a", "127.0.0.1", "-p", "0", "-o", "Counter", "-b", &cluster.boot()]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["--data-dir".to_string(), dir.display().to_string()])
+        .collect();
+    let log = cluster.scratch.0.join("full-disk.log");
+    let mut replica = spawn_replica(&args, &log);
+    let code = tokio::task::spawn_blocking(move || replica.wait_exit(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(matches!(code, Some(c) if c != 0), "the replica must stop, exit code {code:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("disk") && text.contains("full"), "unclear error: {text}");
+    // The cluster lost nothing and keeps serving.
+    client.call("default", "increment", vec![]).await.unwrap();
+    assert_eq!(counter_value(&client).await, 21);
     client.close().await;
 }
