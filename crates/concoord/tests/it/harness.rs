@@ -66,13 +66,13 @@ pub struct Replica {
 
 impl Replica {
     /// Waits up to `limit` for the process to exit on its own; its exit code.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let mut waited = Duration::ZERO;
         while waited < limit {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Some(status.code().unwrap_or(-1));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
             waited += Duration::from_millis(50);
         }
         None
