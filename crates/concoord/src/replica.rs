@@ -83,6 +83,12 @@ pub fn run(args: Args) -> Result<()> {
         Some(a) => a,
         None => host_address(),
     };
+    if args.writetodisk && args.port.is_none() && args.data_dir.is_none() {
+        bail!(
+            "-w needs a fixed -p: a durable replica recovers its state only at the address it \
+             had, and the default port is random"
+        );
+    }
     let port = args.port.unwrap_or_else(random_port);
     let object = args.objectname.context("-o/--objectname is required")?;
     let mut config = Config::new(format!("{addr}:{port}"), object);

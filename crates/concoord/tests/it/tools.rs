@@ -140,6 +140,9 @@ fn replica_options_are_checked() {
     let (ok, _, err) = concoord(&["replica", "-o", "Counter", "-b", "nohost"]);
     assert!(!ok);
     assert!(err.contains("no port"), "{err}");
+    let (ok, _, err) = concoord(&["replica", "-o", "Counter", "-w"]);
+    assert!(!ok);
+    assert!(err.contains("-w needs a fixed -p"), "{err}");
     let (ok, _, _) = concoord(&["replica"]);
     assert!(!ok, "-o is required");
     let (ok, out, _) = concoord(&["replica", "--list-objects"]);
