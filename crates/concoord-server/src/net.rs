@@ -151,18 +151,24 @@ async fn read_frame(rd: &mut OwnedReadHalf, max: usize) -> Result<Vec<u8>, ReadE
     Ok(body)
 }
 
+/// Appends frames already queued to `buf`, up to `WRITE_COALESCE_MAX` bytes, so
+/// they go out in one write.
+fn coalesce(buf: &mut Vec<u8>, rx: &mut mpsc::Receiver<Vec<u8>>) {
+    while buf.len() < WRITE_COALESCE_MAX {
+        match rx.try_recv() {
+            Ok(more) => buf.extend_from_slice(&more),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Writes queued frames, several per write when they queue up.
 async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
     let mut buf = Vec::new();
     while let Some(frame) = rx.recv().await {
         buf.clear();
         buf.extend_from_slice(&frame);
-        while buf.len() < WRITE_COALESCE_MAX {
-            match rx.try_recv() {
-                Ok(more) => buf.extend_from_slice(&more),
-                Err(_) => break,
-            }
-        }
+        coalesce(&mut buf, &mut rx);
         if wr.write_all(&buf).await.is_err() {
             return;
         }
@@ -433,12 +439,7 @@ async fn link_loop(addr: String, hello: Arc<Vec<u8>>, mut rx: mpsc::Receiver<Vec
                     None => return,
                 }
             }
-            while buf.len() < WRITE_COALESCE_MAX {
-                match rx.try_recv() {
-                    Ok(more) => buf.extend_from_slice(&more),
-                    Err(_) => break,
-                }
-            }
+            coalesce(&mut buf, &mut rx);
             if wr.write_all(&buf).await.is_err() {
                 break;
             }
