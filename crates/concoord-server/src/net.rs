@@ -447,3 +447,108 @@ async fn link_loop(addr: String, hello: Arc<Vec<u8>>, mut rx: mpsc::Receiver<Vec
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concoord_object::machine::Request;
+    use concoord_object::Value;
+    use concoord_paxos::{AcceptedEntry, Ballot, Command, Member, Value as Entry};
+    use concoord_wire::{RequestNumber, SessionId, Slot, Time};
+
+    /// A tiny deterministic generator (no OS randomness in tests either).
+    struct Bytes(u64);
+
+    impl Bytes {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 >> 33
+        }
+    }
+
+    fn samples() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let ballot = Ballot { round: 3, leader: ReplicaId(7) };
+        let entry = Entry {
+            timestamp: Time(5),
+            commands: vec![Command::App(vec![1, 2, 3]), Command::Noop],
+        };
+        let peer = vec![
+            Message::Prepare { ballot, from_slot: Slot(4) },
+            Message::Accept {
+                ballot,
+                entries: vec![(Slot(9), entry.clone())],
+                commit_max: Slot(8),
+            },
+            Message::Promise {
+                ballot,
+                commit_max: Slot(2),
+                accepted: vec![AcceptedEntry { slot: Slot(3), ballot, value: entry }],
+            },
+            Message::JoinRequest {
+                member: Member { id: ReplicaId(9), addr: "127.0.0.1:1".into() },
+            },
+        ];
+        let client = vec![
+            ClientFrame::Hello { version: PROTOCOL_VERSION, token: Some("t".into()) },
+            ClientFrame::Request {
+                id: 3,
+                request: Request::Call {
+                    session: SessionId(1),
+                    request: RequestNumber(2),
+                    acked: RequestNumber(2),
+                    object: "default".into(),
+                    method: "put".into(),
+                    args: vec![Value::List(vec![Value::Map(vec![(Value::Int(1), Value::Nil)])])],
+                },
+            },
+        ];
+        (
+            peer.iter().map(|m| postcard::to_allocvec(m).unwrap()).collect(),
+            client.iter().map(|f| protocol::encode(f).unwrap()).collect(),
+        )
+    }
+
+    /// Mutated and random bodies decode to an error or to some message, never a
+    /// panic or a runaway allocation: both decoders face the network.
+    #[test]
+    fn decoders_survive_mutated_and_random_bytes() {
+        let (peer, client) = samples();
+        let mut rng = Bytes(42);
+        for round in 0..20_000 {
+            let base = if round % 2 == 0 { &peer } else { &client };
+            let mut body = base[(rng.next() as usize) % base.len()].clone();
+            match rng.next() % 4 {
+                0 => {
+                    let len = (rng.next() % 64) as usize;
+                    body = (0..len).map(|_| rng.next() as u8).collect();
+                }
+                1 => {
+                    let cut = (rng.next() as usize) % (body.len() + 1);
+                    body.truncate(cut);
+                }
+                _ => {
+                    for _ in 0..=(rng.next() % 4) {
+                        if !body.is_empty() {
+                            let at = (rng.next() as usize) % body.len();
+                            body[at] = rng.next() as u8;
+                        }
+                    }
+                }
+            }
+            let _ = postcard::from_bytes::<Message>(&body);
+            let _ = protocol::decode::<ClientFrame>(&body);
+            let _ = postcard::from_bytes::<PeerHello>(&body);
+        }
+    }
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(token_matches(None, None));
+        assert!(token_matches(None, Some("anything")));
+        assert!(token_matches(Some("abc"), Some("abc")));
+        assert!(!token_matches(Some("abc"), Some("abd")));
+        assert!(!token_matches(Some("abc"), Some("ab")));
+        assert!(!token_matches(Some("abc"), Some("abcd")));
+        assert!(!token_matches(Some("abc"), None));
+    }
+}

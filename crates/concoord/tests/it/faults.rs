@@ -224,3 +224,35 @@ async fn a_full_disk_stops_the_replica_with_a_clear_error_and_loses_nothing() {
     assert_eq!(counter_value(&client).await, 21);
     client.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_is_replaced_and_rejoins_when_resumed() {
+    let _serial = serial();
+    let cluster = Cluster::start(3, Setup { durable: true, ..Setup::default() }).await;
+    let load = Load::start(&cluster, 4).await;
+    load.wait_for_progress(100).await;
+    let leader = cluster.leader().await;
+    // SIGSTOP: the leader's process is frozen mid-flight, sockets open, then thawed
+    // after the others have elected a new leader; it must step down and catch up.
+    cluster.signal(leader, "STOP");
+    load.wait_for_progress(200).await;
+    cluster.signal(leader, "CONT");
+    load.wait_for_progress(100).await;
+    let acked = load.finish().await;
+    let client = cluster.client().await;
+    assert_eq!(counter_value(&client).await, acked as i64);
+    let now_leader = cluster.leader().await;
+    let commit = cluster.status(now_leader).await.unwrap().commit_slot.0;
+    cluster.wait_applied(leader, commit).await;
+    let leaders = {
+        let mut n = 0;
+        for i in cluster.live() {
+            if cluster.status(i).await.is_some_and(|s| s.role == "leader") {
+                n += 1;
+            }
+        }
+        n
+    };
+    assert_eq!(leaders, 1, "one leader after the old one resumed");
+    client.close().await;
+}

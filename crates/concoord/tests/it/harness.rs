@@ -293,6 +293,17 @@ impl Cluster {
         self.replicas[index] = Some(replica);
     }
 
+    /// Sends a signal (`STOP`, `CONT`, `TERM`, ...) to a live replica.
+    pub fn signal(&self, index: usize, signal: &str) {
+        let r = self.replicas[index].as_ref().expect("replica is live");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(r.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// The arguments a stopped replica ran with.
     pub fn stopped_args(&self, index: usize) -> Vec<String> {
         self.stopped.get(&index).map(|s| s.0.clone()).expect("replica was stopped")
