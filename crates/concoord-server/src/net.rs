@@ -472,7 +472,7 @@ mod tests {
             timestamp: Time(5),
             commands: vec![Command::App(vec![1, 2, 3]), Command::Noop],
         };
-        let peer = vec![
+        let peer = [
             Message::Prepare { ballot, from_slot: Slot(4) },
             Message::Accept {
                 ballot,
@@ -488,7 +488,7 @@ mod tests {
                 member: Member { id: ReplicaId(9), addr: "127.0.0.1:1".into() },
             },
         ];
-        let client = vec![
+        let client = [
             ClientFrame::Hello { version: PROTOCOL_VERSION, token: Some("t".into()) },
             ClientFrame::Request {
                 id: 3,
