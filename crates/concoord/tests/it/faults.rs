@@ -98,7 +98,10 @@ async fn leader_killed_under_load_loses_no_acknowledged_increment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_replica_restarted_recovers_and_is_needed_for_quorum() {
     let _serial = serial();
-    let setup = Setup { durable: true, ..Setup::default() };
+    // Frequent snapshots: the restarted replica recovers from a snapshot plus the log,
+    // and may be sent a snapshot to catch up.
+    let extra = vec!["--snapshot-every".into(), "16".into()];
+    let setup = Setup { durable: true, extra, ..Setup::default() };
     let mut cluster = Cluster::start(3, setup).await;
     let client = cluster.client().await;
     for _ in 0..50 {
@@ -254,5 +257,29 @@ async fn a_paused_leader_is_replaced_and_rejoins_when_resumed() {
         n
     };
     assert_eq!(leaders, 1, "one leader after the old one resumed");
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_cluster_killed_and_restarted_keeps_every_acknowledged_increment() {
+    let _serial = serial();
+    let extra = vec!["--snapshot-every".into(), "64".into()];
+    let mut cluster = Cluster::start(3, Setup { durable: true, extra, ..Setup::default() }).await;
+    let load = Load::start(&cluster, 8).await;
+    load.wait_for_progress(300).await;
+    // Every replica dies at once, mid-load, with no chance to flush anything.
+    for i in cluster.live() {
+        cluster.kill(i);
+    }
+    let acked_before = load.acked();
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    // The clients were retrying all along; they finish against the restarted cluster.
+    load.wait_for_progress(100).await;
+    let acked = load.finish().await;
+    assert!(acked > acked_before);
+    let client = cluster.client().await;
+    assert_eq!(counter_value(&client).await, acked as i64);
     client.close().await;
 }
