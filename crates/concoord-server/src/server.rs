@@ -728,6 +728,12 @@ impl Server {
     fn install(&mut self, snapshot: &Snapshot) -> Result<(), ServerError> {
         match Machine::restore(object_types(), &snapshot.data) {
             Ok(machine) => {
+                tracing::info!(
+                    "replica {} installed a snapshot of slot {} ({} bytes)",
+                    self.replica.id(),
+                    snapshot.slot,
+                    snapshot.data.len()
+                );
                 self.machine = machine;
                 self.applied = snapshot.slot;
                 self.last_snapshot = snapshot.slot;

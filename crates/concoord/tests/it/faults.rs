@@ -170,11 +170,24 @@ async fn in_memory_replica_restarted_rejoins_as_a_new_member() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_joins_under_load() {
     let _serial = serial();
-    let mut cluster = Cluster::start(3, Setup::default()).await;
+    // Snapshots every 16 slots: by the time the joiner arrives the log's start is
+    // truncated, so it must be sent a snapshot of the objects and sessions.
+    let extra = vec!["--snapshot-every".into(), "16".into()];
+    let mut cluster = Cluster::start(3, Setup { extra, ..Setup::default() }).await;
     let load = Load::start(&cluster, 4).await;
-    load.wait_for_progress(100).await;
+    // The leader keeps 256 slots behind its newest snapshot: go well past that.
+    loop {
+        load.wait_for_progress(200).await;
+        let leader = cluster.status(cluster.leader().await).await.unwrap();
+        if leader.snapshot_slot.0 > 400 {
+            break;
+        }
+    }
     let joiner = cluster.add_replica();
     cluster.wait_voters(4).await;
+    let log = std::fs::read_to_string(cluster.scratch.0.join(format!("replica-{joiner}.log")));
+    assert!(log.unwrap().contains("installed a snapshot"), "the joiner must start from a snapshot");
+
     load.wait_for_progress(100).await;
     let acked = load.finish().await;
     let client = cluster.client().await;
