@@ -427,11 +427,32 @@ impl Server {
             Event::Peer { from, addr, msg } => {
                 if let Message::JoinRequest { member } = &msg {
                     self.addrs.insert(member.id, member.addr.clone());
+                } else if self.is_stranger(from) {
+                    // Phase-2 traffic from a replica this one has never counted as a
+                    // member: typically this address was a member of another cluster
+                    // and restarted without its state and without -b.
+                    tracing::warn!(
+                        "replica {from} at {addr} sends {} but is no member of this \
+                         replica's cluster; if this address belonged to its cluster, this \
+                         replica was restarted without its data and must be started with -b",
+                        msg.kind()
+                    );
                 }
                 self.addrs.insert(from, addr);
                 let _ = self.step(Input::Message { from, msg });
             }
         }
+    }
+
+    /// A peer sending leader traffic that no membership this replica knows contains
+    /// (reported once per peer).
+    fn is_stranger(&mut self, from: ReplicaId) -> bool {
+        if self.addrs.contains_key(&from) || self.replica.role() == RoleKind::Joining {
+            return false;
+        }
+        let known = self.replica.schedule().latest().is_some_and(|m| m.is_member(from))
+            || self.replica.membership().is_some_and(|m| m.is_member(from));
+        !known
     }
 
     fn on_client_frame(&mut self, conn: ConnId, frame: ClientFrame) {

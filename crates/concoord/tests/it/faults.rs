@@ -296,3 +296,21 @@ async fn the_whole_cluster_killed_and_restarted_keeps_every_acknowledged_increme
     assert_eq!(counter_value(&client).await, acked as i64);
     client.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_memory_founder_restarted_without_boot_warns_that_it_is_a_stranger() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3, Setup::default()).await;
+    // The founder (no -b) comes back on its address without its state: it founds a
+    // new cluster of its own, and says so when its old peers' traffic reaches it.
+    cluster.kill(0);
+    cluster.restart(0);
+    let log = cluster.replicas[0].as_ref().unwrap().log.clone();
+    for _ in 0..200 {
+        if std::fs::read_to_string(&log).unwrap_or_default().contains("must be started with -b") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no warning in the restarted founder's log\n{}", cluster.logs());
+}
