@@ -709,6 +709,23 @@ impl Server {
         for response in responses {
             self.answer(response);
         }
+        // Sessions that ended (closed, expired, evicted) took their parked calls with
+        // them: tell whoever still waits here instead of letting them wait for a
+        // keep-alive to find out. (Draining also keeps the machine's list bounded.)
+        for (session, _) in self.machine.take_ended() {
+            let from = CallId { session, request: RequestNumber(0) };
+            let to = CallId { session, request: RequestNumber(u64::MAX) };
+            let calls: Vec<CallId> = self.waiting.range(from..=to).map(|(c, _)| *c).collect();
+            for call in calls {
+                for (conn, id) in self.waiting.remove(&call).map(|w| w.waiters).unwrap_or_default()
+                {
+                    let reply = Reply::SessionUnknown;
+                    let frame =
+                        ServerFrame::Reply { id, slot, position: self.machine.position(), reply };
+                    self.send_client(conn, &frame);
+                }
+            }
+        }
         if slot.0 >= self.last_snapshot.0 + self.config.snapshot_every {
             self.take_snapshot(slot)?;
         }

@@ -175,3 +175,50 @@ async fn a_wrong_token_is_refused_and_the_right_one_works() {
     // The replicas themselves joined with the token, and the right one works.
     still_serves(&cluster).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_call_whose_session_expires_is_told_so() {
+    let _serial = serial();
+    let cluster = Cluster::start(1, Setup::default()).await;
+    // The holder keeps the lock (and, with its keep-alives, the log moving).
+    let options = ClientOptions { lease: Duration::from_secs(3), ..cluster.options() };
+    let holder = Client::connect(&cluster.boot(), options).await.unwrap();
+    holder.create("mutex", "Lock", vec![]).await.unwrap();
+    assert_eq!(holder.call("mutex", "acquire", vec![]).await.unwrap(), Value::Bool(true));
+    let addr = cluster.addrs[0].clone();
+    tokio::task::spawn_blocking(move || {
+        // A raw client with a 1 s lease parks on the lock, then falls silent.
+        let mut s = connect(&addr);
+        let _ = hello(&mut s, None);
+        let open = Request::OpenSession { nonce: 77, lease_ms: 1_000 };
+        send(&mut s, &ClientFrame::Request { id: 1, request: open });
+        let session = match recv(&mut s) {
+            Some(ServerFrame::Reply {
+                reply: Reply::SessionOpened { nonce: 77, session }, ..
+            }) => session,
+            other => panic!("expected SessionOpened, got {other:?}"),
+        };
+        let acquire = Request::Call {
+            session,
+            request: RequestNumber(1),
+            acked: RequestNumber(1),
+            object: "mutex".into(),
+            method: "acquire".into(),
+            args: vec![],
+        };
+        send(&mut s, &ClientFrame::Request { id: 2, request: acquire });
+        assert!(matches!(
+            recv(&mut s),
+            Some(ServerFrame::Reply { id: 2, reply: Reply::Parked, .. })
+        ));
+        // No keep-alives: the session expires, and the parked call is answered.
+        match recv(&mut s) {
+            Some(ServerFrame::Reply { id: 2, reply: Reply::SessionUnknown, .. }) => {}
+            other => panic!("expected SessionUnknown for the parked call, got {other:?}"),
+        }
+    })
+    .await
+    .unwrap();
+    holder.call("mutex", "release", vec![]).await.unwrap();
+    holder.close().await;
+}
