@@ -411,11 +411,15 @@ impl Links {
 async fn link_loop(addr: String, hello: Arc<Vec<u8>>, mut rx: mpsc::Receiver<Vec<u8>>) {
     let mut backoff = Duration::from_millis(20);
     loop {
+        // Connect only when there is something to send: a link to a replica that
+        // left costs nothing while nobody writes to it.
+        let Some(first) = rx.recv().await else { return };
         let connect = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&addr));
         let stream = match connect.await {
             Ok(Ok(stream)) => stream,
             _ => {
                 // Unreachable: what is queued is stale by the time it would arrive.
+                drop(first);
                 loop {
                     match rx.try_recv() {
                         Ok(_) => continue,
@@ -432,6 +436,7 @@ async fn link_loop(addr: String, hello: Arc<Vec<u8>>, mut rx: mpsc::Receiver<Vec
         let _ = stream.set_nodelay(true);
         let (_rd, mut wr) = stream.into_split();
         let mut buf: Vec<u8> = hello.as_ref().clone();
+        buf.extend_from_slice(&first);
         loop {
             if buf.is_empty() {
                 match rx.recv().await {
