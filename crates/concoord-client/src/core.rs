@@ -35,6 +35,9 @@ const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(1);
 /// `close` waits at most this long (and at most `attempt_timeout`) for the cluster
 /// to confirm that the session ended.
 const CLOSE_WAIT_MAX: Duration = Duration::from_secs(1);
+/// A call past its `call_timeout` is cancelled; if the cancel finds it not parked
+/// yet (it has not been applied), another cancel follows after this delay.
+const CANCEL_RETRY: Duration = Duration::from_millis(500);
 
 pub(crate) type ValueWaiter = oneshot::Sender<Result<Value, ClientError>>;
 pub(crate) type StatusWaiter = oneshot::Sender<Result<StatusReport, ClientError>>;
@@ -108,8 +111,12 @@ struct Pending {
     attempt: Attempt,
     /// The backoff before the next resend after `Busy`.
     busy_delay: Duration,
-    /// `call_timeout`, for calls.
+    /// `call_timeout`, for calls (then the time to cancel again, once cancelling).
     deadline: Option<Instant>,
+    /// The caller's timeout passed and the call is being cancelled: it ends with
+    /// `Timeout` if the cancel takes it back, or with its own result if it completed
+    /// first. It never ends with "unknown": the cluster tells which happened.
+    cancelling: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +132,12 @@ enum Kind {
     Call {
         session: SessionId,
         request: RequestNumber,
+    },
+    /// A `Cancel` of the call numbered `target`, itself numbered `request`.
+    Cancel {
+        session: SessionId,
+        request: RequestNumber,
+        target: RequestNumber,
     },
     Status,
 }
@@ -563,6 +576,14 @@ impl Core {
             return;
         }
         let Some(p) = self.pending.remove(&id) else { return };
+        let reply = match reply {
+            // The cancel took the call back: to its caller, that is its timeout.
+            Reply::Error(e) if p.cancelling && e.kind == "CancelledError" => {
+                p.waiter.fail(ClientError::Timeout);
+                return;
+            }
+            reply => reply,
+        };
         match (p.kind, p.waiter, reply) {
             (Kind::OpenSession { nonce }, waiter, Reply::SessionOpened { nonce: n, session })
                 if n == nonce =>
@@ -583,9 +604,26 @@ impl Core {
             (Kind::Call { .. }, Waiter::Value(w), Reply::Error(e)) => {
                 drop(w.send(Err(ClientError::Raised(e))))
             }
-            (Kind::Call { session, .. }, waiter, Reply::SessionUnknown) => {
+            (
+                Kind::Call { session, .. } | Kind::Cancel { session, .. },
+                waiter,
+                Reply::SessionUnknown,
+            ) => {
                 waiter.fail(ClientError::SessionExpired);
                 self.on_session_lost(now, session);
+            }
+            (Kind::Cancel { session, target, .. }, _, Reply::Value(Value::Bool(taken))) => {
+                if !taken {
+                    // Not parked (yet): if the call still waits, cancel again soon.
+                    let retry = now + CANCEL_RETRY;
+                    if let Some(p) = self
+                        .pending
+                        .values_mut()
+                        .find(|p| p.cancelling && p.kind == Kind::Call { session, request: target })
+                    {
+                        p.deadline = Some(retry);
+                    }
+                }
             }
             (kind, waiter, reply) => {
                 let error =
@@ -626,7 +664,9 @@ impl Core {
             .pending
             .iter()
             .filter(|(_, p)| match p.kind {
-                Kind::Call { session: s, .. } | Kind::KeepAlive { session: s } => s == session,
+                Kind::Call { session: s, .. }
+                | Kind::Cancel { session: s, .. }
+                | Kind::KeepAlive { session: s } => s == session,
                 Kind::OpenSession { .. } | Kind::CloseSession | Kind::Status => false,
             })
             .map(|(id, _)| *id)
@@ -659,7 +699,7 @@ impl Core {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            self.drop_pending(id, ClientError::Timeout);
+            self.on_call_timeout(now, id);
         }
         for q in extract(&mut self.queued, |q| q.deadline.is_some_and(|at| now >= at)) {
             let _ = q.waiter.send(Err(ClientError::Timeout));
@@ -741,7 +781,11 @@ impl Core {
             .pending
             .values()
             .filter_map(|p| match p.kind {
-                Kind::Call { session: s, request } if s == session => Some(request),
+                Kind::Call { session: s, request } | Kind::Cancel { session: s, request, .. }
+                    if s == session =>
+                {
+                    Some(request)
+                }
                 _ => None,
             })
             .min()
@@ -798,11 +842,46 @@ impl Core {
             self.out.extend_from_slice(&frame);
             attempt = Attempt::Sent { at: now };
         }
-        let pending =
-            Pending { kind, frame, waiter, attempt, busy_delay: BUSY_DELAY_MIN, deadline };
+        let pending = Pending {
+            kind,
+            frame,
+            waiter,
+            attempt,
+            busy_delay: BUSY_DELAY_MIN,
+            deadline,
+            cancelling: false,
+        };
         let previous = self.pending.insert(id, pending);
         assert!(previous.is_none(), "request ids are never reused");
         self.ensure_link(now);
+    }
+
+    /// A call's `call_timeout` passed: ask the cluster to take it back (through the
+    /// log, so it is ordered against whatever would wake it), and answer the caller
+    /// when the cluster says which came first.
+    fn on_call_timeout(&mut self, now: Instant, id: u64) {
+        let Some(p) = self.pending.get_mut(&id) else { return };
+        let Kind::Call { session, request: target } = p.kind else {
+            return self.drop_pending(id, ClientError::Timeout);
+        };
+        let Session::Open { id: open, next } = self.session else {
+            return self.drop_pending(id, ClientError::Timeout);
+        };
+        if open != session {
+            return self.drop_pending(id, ClientError::Timeout);
+        }
+        p.cancelling = true;
+        p.deadline = None;
+        let cancel_id = self.take_id();
+        let request = Request::Cancel { session, request: next, target };
+        match framed(&ClientFrame::Request { id: cancel_id, request }) {
+            Ok(frame) => {
+                self.session = Session::Open { id: session, next: RequestNumber(next.0 + 1) };
+                let kind = Kind::Cancel { session, request: next, target };
+                self.add_pending(now, cancel_id, kind, frame, Waiter::None, None);
+            }
+            Err(e) => self.drop_pending(id, e),
+        }
     }
 
     /// Removes a request and tells its caller why it failed.
@@ -1093,6 +1172,75 @@ mod tests {
         f.core.on_frame(f.now, reply(ids[0], Reply::Value(Value::Bool(true))));
         let _g = call(&mut f, "g");
         assert_eq!(numbers(&sent(&mut f.core))[0][1..], [6, 4], "4 and 5 are still waiting");
+    }
+
+    /// The one `Cancel` among `frames`: [frame id, request number, target].
+    fn cancel_of(frames: &[ClientFrame]) -> [u64; 3] {
+        match frames {
+            [ClientFrame::Request { id, request: Request::Cancel { request, target, .. } }] => {
+                [*id, request.0, target.0]
+            }
+            other => panic!("expected one cancel, got {other:?}"),
+        }
+    }
+
+    fn timed_out_call(f: &mut Fixture) -> (oneshot::Receiver<Result<Value, ClientError>>, u64) {
+        let mut answer = call(f, "acquire");
+        let id = numbers(&sent(&mut f.core))[0][0];
+        f.core.on_frame(f.now, reply(id, Reply::Parked));
+        let timeout = f.now + Duration::from_secs(1);
+        assert_eq!(f.core.next_deadline(), Some(timeout));
+        f.core.on_tick(timeout);
+        assert!(answer.try_recv().is_err(), "no answer until the cluster says which came first");
+        (answer, id)
+    }
+
+    fn with_call_timeout() -> Fixture {
+        let opts = ClientOptions {
+            call_timeout: Some(Duration::from_secs(1)),
+            ..ClientOptions::default()
+        };
+        let mut f = started(opts);
+        open(&mut f);
+        f
+    }
+
+    #[test]
+    fn a_timed_out_call_is_cancelled_and_fails_with_timeout_once_taken_back() {
+        let mut f = with_call_timeout();
+        let (mut answer, id) = timed_out_call(&mut f);
+        let [cancel_id, number, target] = cancel_of(&sent(&mut f.core));
+        assert_eq!((number, target), (2, 1), "the cancel is numbered after the call it names");
+        f.core.on_frame(f.now, reply(cancel_id, Reply::Value(Value::Bool(true))));
+        let cancelled = concoord_object::ObjectError::new("CancelledError", "gone");
+        f.core.on_frame(f.now, reply(id, Reply::Error(cancelled)));
+        assert_eq!(answer.try_recv().unwrap(), Err(ClientError::Timeout));
+    }
+
+    #[test]
+    fn a_timed_out_call_that_completed_first_returns_its_result() {
+        let mut f = with_call_timeout();
+        let (mut answer, id) = timed_out_call(&mut f);
+        let [cancel_id, ..] = cancel_of(&sent(&mut f.core));
+        // The release that woke it was ordered before the cancel: the grant stands,
+        // and the caller must know it holds the lock.
+        f.core.on_frame(f.now, reply(id, Reply::Value(Value::Bool(true))));
+        assert_eq!(answer.try_recv().unwrap(), Ok(Value::Bool(true)));
+        f.core.on_frame(f.now, reply(cancel_id, Reply::Value(Value::Bool(false))));
+        assert!(sent(&mut f.core).is_empty());
+    }
+
+    #[test]
+    fn a_cancel_that_finds_nothing_parked_yet_is_repeated() {
+        let mut f = with_call_timeout();
+        let (_answer, _id) = timed_out_call(&mut f);
+        let [cancel_id, ..] = cancel_of(&sent(&mut f.core));
+        f.core.on_frame(f.now, reply(cancel_id, Reply::Value(Value::Bool(false))));
+        let retry = f.now + CANCEL_RETRY;
+        assert_eq!(f.core.next_deadline(), Some(retry));
+        f.core.on_tick(retry);
+        let [_, number, target] = cancel_of(&sent(&mut f.core));
+        assert_eq!((number, target), (3, 1));
     }
 
     #[test]

@@ -25,9 +25,11 @@ pub enum ClientError {
     /// No replica answered for `give_up_after`, or the client was closed.
     #[error("service unavailable: {0}")]
     Unavailable(String),
-    /// The call did not finish within `call_timeout`. It may still take effect (a
-    /// parked `acquire` may be granted later, in this session).
-    #[error("call timed out: it may still take effect later")]
+    /// The call did not finish within `call_timeout`, and the cluster took it back:
+    /// it had no effect and never will (a parked `acquire` is not granted later).
+    /// A call that completed before the cancel was ordered returns its result
+    /// instead, so a caller never has to guess.
+    #[error("call timed out and was cancelled: it had no effect")]
     Timeout,
     /// A replica broke the client protocol, or a request cannot be sent at all
     /// (too large).

@@ -82,6 +82,17 @@ fn object_impl(def: &ObjectDef) -> TokenStream {
             }
         },
     };
+    let cancel = def.cancel.as_ref().map(|ident| {
+        quote! {
+            fn cancel(
+                &mut self,
+                ctx: &mut ::concoord_object::Ctx<'_>,
+                call: ::concoord_object::CallId,
+            ) -> bool {
+                Self::#ident(self, ctx, call)
+            }
+        }
+    });
     quote! {
         impl ::concoord_object::Object for #self_ty {
             fn type_name(&self) -> &'static str {
@@ -96,6 +107,7 @@ fn object_impl(def: &ObjectDef) -> TokenStream {
             #call
             #query
             #session_closed
+            #cancel
 
             fn snapshot(
                 &self,

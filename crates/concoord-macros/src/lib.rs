@@ -19,6 +19,9 @@
 //!     pub fn describe(&self) -> String { ... }
 //!     #[concoord(session_closed)]           // optional; runs when a session ends
 //!     fn on_session_closed(&mut self, ctx: &mut Ctx, session: SessionId) { ... }
+//!
+//!     #[concoord(cancel)]                   // optional; a parked caller gave up
+//!     fn on_cancel(&mut self, ctx: &mut Ctx, call: CallId) -> bool { ... }
 //!     fn helper(&self) { ... }              // not `pub`: stays a private helper
 //! }
 //! ```
@@ -33,7 +36,8 @@
 //!   snake_case identifier (other than `new` and `into_inner`) and the Rust name
 //!   otherwise, and returns `Result<T, CallError>` with the wrappers peeled off `T`
 //!   (written as `Result<..>` / `Blocking<..>`; an alias is not seen through).
-//! - The constructor and the `session_closed` hook are never exposed, `pub` or not.
+//! - The constructor and the `session_closed` and `cancel` hooks are never exposed,
+//!   `pub` or not.
 //!
 //! Anything else that cannot be dispatched (a trait or generic impl, generic or
 //! `async` methods, `self` by value, a query with a `Ctx`, duplicate wire names, an

@@ -58,6 +58,8 @@ pub(crate) struct ObjectDef {
     pub(crate) constructor: Option<Constructor>,
     /// The method marked `#[concoord(session_closed)]`.
     pub(crate) session_closed: Option<Ident>,
+    /// The method marked `#[concoord(cancel)]`.
+    pub(crate) cancel: Option<Ident>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -128,6 +130,7 @@ struct Marks {
     name: Option<LitStr>,
     constructor: Option<Span>,
     session_closed: Option<Span>,
+    cancel: Option<Span>,
 }
 
 /// Parses `#[object(...)]`'s arguments: nothing, or `name = "..."`.
@@ -178,6 +181,7 @@ pub(crate) fn read(name: Option<LitStr>, item: &mut ItemImpl, errors: &mut Error
         methods: Vec::new(),
         constructor: None,
         session_closed: None,
+        cancel: None,
     };
     let mut wire_names: BTreeMap<String, Ident> = BTreeMap::new();
     let mut proxy_names: BTreeMap<String, Ident> = BTreeMap::new();
@@ -195,11 +199,11 @@ pub(crate) fn read(name: Option<LitStr>, item: &mut ItemImpl, errors: &mut Error
         };
         let marks = read_marks(&mut f.attrs, errors);
         if let Some(span) = marks.constructor {
-            if marks.session_closed.is_some() || marks.name.is_some() {
+            if marks.session_closed.is_some() || marks.cancel.is_some() || marks.name.is_some() {
                 errors.push(syn::Error::new(
                     span,
                     "a constructor takes no other `#[concoord(...)]` key: \
-                     remove `name` or `session_closed`",
+                     remove `name`, `session_closed` or `cancel`",
                 ));
             }
             if let Some(ctor) = read_constructor(f, &def, errors) {
@@ -214,6 +218,29 @@ pub(crate) fn read(name: Option<LitStr>, item: &mut ItemImpl, errors: &mut Error
                     );
                 } else {
                     def.constructor = Some(ctor);
+                }
+            }
+            continue;
+        }
+        if let Some(span) = marks.cancel {
+            if marks.session_closed.is_some() || marks.name.is_some() {
+                errors.push(syn::Error::new(
+                    span,
+                    "the `cancel` method takes no other `#[concoord(...)]` key: \
+                     remove `name` or `session_closed`",
+                ));
+            }
+            if check_cancel(f, errors) {
+                if let Some(first) = &def.cancel {
+                    errors.spanned(
+                        &f.sig.ident,
+                        format!(
+                            "an object has at most one `#[concoord(cancel)]` method, \
+                             and `{first}` is already it: do both jobs in one method"
+                        ),
+                    );
+                } else {
+                    def.cancel = Some(f.sig.ident.clone());
                 }
             }
             continue;
@@ -378,12 +405,18 @@ fn read_marks(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> Marks {
                     return Err(duplicate());
                 }
                 marks.session_closed = Some(meta.path.span());
+            } else if meta.path.is_ident("cancel") {
+                if marks.cancel.is_some() {
+                    return Err(duplicate());
+                }
+                marks.cancel = Some(meta.path.span());
             } else {
                 return Err(syn::Error::new_spanned(
                     &meta.path,
                     format!(
                         "unknown `#[concoord(...)]` key `{}`: the keys are \
-                         `name = \"...\"` (wire name), `constructor` and `session_closed`",
+                         `name = \"...\"` (wire name), `constructor`, `session_closed` \
+                         and `cancel`",
                         meta.path.to_token_stream()
                     ),
                 ));
@@ -506,6 +539,24 @@ fn check_session_closed(f: &ImplItemFn, errors: &mut Errors) -> bool {
             sig,
             "a `#[concoord(session_closed)]` method has the signature \
              `fn(&mut self, ctx: &mut Ctx, session: SessionId)`",
+        );
+        return false;
+    }
+    ok
+}
+
+fn check_cancel(f: &ImplItemFn, errors: &mut Errors) -> bool {
+    let sig = &f.sig;
+    let ok = check_plain_fn(sig, "the `cancel` method", errors);
+    let receiver_ok = matches!(receiver_kind(sig), Some(Ok(Kind::Command)));
+    let params = read_params(sig, errors);
+    let params_ok = matches!(params.as_deref(), Some([Param::Ctx, Param::Arg(_)]));
+    let returns_bool = matches!(&sig.output, ReturnType::Type(_, ty) if is_path_named(ty, "bool"));
+    if !receiver_ok || !params_ok || !returns_bool {
+        errors.spanned(
+            sig,
+            "a `#[concoord(cancel)]` method has the signature \
+             `fn(&mut self, ctx: &mut Ctx, call: CallId) -> bool`",
         );
         return false;
     }

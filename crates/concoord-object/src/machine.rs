@@ -84,6 +84,12 @@ pub enum Request {
         type_name: String,
         args: Vec<Value>,
     },
+    /// The caller gave up waiting for its call `target` (same session). If that call
+    /// is still parked, its object forgets it and it is answered with
+    /// `CancelledError`; this request then returns True. False when the call is not
+    /// parked (it completed first, or has not been applied yet) or its object cannot
+    /// take it back. Numbered like a call, and exactly-once like one.
+    Cancel { session: SessionId, request: RequestNumber, target: RequestNumber },
 }
 
 impl Request {
@@ -285,6 +291,15 @@ impl Machine {
                 |m, _| m.create(&name, &type_name, &args),
                 responses,
             ),
+            Request::Cancel { session, request, target } => self.on_call(
+                slot,
+                session,
+                request,
+                // A cancel acknowledges nothing: it never moves the reply watermark.
+                RequestNumber(0),
+                |m, ctx| Outcome::Return(Value::Bool(m.cancel(ctx, session, target))),
+                responses,
+            ),
         }
     }
 
@@ -341,6 +356,29 @@ impl Machine {
             }
             Err(e) => Outcome::Raise(e),
         }
+    }
+
+    /// Takes back the parked call `target` of `session`, if its object lets it go;
+    /// the call is then woken with `CancelledError`.
+    fn cancel(&mut self, ctx: &mut Ctx<'_>, session: SessionId, target: RequestNumber) -> bool {
+        let call = CallId { session, request: target };
+        let parked = self
+            .sessions
+            .get(&session)
+            .and_then(|s| s.replies.get(&target))
+            .is_some_and(|(_, _, reply)| *reply == Reply::Parked);
+        if !parked {
+            return false;
+        }
+        // A call parks in one object; the first that knows it takes it back.
+        let cancelled = self.objects.values_mut().any(|o| o.cancel(ctx, call));
+        if cancelled {
+            ctx.wake_error(
+                call,
+                ObjectError::new("CancelledError", "the caller stopped waiting (its timeout)"),
+            );
+        }
+        cancelled
     }
 
     /// The exactly-once core shared by calls and creations.
@@ -641,6 +679,7 @@ mod tests {
         fn new() -> Log {
             let mut types = Types::new();
             types.register::<TestLock>(&["tests.TestLock"]);
+            crate::builtins::register_all(&mut types);
             let mut log =
                 Log { machine: Machine::new(types), slot: 0, time: 1_000_000, out: Vec::new() };
             let session = log.open();
@@ -712,6 +751,211 @@ mod tests {
         // A retry of the parked call after it was woken gets the wake-up result.
         assert_eq!(t.call(b, 1, "acquire"), Execution::Duplicate);
         assert_eq!(t.reply_to(b, 1), Some(&Reply::Value(Value::Int(second))));
+    }
+
+    fn call_on(t: &mut Log, session: SessionId, request: u64, object: &str, method: &str) {
+        t.step(Request::Call {
+            session,
+            request: RequestNumber(request),
+            acked: RequestNumber(1),
+            object: object.into(),
+            method: method.into(),
+            args: vec![],
+        });
+    }
+
+    fn cancel(t: &mut Log, session: SessionId, request: u64, target: u64) -> Execution {
+        t.step(Request::Cancel {
+            session,
+            request: RequestNumber(request),
+            target: RequestNumber(target),
+        })
+    }
+
+    #[test]
+    fn a_cancelled_parked_call_is_forgotten_and_answered_with_cancelled_error() {
+        let mut t = Log::new();
+        let (a, b) = (t.open(), t.open());
+        t.step(Request::Create {
+            session: a,
+            request: RequestNumber(1),
+            name: "mutex".into(),
+            type_name: "Lock".into(),
+            args: vec![],
+        });
+        call_on(&mut t, a, 2, "mutex", "acquire");
+        call_on(&mut t, b, 1, "mutex", "acquire");
+        assert_eq!(t.reply_to(b, 1), Some(&Reply::Parked));
+        assert_eq!(cancel(&mut t, b, 2, 1), Execution::Executed);
+        assert_eq!(t.reply_to(b, 2), Some(&Reply::Value(Value::Bool(true))));
+        match t.reply_to(b, 1) {
+            Some(Reply::Error(e)) => assert_eq!(e.kind, "CancelledError"),
+            other => panic!("the cancelled call must be answered: {other:?}"),
+        }
+        // The lock no longer knows the cancelled caller: the release frees it.
+        call_on(&mut t, a, 3, "mutex", "release");
+        assert_eq!(t.machine.query("mutex", "locked", &[]), Ok(Value::Bool(false)));
+        // A retried cancel is answered from the table; a new one finds nothing parked.
+        assert_eq!(cancel(&mut t, b, 2, 1), Execution::Duplicate);
+        assert_eq!(t.reply_to(b, 2), Some(&Reply::Value(Value::Bool(true))));
+        cancel(&mut t, b, 3, 1);
+        assert_eq!(t.reply_to(b, 3), Some(&Reply::Value(Value::Bool(false))));
+        // A call that completed first is not taken back: its grant stands.
+        call_on(&mut t, b, 4, "mutex", "acquire");
+        assert_eq!(t.reply_to(b, 4), Some(&Reply::Value(Value::Bool(true))));
+        cancel(&mut t, b, 5, 4);
+        assert_eq!(t.reply_to(b, 5), Some(&Reply::Value(Value::Bool(false))));
+        assert_eq!(t.machine.query("mutex", "locked", &[]), Ok(Value::Bool(true)));
+        // Another session cannot cancel b's calls: a cancel names its own session.
+        call_on(&mut t, a, 4, "mutex", "acquire");
+        assert_eq!(t.reply_to(a, 4), Some(&Reply::Parked));
+        cancel(&mut t, b, 6, 4);
+        assert_eq!(t.reply_to(b, 6), Some(&Reply::Value(Value::Bool(false))));
+        assert!(t.reply_to(a, 4).is_none(), "a's parked call is untouched");
+    }
+
+    /// Every built-in that parks lets a parked call go, and forgets it for good.
+    #[test]
+    fn every_blocking_builtin_takes_back_a_cancelled_call() {
+        let s = |x: &str| Value::Str(x.into());
+        // (type, constructor args, calls by the other session first, the parking call,
+        //  a query and its value once the parked call is gone)
+        type Case = (
+            &'static str,
+            Vec<Value>,
+            Vec<(&'static str, Vec<Value>)>,
+            (&'static str, Vec<Value>),
+            (&'static str, Value),
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "Lock",
+                vec![],
+                vec![("acquire", vec![])],
+                ("acquire_token", vec![]),
+                ("locked", Value::Bool(true)),
+            ),
+            (
+                "RLock",
+                vec![],
+                vec![("acquire", vec![])],
+                ("acquire", vec![]),
+                ("locked", Value::Bool(true)),
+            ),
+            (
+                "Semaphore",
+                vec![Value::Int(0)],
+                vec![],
+                ("acquire", vec![]),
+                ("value", Value::Int(0)),
+            ),
+            (
+                "BoundedSemaphore",
+                vec![Value::Int(1)],
+                vec![("acquire", vec![])],
+                ("acquire", vec![]),
+                ("value", Value::Int(0)),
+            ),
+            (
+                "Barrier",
+                vec![Value::Int(3)],
+                vec![],
+                ("wait", vec![]),
+                ("n_waiting", Value::Int(0)),
+            ),
+            ("Queue", vec![], vec![], ("get", vec![]), ("qsize", Value::Int(0))),
+            (
+                "Queue",
+                vec![Value::Int(1)],
+                vec![("put", vec![Value::Int(1)])],
+                ("put", vec![Value::Int(2)]),
+                ("qsize", Value::Int(1)),
+            ),
+            (
+                "MeshMembership",
+                vec![],
+                vec![("add_group", vec![s("g"), Value::Int(1)])],
+                ("wait", vec![s("g")]),
+                ("get_group_members", Value::List(vec![])),
+            ),
+        ];
+        for (type_name, ctor, setup, (method, args), (query, expected)) in cases {
+            let mut t = Log::new();
+            let (a, b) = (t.open(), t.open());
+            t.step(Request::Create {
+                session: a,
+                request: RequestNumber(1),
+                name: "o".into(),
+                type_name: type_name.into(),
+                args: ctor,
+            });
+            for (i, (m, args)) in setup.into_iter().enumerate() {
+                t.step(Request::Call {
+                    session: a,
+                    request: RequestNumber(2 + i as u64),
+                    acked: RequestNumber(1),
+                    object: "o".into(),
+                    method: m.into(),
+                    args,
+                });
+            }
+            t.step(Request::Call {
+                session: b,
+                request: RequestNumber(1),
+                acked: RequestNumber(1),
+                object: "o".into(),
+                method: method.into(),
+                args,
+            });
+            assert_eq!(t.reply_to(b, 1), Some(&Reply::Parked), "{type_name}.{method} parks");
+            cancel(&mut t, b, 2, 1);
+            assert_eq!(t.reply_to(b, 2), Some(&Reply::Value(Value::Bool(true))), "{type_name}");
+            assert!(
+                matches!(t.reply_to(b, 1), Some(Reply::Error(e)) if e.kind == "CancelledError")
+            );
+            let query_args = if type_name == "MeshMembership" { vec![s("g")] } else { vec![] };
+            assert_eq!(t.machine.query("o", query, &query_args), Ok(expected), "{type_name}");
+        }
+    }
+
+    #[test]
+    fn a_condition_wait_can_be_cancelled_and_leaves_the_lock_free() {
+        let mut t = Log::new();
+        let (a, b) = (t.open(), t.open());
+        t.step(Request::Create {
+            session: a,
+            request: RequestNumber(1),
+            name: "cv".into(),
+            type_name: "Condition".into(),
+            args: vec![],
+        });
+        call_on(&mut t, b, 1, "cv", "acquire");
+        call_on(&mut t, b, 2, "cv", "wait");
+        assert_eq!(t.reply_to(b, 2), Some(&Reply::Parked));
+        cancel(&mut t, b, 3, 2);
+        assert_eq!(t.reply_to(b, 3), Some(&Reply::Value(Value::Bool(true))));
+        // The wait had released the lock: another session takes it at once.
+        call_on(&mut t, a, 2, "cv", "acquire");
+        assert_eq!(t.reply_to(a, 2), Some(&Reply::Value(Value::Bool(true))));
+        // And a notify finds no waiter to move.
+        call_on(&mut t, a, 3, "cv", "notify_all");
+        call_on(&mut t, a, 4, "cv", "release");
+        assert!(t.reply_to(b, 2).is_none(), "the cancelled wait is never woken");
+    }
+
+    #[test]
+    fn an_object_without_a_cancel_hook_keeps_its_parked_call() {
+        let mut t = Log::new();
+        let (a, b) = (t.open(), t.open());
+        t.call(a, 1, "acquire");
+        t.call(b, 1, "acquire");
+        assert_eq!(t.reply_to(b, 1), Some(&Reply::Parked));
+        cancel(&mut t, b, 2, 1);
+        assert_eq!(t.reply_to(b, 2), Some(&Reply::Value(Value::Bool(false))));
+        assert!(t.reply_to(b, 1).is_none());
+        // It still gets the lock when released.
+        t.call(a, 2, "release");
+        assert!(matches!(t.reply_to(b, 1), Some(Reply::Value(Value::Int(_)))));
     }
 
     #[test]

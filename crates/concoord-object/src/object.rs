@@ -186,6 +186,15 @@ pub trait Object: fmt::Debug + Send {
     /// its parked calls, waking whoever may proceed now.
     fn session_closed(&mut self, ctx: &mut Ctx<'_>, session: SessionId);
 
+    /// The caller of the parked call `call` gave up waiting: forget it, as if it had
+    /// never been made, and return true. Return false when this object does not hold
+    /// `call` parked, or cannot take it back (then the call stays parked). Objects
+    /// that park calls implement it with `#[concoord(cancel)]`.
+    fn cancel(&mut self, ctx: &mut Ctx<'_>, call: CallId) -> bool {
+        let _ = (ctx, call);
+        false
+    }
+
     /// The object's whole state, for snapshots.
     fn snapshot(&self) -> Result<Vec<u8>, ObjectError>;
 }

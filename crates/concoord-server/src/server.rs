@@ -507,7 +507,8 @@ impl Server {
                     self.waiting.entry(call).or_default().waiters.push((conn, id));
                 }
                 Request::Call { session, request, .. }
-                | Request::Create { session, request, .. } => {
+                | Request::Create { session, request, .. }
+                | Request::Cancel { session, request, .. } => {
                     let call = CallId { session, request };
                     self.waiting.entry(call).or_default().waiters.push((conn, id));
                 }
@@ -656,7 +657,8 @@ impl Server {
                             })
                             .map(|w| w.waiters),
                         Request::Call { session, request, .. }
-                        | Request::Create { session, request, .. } => {
+                        | Request::Create { session, request, .. }
+                        | Request::Cancel { session, request, .. } => {
                             self.waiting.remove(&CallId { session, request }).map(|w| w.waiters)
                         }
                         Request::KeepAlive { session } | Request::CloseSession { session } => {

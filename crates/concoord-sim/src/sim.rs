@@ -1618,7 +1618,8 @@ fn object_key(req: &om::Request) -> Option<(u64, u64)> {
     match req {
         om::Request::OpenSession { nonce, .. } => Some((0, *nonce)),
         om::Request::Call { session, request, .. }
-        | om::Request::Create { session, request, .. } => Some((session.0, request.0)),
+        | om::Request::Create { session, request, .. }
+        | om::Request::Cancel { session, request, .. } => Some((session.0, request.0)),
         om::Request::KeepAlive { .. } | om::Request::CloseSession { .. } => None,
     }
 }

@@ -226,7 +226,8 @@ impl State {
                     Some(CallId { session: SessionId(0), request: RequestNumber(*nonce) })
                 }
                 Request::Call { session, request, .. }
-                | Request::Create { session, request, .. } => {
+                | Request::Create { session, request, .. }
+                | Request::Cancel { session, request, .. } => {
                     Some(CallId { session: *session, request: *request })
                 }
                 Request::KeepAlive { .. } | Request::CloseSession { .. } => None,

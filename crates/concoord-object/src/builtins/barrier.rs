@@ -82,6 +82,14 @@ impl Barrier {
 
     /// A session ended: its waiting calls leave the barrier (they no longer count);
     /// nobody is woken, since fewer calls are waiting than before.
+    /// The caller of a parked call gave up: forget it.
+    #[concoord(cancel)]
+    fn on_cancel(&mut self, _ctx: &mut Ctx, call: CallId) -> bool {
+        let before = self.waiting.len();
+        self.waiting.retain(|c| *c != call);
+        self.waiting.len() != before
+    }
+
     #[concoord(session_closed)]
     fn on_session_closed(&mut self, _ctx: &mut Ctx, session: SessionId) {
         self.waiting.retain(|c| c.session != session);

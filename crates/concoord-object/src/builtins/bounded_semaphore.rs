@@ -14,7 +14,7 @@
 //! `timeout` argument (a method cannot read a clock).
 
 use super::semaphore::Permits;
-use crate::{Blocking, Ctx, ObjectError, Types};
+use crate::{Blocking, CallId, Ctx, ObjectError, Types};
 use concoord_wire::SessionId;
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +88,12 @@ impl BoundedSemaphore {
 
     /// A session ended: its parked calls are forgotten and its permits return, up to
     /// the initial value.
+    /// The caller of a parked call gave up: forget it.
+    #[concoord(cancel)]
+    fn on_cancel(&mut self, _ctx: &mut Ctx, call: CallId) -> bool {
+        self.permits.cancel(call)
+    }
+
     #[concoord(session_closed)]
     fn on_session_closed(&mut self, ctx: &mut Ctx, session: SessionId) {
         let room = self.init - self.permits.value();

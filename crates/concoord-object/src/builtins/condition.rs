@@ -127,6 +127,15 @@ impl Condition {
 
     /// A session ended: its waiting and acquiring calls are forgotten, and if it owned
     /// the lock, the lock passes to the next in line.
+    /// The caller of a parked call gave up: forget it.
+    #[concoord(cancel)]
+    fn on_cancel(&mut self, _ctx: &mut Ctx, call: CallId) -> bool {
+        let before = self.waiters.len() + self.acquirers.len();
+        self.waiters.retain(|p| p.call != call);
+        self.acquirers.retain(|p| p.call != call);
+        self.waiters.len() + self.acquirers.len() != before
+    }
+
     #[concoord(session_closed)]
     fn on_session_closed(&mut self, ctx: &mut Ctx, session: SessionId) {
         self.waiters.retain(|p| p.call.session != session);

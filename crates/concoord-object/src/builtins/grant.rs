@@ -5,6 +5,7 @@
 
 use crate::{Blocking, CallId, Ctx};
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 
 /// Which acquire method a parked caller used, so it is woken with the right result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,4 +49,11 @@ pub(crate) fn token(granted: Option<u64>, blocking: Option<bool>) -> Blocking<Op
         None if blocking.unwrap_or(true) => Blocking::Park,
         None => Blocking::Ready(None),
     }
+}
+
+/// Forgets the parked acquire `call`, if it waits here (`#[concoord(cancel)]`).
+pub(crate) fn cancel(waiters: &mut VecDeque<Waiter>, call: CallId) -> bool {
+    let before = waiters.len();
+    waiters.retain(|w| w.call != call);
+    waiters.len() != before
 }

@@ -13,7 +13,7 @@
 //! cannot read a clock; a parked call waits until it is woken or its session ends).
 
 use super::grant::{self, Reply, Waiter};
-use crate::{Blocking, Ctx, ObjectError, Types};
+use crate::{Blocking, CallId, Ctx, ObjectError, Types};
 use concoord_wire::SessionId;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -92,6 +92,12 @@ impl Lock {
 
     /// A session ended: its parked calls are forgotten, and if it held the lock, the
     /// lock passes to the next waiter.
+    /// The caller of a parked call gave up: forget it.
+    #[concoord(cancel)]
+    fn on_cancel(&mut self, _ctx: &mut Ctx, call: CallId) -> bool {
+        grant::cancel(&mut self.waiters, call)
+    }
+
     #[concoord(session_closed)]
     fn on_session_closed(&mut self, ctx: &mut Ctx, session: SessionId) {
         self.waiters.retain(|w| w.call.session != session);

@@ -158,6 +158,18 @@ impl MeshMembership {
     }
 
     /// A session ended: its parked `wait` calls are forgotten.
+    /// The caller of a parked call gave up: forget it.
+    #[concoord(cancel)]
+    fn on_cancel(&mut self, _ctx: &mut Ctx, call: CallId) -> bool {
+        let mut found = false;
+        for group in self.groups.values_mut() {
+            let before = group.waiters.len();
+            group.waiters.retain(|c| *c != call);
+            found |= group.waiters.len() != before;
+        }
+        found
+    }
+
     #[concoord(session_closed)]
     fn on_session_closed(&mut self, _ctx: &mut Ctx, session: SessionId) {
         for group in self.groups.values_mut() {

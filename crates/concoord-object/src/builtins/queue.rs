@@ -109,6 +109,16 @@ impl Queue {
 
     /// Forgets the session's parked getters and parked putters; the items of its
     /// parked putters are discarded.
+    /// The caller of a parked call gave up: forget it.
+    #[concoord(cancel)]
+    fn on_cancel(&mut self, _ctx: &mut Ctx, call: CallId) -> bool {
+        let before = self.getters.len() + self.putters.len();
+        self.getters.retain(|c| *c != call);
+        // A parked put's item goes with it: it was never in the queue.
+        self.putters.retain(|(c, _)| *c != call);
+        self.getters.len() + self.putters.len() != before
+    }
+
     #[concoord(session_closed)]
     fn on_session_closed(&mut self, _ctx: &mut Ctx, session: SessionId) {
         self.getters.retain(|call| call.session != session);

@@ -12,7 +12,7 @@
 //! argument (a method cannot read a clock).
 
 use super::grant::{self, Reply, Waiter};
-use crate::{Blocking, Ctx, ObjectError, Types};
+use crate::{Blocking, CallId, Ctx, ObjectError, Types};
 use concoord_wire::SessionId;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -95,6 +95,12 @@ impl RLock {
 
     /// A session ended: its parked calls are forgotten, and if it owned the lock, the
     /// lock is released fully and passes to the next waiter.
+    /// The caller of a parked call gave up: forget it.
+    #[concoord(cancel)]
+    fn on_cancel(&mut self, _ctx: &mut Ctx, call: CallId) -> bool {
+        grant::cancel(&mut self.waiters, call)
+    }
+
     #[concoord(session_closed)]
     fn on_session_closed(&mut self, ctx: &mut Ctx, session: SessionId) {
         self.waiters.retain(|w| w.call.session != session);

@@ -13,7 +13,7 @@
 //! clock). The value is an `i64`; a release past its range is an `OverflowError`.
 
 use super::grant::{Reply, Waiter};
-use crate::{Blocking, Ctx, ObjectError, Types};
+use crate::{Blocking, CallId, Ctx, ObjectError, Types};
 use concoord_wire::SessionId;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -114,6 +114,11 @@ impl Permits {
         }
     }
 
+    /// Forgets the parked acquire `call`, if it waits here.
+    pub(crate) fn cancel(&mut self, call: crate::CallId) -> bool {
+        super::grant::cancel(&mut self.waiters, call)
+    }
+
     /// Gives free permits to the first waiters, in FIFO order.
     fn grant_waiters(&mut self, ctx: &mut Ctx) {
         while self.value > 0 {
@@ -190,6 +195,12 @@ impl Semaphore {
     }
 
     /// A session ended: its parked calls are forgotten and its permits return.
+    /// The caller of a parked call gave up: forget it.
+    #[concoord(cancel)]
+    fn on_cancel(&mut self, _ctx: &mut Ctx, call: CallId) -> bool {
+        self.permits.cancel(call)
+    }
+
     #[concoord(session_closed)]
     fn on_session_closed(&mut self, ctx: &mut Ctx, session: SessionId) {
         self.permits.session_closed(ctx, session, i64::MAX);

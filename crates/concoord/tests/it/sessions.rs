@@ -72,3 +72,37 @@ async fn a_parked_call_survives_the_leader_crash() {
     holder.close().await;
     waiter.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_acquire_is_cancelled_and_never_granted_later() {
+    let _serial = serial();
+    let cluster = Cluster::start(3, Setup::default()).await;
+    let holder = cluster.client().await;
+    holder.create("mutex", "Lock", vec![]).await.unwrap();
+    assert_eq!(holder.call("mutex", "acquire", vec![]).await.unwrap(), Value::Bool(true));
+    // From the shell, with a timeout: the call gives up, and says it had no effect.
+    let boot = cluster.boot();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["call", "-b", &boot, "--object", "mutex", "--timeout", "1", "acquire"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("timed out") && err.contains("no effect"), "{err}");
+    // The cancel went through the log: the release finds nobody waiting.
+    let options =
+        ClientOptions { call_timeout: Some(Duration::from_millis(300)), ..cluster.options() };
+    let impatient = concoord_client::Client::connect(&cluster.boot(), options).await.unwrap();
+    let err = impatient.call("mutex", "acquire", vec![]).await.unwrap_err();
+    assert!(matches!(err, concoord_client::ClientError::Timeout), "{err:?}");
+    holder.call("mutex", "release", vec![]).await.unwrap();
+    assert_eq!(holder.call("mutex", "locked", vec![]).await.unwrap(), Value::Bool(false));
+    // And the impatient client's session holds nothing: another session gets the lock.
+    assert_eq!(holder.call("mutex", "acquire", vec![]).await.unwrap(), Value::Bool(true));
+    impatient.close().await;
+    holder.close().await;
+}
