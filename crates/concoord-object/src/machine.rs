@@ -34,13 +34,17 @@ pub enum MachineBug {
     KeepHoldingsOnExpiry,
     /// A wake-up goes to another parked call than the one the object woke.
     WakeWrongWaiter,
+    /// A cancel answers the parked call as cancelled without asking its object to
+    /// forget it: the object may still grant it later, to a caller who left.
+    CancelWithoutObject,
 }
 
 impl MachineBug {
-    pub const ALL: [MachineBug; 3] = [
+    pub const ALL: [MachineBug; 4] = [
         MachineBug::ApplyDuplicateTwice,
         MachineBug::KeepHoldingsOnExpiry,
         MachineBug::WakeWrongWaiter,
+        MachineBug::CancelWithoutObject,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +52,7 @@ impl MachineBug {
             MachineBug::ApplyDuplicateTwice => "apply-duplicate-twice",
             MachineBug::KeepHoldingsOnExpiry => "keep-holdings-on-expiry",
             MachineBug::WakeWrongWaiter => "wake-wrong-waiter",
+            MachineBug::CancelWithoutObject => "cancel-without-object",
         }
     }
 
@@ -371,7 +376,8 @@ impl Machine {
             return false;
         }
         // A call parks in one object; the first that knows it takes it back.
-        let cancelled = self.objects.values_mut().any(|o| o.cancel(ctx, call));
+        let cancelled = self.bugs.contains(&MachineBug::CancelWithoutObject)
+            || self.objects.values_mut().any(|o| o.cancel(ctx, call));
         if cancelled {
             ctx.wake_error(
                 call,

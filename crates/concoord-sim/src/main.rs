@@ -122,6 +122,8 @@ fn main() -> ExitCode {
         totals.command_slots += s.command_slots;
         totals.slots += s.slots;
         totals.client_ops += s.client_ops;
+        totals.cancels += s.cancels;
+        totals.cancelled += s.cancelled;
         if args.verbose || args.opts.trace {
             println!(
                 "seed {seed}: {:?} trace {:016x} events {} slots {} commands {} ops {} sim {}ms",
@@ -163,6 +165,12 @@ fn main() -> ExitCode {
         totals.commands,
         totals.client_ops
     );
+    if totals.cancels > 0 {
+        println!(
+            "cancels: {} sent by clients giving up on blocking calls, {} took a parked call back",
+            totals.cancels, totals.cancelled
+        );
+    }
     if args.safety_only {
         println!("safety: {} seeds without a safety violation, {failed} with one; {unconverged} did not converge after healing (liveness, not gated)", passed + unconverged);
     } else {

@@ -144,6 +144,9 @@ pub struct Stats {
     pub client_ops: u64,
     pub events: u64,
     pub sim_micros: u64,
+    /// Objects workload: cancels sent, and calls they took back.
+    pub cancels: u64,
+    pub cancelled: u64,
 }
 
 /// The result of one seed.
@@ -205,6 +208,7 @@ enum Event {
     ToClient { client: usize, reply: Reply },
     ClientTimeout { client: usize, seq: u64, attempt: u32 },
     ClientNext { client: usize },
+    ClientCancel { client: usize, seq: u64 },
     Fault,
     Restart { node: usize, gen: u64 },
     Rejoin { node: usize, gen: u64 },
@@ -231,6 +235,7 @@ impl Event {
             Event::Unblock { .. } => (12, 0),
             Event::Heal => (13, 0),
             Event::Check => (14, 0),
+            Event::ClientCancel { client, .. } => (15, *client as u64),
         }
     }
 }
@@ -375,6 +380,11 @@ pub struct Sim {
     trace: Fnv,
     stats: Stats,
     last_liveness: String,
+    /// Objects workload: how often a blocking call is cancelled by its client, and
+    /// the generator that decides it. A stream of its own, so seeds that never cancel
+    /// replay exactly as before cancellation existed.
+    cancel_chance: f64,
+    cancel_rng: Prng,
 }
 
 impl Sim {
@@ -414,7 +424,12 @@ impl Sim {
             trace: Fnv::new(),
             stats: Stats::default(),
             last_liveness: String::new(),
+            cancel_chance: 0.0,
+            cancel_rng: Prng::new(seed ^ 0xca9c_e11e_d000_0000),
         };
+        if sim.opts.workload == Workload::Objects {
+            sim.cancel_chance = [0.0, 0.0, 0.1, 0.3][sim.cancel_rng.index(4)];
+        }
         for m in members {
             let n = sim.add_node(m.id, m.addr.clone(), Some(membership.clone()));
             let opts = sim.replica_options(m.id);
@@ -636,6 +651,7 @@ impl Sim {
                 self.resend(client, target, 0);
             }
             Event::ClientNext { client } => self.start_op(client),
+            Event::ClientCancel { client, seq } => self.cancel_object_op(client, seq),
             Event::Fault => {
                 if self.phase == Phase::Faults {
                     self.inject_fault();
@@ -1588,6 +1604,18 @@ const OBJECTS: [(&str, &str, Option<i64>); 16] = [
     ("names", "NameserverCoord", None),
 ];
 
+/// Whether the workload may cancel this call while it waits: the blocking calls
+/// whose cancellation leaves no trace in the object (a condition's `wait` released
+/// the lock on the way in, which a history without the call could not explain).
+fn cancellable(op: &ObjOp) -> bool {
+    matches!(
+        (op.object, op.method),
+        ("lock" | "rlock" | "semaphore" | "permits", "acquire" | "acquire_token")
+            | ("queue", "get")
+            | ("barrier" | "mesh", "wait")
+    )
+}
+
 /// Session lease of the objects workload's clients.
 const OBJECT_LEASE_MS: u64 = 8_000;
 
@@ -1811,8 +1839,37 @@ impl Sim {
         if o.session.is_some() {
             o.next_request += 1;
         }
+        let cancellable = op.as_ref().is_some_and(cancellable);
         o.pending = Some(ObjPending { seq, msg, op, invoke: self.now, attempt: 0, target });
         self.resend_object(client, target, 0);
+        if cancellable && faults && self.cancel_rng.chance(self.cancel_chance) {
+            let after = self.cancel_rng.range(5 * MS, 300 * MS);
+            self.schedule(self.now + after, Event::ClientCancel { client, seq });
+        }
+    }
+
+    /// The client stops waiting for its call `seq` (if that call still waits): it
+    /// sends a `Cancel` to the replica it waits on, once (a lost cancel leaves the
+    /// call parked, which the workload tolerates anyway). The call then ends with
+    /// `CancelledError` (no effect: it leaves the history) or with its real result.
+    fn cancel_object_op(&mut self, client: usize, seq: u64) {
+        let c = &self.clients[client];
+        let o = &c.obj;
+        let (Some(p), Some(session)) = (&o.pending, o.session) else { return };
+        if p.seq != seq || o.crashed || p.op.is_none() {
+            return;
+        }
+        let (id, target, request) = (c.id, p.target, o.next_request);
+        let cancel = om::Request::Cancel {
+            session: concoord_wire::SessionId(session),
+            request: concoord_wire::RequestNumber(request),
+            target: concoord_wire::RequestNumber(seq),
+        };
+        self.clients[client].obj.next_request += 1;
+        self.stats.cancels += 1;
+        let d = self.rng.range(self.params.delay_min, self.params.delay_max + 1);
+        let msg = ObjectMsg::Log(cancel);
+        self.schedule(self.now + d, Event::ToNodeObject { node: target, client: id, msg });
     }
 
     /// How many live clients other than `client` have `object.method` outstanding.
@@ -2017,6 +2074,11 @@ impl Sim {
                     }
                     om::Reply::Value(v) => {
                         self.complete_object_op(client, p, slot, position, Ok(v))
+                    }
+                    om::Reply::Error(e) if e.kind == "CancelledError" => {
+                        // Taken back by its cancel: it had no effect, and the history
+                        // leaves it out (the object's own code would still wait).
+                        self.stats.cancelled += 1;
                     }
                     om::Reply::Error(e) => {
                         self.complete_object_op(client, p, slot, position, Err(e))
