@@ -58,7 +58,10 @@ pub struct Config {
     pub token: Option<String>,
     /// Consensus tunables.
     pub paxos: Options,
-    /// Take a snapshot every this many applied slots.
+    /// Take a snapshot at most every this many applied slots, and only once the log
+    /// applied since the last one is at least as large as that snapshot was (so a
+    /// large state is not rewritten every few thousand small commands: snapshot cost
+    /// stays proportional to the log it replaces).
     pub snapshot_every: u64,
     /// How long a removed replica keeps serving as an acceptor and catch-up source
     /// before it rejoins under a fresh identity.
@@ -253,6 +256,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         machine,
         applied: Slot::ZERO,
         last_snapshot: Slot::ZERO,
+        log_bytes_since_snapshot: 0,
+        last_snapshot_bytes: 0,
         storage,
         links: Links::new(hello),
         addrs: BTreeMap::new(),
@@ -325,6 +330,9 @@ struct Server {
     machine: Machine,
     applied: Slot,
     last_snapshot: Slot,
+    /// Bytes of log applied since the last snapshot, and that snapshot's size.
+    log_bytes_since_snapshot: u64,
+    last_snapshot_bytes: u64,
     storage: Option<Storage>,
     links: Links,
     /// Addresses of replicas learned from hellos and join requests (the membership
@@ -728,7 +736,10 @@ impl Server {
                 }
             }
         }
-        if slot.0 >= self.last_snapshot.0 + self.config.snapshot_every {
+        self.log_bytes_since_snapshot += value.encoded_len() as u64;
+        if slot.0 >= self.last_snapshot.0 + self.config.snapshot_every
+            && self.log_bytes_since_snapshot >= self.last_snapshot_bytes
+        {
             self.take_snapshot(slot)?;
         }
         Ok(())
@@ -761,6 +772,8 @@ impl Server {
     fn take_snapshot(&mut self, slot: Slot) -> Result<(), ServerError> {
         let data = self.machine.snapshot().map_err(|e| ServerError::Machine(e.to_string()))?;
         self.last_snapshot = slot;
+        self.last_snapshot_bytes = data.len() as u64;
+        self.log_bytes_since_snapshot = 0;
         let _ = self.step(Input::SnapshotTaken { slot, data });
         Ok(())
     }
@@ -777,6 +790,8 @@ impl Server {
                 self.machine = machine;
                 self.applied = snapshot.slot;
                 self.last_snapshot = snapshot.slot;
+                self.last_snapshot_bytes = snapshot.data.len() as u64;
+                self.log_bytes_since_snapshot = 0;
                 Ok(())
             }
             Err(e) => Err(ServerError::Machine(format!(
@@ -855,6 +870,8 @@ impl Server {
         self.machine = machine;
         self.applied = Slot::ZERO;
         self.last_snapshot = Slot::ZERO;
+        self.last_snapshot_bytes = 0;
+        self.log_bytes_since_snapshot = 0;
         self.removed_at = None;
         // Callers waiting here are sent elsewhere: this identity's state is gone.
         let reads: Vec<ReadId> = self.reads.keys().copied().collect();

@@ -55,7 +55,8 @@ pub struct Args {
     /// twice as long) runs for leader.
     #[arg(long = "election-timeout-ms", default_value_t = 300)]
     election_timeout_ms: u64,
-    /// Snapshot the objects every this many slots.
+    /// Snapshot the objects at most every this many slots (and only once the log since
+    /// the last snapshot is as large as that snapshot).
     #[arg(long = "snapshot-every", default_value_t = 4096)]
     snapshot_every: u64,
     /// Print the object types a replica can host, then exit.
