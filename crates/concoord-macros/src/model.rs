@@ -529,34 +529,36 @@ fn constructor_return(output: &ReturnType, ident: &Ident) -> Option<bool> {
 }
 
 fn check_session_closed(f: &ImplItemFn, errors: &mut Errors) -> bool {
-    let sig = &f.sig;
-    let ok = check_plain_fn(sig, "the `session_closed` method", errors);
-    let receiver_ok = matches!(receiver_kind(sig), Some(Ok(Kind::Command)));
-    let params = read_params(sig, errors);
-    let params_ok = matches!(params.as_deref(), Some([Param::Ctx, Param::Arg(_)]));
-    if !receiver_ok || !params_ok {
-        errors.spanned(
-            sig,
-            "a `#[concoord(session_closed)]` method has the signature \
-             `fn(&mut self, ctx: &mut Ctx, session: SessionId)`",
-        );
-        return false;
-    }
-    ok
+    check_hook(f, "session_closed", "session: SessionId)", false, errors)
 }
 
 fn check_cancel(f: &ImplItemFn, errors: &mut Errors) -> bool {
+    check_hook(f, "cancel", "call: CallId) -> bool", true, errors)
+}
+
+/// The hooks the machine calls (`session_closed`, `cancel`) share one shape:
+/// `fn(&mut self, ctx: &mut Ctx, <one argument>)`, returning `bool` when `returns_bool`.
+fn check_hook(
+    f: &ImplItemFn,
+    key: &str,
+    rest: &str,
+    returns_bool: bool,
+    errors: &mut Errors,
+) -> bool {
     let sig = &f.sig;
-    let ok = check_plain_fn(sig, "the `cancel` method", errors);
+    let ok = check_plain_fn(sig, &format!("the `{key}` method"), errors);
     let receiver_ok = matches!(receiver_kind(sig), Some(Ok(Kind::Command)));
     let params = read_params(sig, errors);
     let params_ok = matches!(params.as_deref(), Some([Param::Ctx, Param::Arg(_)]));
-    let returns_bool = matches!(&sig.output, ReturnType::Type(_, ty) if is_path_named(ty, "bool"));
-    if !receiver_ok || !params_ok || !returns_bool {
+    let output_ok = !returns_bool
+        || matches!(&sig.output, ReturnType::Type(_, ty) if is_path_named(ty, "bool"));
+    if !receiver_ok || !params_ok || !output_ok {
         errors.spanned(
             sig,
-            "a `#[concoord(cancel)]` method has the signature \
-             `fn(&mut self, ctx: &mut Ctx, call: CallId) -> bool`",
+            format!(
+                "a `#[concoord({key})]` method has the signature \
+                 `fn(&mut self, ctx: &mut Ctx, {rest}`"
+            ),
         );
         return false;
     }
