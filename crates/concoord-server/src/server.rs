@@ -19,7 +19,7 @@ use concoord_object::protocol::{
     ClientFrame, ErrorKind, MemberStatus, ServerFrame, StatusReport, PROTOCOL_VERSION,
     REQUEST_BYTES_MAX,
 };
-use concoord_object::{CallId, ObjectError, Types, Value};
+use concoord_object::{CallId, Types, Value};
 use concoord_paxos::{
     Command, Effect, Input, Member, Membership, Message, Options, ReadId, Rejected, Replica,
     RoleKind, Snapshot,
@@ -962,9 +962,4 @@ impl Server {
 
 fn span(d: Duration) -> concoord_wire::Span {
     concoord_wire::Span(d.as_micros() as u64)
-}
-
-/// Formats an object error for logs.
-pub fn describe(e: &ObjectError) -> String {
-    format!("{}: {}", e.kind, e.message)
 }
