@@ -267,6 +267,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         control: BTreeMap::new(),
         reads: BTreeMap::new(),
         next_read: 1,
+        proposals: Vec::new(),
         effects: Vec::new(),
         local: Vec::new(),
         shared: shared_tx,
@@ -312,6 +313,22 @@ fn fresh_id(clock: &Clock) -> ReplicaId {
 /// A request that waits for an answer: which connection, under which id.
 type Waiter = (ConnId, u64);
 
+/// A request gathered during a turn, proposed at its end with the others.
+#[derive(Debug)]
+struct Proposal {
+    waiter: Waiter,
+    answer: Answer,
+    bytes: Vec<u8>,
+}
+
+/// How a proposed request is answered: by the machine's response to a call, or by
+/// the server once a keep-alive or close of `session` is applied.
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    Call(CallId),
+    Control(SessionId),
+}
+
 /// Everyone waiting for one call's reply.
 #[derive(Debug, Default)]
 struct Wait {
@@ -346,6 +363,8 @@ struct Server {
     control: BTreeMap<SessionId, Vec<Waiter>>,
     reads: BTreeMap<ReadId, (Waiter, String, String, Vec<Value>)>,
     next_read: u64,
+    /// Requests received this turn, proposed together at its end.
+    proposals: Vec<Proposal>,
     effects: Vec<Effect>,
     /// Messages this replica sent to itself, delivered after the turn's sync.
     local: Vec<Message>,
@@ -375,6 +394,7 @@ impl Server {
                             Err(_) => break,
                         }
                     }
+                    self.flush_proposals();
                 }
                 _ = tokio::time::sleep_until(self.clock.instant_at(deadline)) => {
                     self.on_tick()?;
@@ -508,23 +528,46 @@ impl Server {
             self.send_client(conn, &error);
             return;
         }
-        match self.step(Input::Propose(vec![Command::App(bytes)])) {
-            Ok(()) => match request {
-                Request::OpenSession { nonce, .. } => {
-                    let call = CallId { session: SessionId(0), request: RequestNumber(nonce) };
-                    self.waiting.entry(call).or_default().waiters.push((conn, id));
+        let answer = match request {
+            Request::OpenSession { nonce, .. } => {
+                Answer::Call(CallId { session: SessionId(0), request: RequestNumber(nonce) })
+            }
+            Request::Call { session, request, .. }
+            | Request::Create { session, request, .. }
+            | Request::Cancel { session, request, .. } => {
+                Answer::Call(CallId { session, request })
+            }
+            Request::KeepAlive { session } | Request::CloseSession { session } => {
+                Answer::Control(session)
+            }
+        };
+        // Proposed together with the rest of this turn's requests, at its end: one
+        // `Propose` lets the leader put them all in one slot.
+        self.proposals.push(Proposal { waiter: (conn, id), answer, bytes });
+    }
+
+    /// Proposes the requests gathered this turn as one batch and registers who
+    /// waits for each answer (or refuses them all, if this replica cannot order).
+    fn flush_proposals(&mut self) {
+        if self.proposals.is_empty() {
+            return;
+        }
+        let mut proposals = std::mem::take(&mut self.proposals);
+        let commands = proposals.iter_mut().map(|p| Command::App(std::mem::take(&mut p.bytes)));
+        let result = self.step(Input::Propose(commands.collect()));
+        for Proposal { waiter, answer, .. } in proposals {
+            if !self.clients.contains_key(&waiter.0) {
+                continue; // the connection closed later in this turn
+            }
+            match (result, answer) {
+                (Ok(()), Answer::Call(call)) => {
+                    self.waiting.entry(call).or_default().waiters.push(waiter);
                 }
-                Request::Call { session, request, .. }
-                | Request::Create { session, request, .. }
-                | Request::Cancel { session, request, .. } => {
-                    let call = CallId { session, request };
-                    self.waiting.entry(call).or_default().waiters.push((conn, id));
+                (Ok(()), Answer::Control(session)) => {
+                    self.control.entry(session).or_default().push(waiter);
                 }
-                Request::KeepAlive { session } | Request::CloseSession { session } => {
-                    self.control.entry(session).or_default().push((conn, id));
-                }
-            },
-            Err(rejected) => self.refuse(conn, id, rejected),
+                (Err(rejected), _) => self.refuse(waiter.0, waiter.1, rejected),
+            }
         }
     }
 
