@@ -534,9 +534,7 @@ impl Server {
             }
             Request::Call { session, request, .. }
             | Request::Create { session, request, .. }
-            | Request::Cancel { session, request, .. } => {
-                Answer::Call(CallId { session, request })
-            }
+            | Request::Cancel { session, request, .. } => Answer::Call(CallId { session, request }),
             Request::KeepAlive { session } | Request::CloseSession { session } => {
                 Answer::Control(session)
             }
