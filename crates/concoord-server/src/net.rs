@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Identifies one client connection.
 pub type ConnId = u64;
@@ -54,10 +54,24 @@ pub struct PeerHello {
 /// What the connection tasks tell the event loop.
 #[derive(Debug)]
 pub enum Event {
-    ClientOpened { conn: ConnId, writer: mpsc::Sender<Vec<u8>> },
-    ClientFrame { conn: ConnId, frame: ClientFrame },
-    ClientClosed { conn: ConnId },
-    Peer { from: ReplicaId, addr: String, msg: Message },
+    /// `kill` closes the connection at once (a client that does not read its replies).
+    ClientOpened {
+        conn: ConnId,
+        writer: mpsc::Sender<Vec<u8>>,
+        kill: oneshot::Sender<()>,
+    },
+    ClientFrame {
+        conn: ConnId,
+        frame: ClientFrame,
+    },
+    ClientClosed {
+        conn: ConnId,
+    },
+    Peer {
+        from: ReplicaId,
+        addr: String,
+        msg: Message,
+    },
 }
 
 /// What connection tasks need to know about this replica; the event loop updates it.
@@ -345,11 +359,20 @@ async fn serve_client(
             return;
         }
     }
-    if events.send(Event::ClientOpened { conn, writer: tx.clone() }).await.is_err() {
+    let (kill, mut killed) = oneshot::channel();
+    if events.send(Event::ClientOpened { conn, writer: tx.clone(), kill }).await.is_err() {
         return;
     }
+    let mut kill_now = false;
     loop {
-        let body = match read_frame(&mut rd, CLIENT_FRAME_MAX).await {
+        let read = tokio::select! {
+            read = read_frame(&mut rd, CLIENT_FRAME_MAX) => read,
+            _ = &mut killed => {
+                kill_now = true;
+                break;
+            }
+        };
+        let body = match read {
             Ok(body) => body,
             Err(ReadError::Closed) => break,
             Err(ReadError::Frame(e)) => {
@@ -371,6 +394,10 @@ async fn serve_client(
         }
     }
     drop(tx);
+    if kill_now {
+        // Its queue is full because it does not read: writing the rest would block.
+        writer.abort();
+    }
     let _ = events.send(Event::ClientClosed { conn }).await;
     let _ = writer.await;
 }

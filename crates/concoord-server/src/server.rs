@@ -313,6 +313,13 @@ fn fresh_id(clock: &Clock) -> ReplicaId {
 /// A request that waits for an answer: which connection, under which id.
 type Waiter = (ConnId, u64);
 
+/// A client connection as the event loop sees it.
+#[derive(Debug)]
+struct ClientConn {
+    writer: mpsc::Sender<Vec<u8>>,
+    kill: tokio::sync::oneshot::Sender<()>,
+}
+
 /// A request gathered during a turn, proposed at its end with the others.
 #[derive(Debug)]
 struct Proposal {
@@ -356,7 +363,7 @@ struct Server {
     /// has the rest).
     addrs: BTreeMap<ReplicaId, String>,
     boot_turn: usize,
-    clients: BTreeMap<ConnId, mpsc::Sender<Vec<u8>>>,
+    clients: BTreeMap<ConnId, ClientConn>,
     /// Calls (and session openings, keyed by nonce) waiting for their reply.
     waiting: BTreeMap<CallId, Wait>,
     /// Keep-alives and closes waiting to be applied, by session.
@@ -436,8 +443,8 @@ impl Server {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::ClientOpened { conn, writer } => {
-                self.clients.insert(conn, writer);
+            Event::ClientOpened { conn, writer, kill } => {
+                self.clients.insert(conn, ClientConn { writer, kill });
             }
             Event::ClientClosed { conn } => {
                 self.clients.remove(&conn);
@@ -584,12 +591,15 @@ impl Server {
     }
 
     fn send_client(&mut self, conn: ConnId, frame: &ServerFrame) {
-        let Some(writer) = self.clients.get(&conn) else { return };
-        if writer.try_send(net::client_frame(frame)).is_err() {
-            // A client that does not read its replies: drop it rather than buffer
-            // without bound. It reconnects and retries with the same request numbers.
-            tracing::warn!("dropping client connection {conn}: its reply queue is full");
-            self.clients.remove(&conn);
+        let Some(client) = self.clients.get(&conn) else { return };
+        if client.writer.try_send(net::client_frame(frame)).is_err() {
+            // A client that does not read its replies: close its connection rather
+            // than buffer without bound. It reconnects and retries with the same
+            // request numbers.
+            tracing::warn!("closing client connection {conn}: its reply queue is full");
+            if let Some(client) = self.clients.remove(&conn) {
+                let _ = client.kill.send(());
+            }
         }
     }
 

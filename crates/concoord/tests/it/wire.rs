@@ -222,3 +222,54 @@ async fn a_parked_call_whose_session_expires_is_told_so() {
     holder.call("mutex", "release", vec![]).await.unwrap();
     holder.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_replies_is_disconnected() {
+    let _serial = serial();
+    let cluster = Cluster::start(1, Setup::default()).await;
+    let addr = cluster.addrs[0].clone();
+    let (mut s, closed_early) = tokio::task::spawn_blocking(move || {
+        let mut s = connect(&addr);
+        let _ = hello(&mut s, None);
+        // Ask for far more replies than the replica queues for one connection (and
+        // than the sockets' buffers hold), reading none of them.
+        let mut batch = Vec::new();
+        for id in 0..1_000u64 {
+            let body = encode(&ClientFrame::Status { id }).unwrap();
+            batch.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            batch.extend_from_slice(&body);
+        }
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let closed_early = (0..200).any(|_| s.write_all(&batch).is_err());
+        (s, closed_early)
+    })
+    .await
+    .unwrap();
+    // Still not reading while the replica works through the requests.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let closed_by_replica = closed_early
+        || tokio::task::spawn_blocking(move || {
+            // Then drain: the replica must have ended the connection (a read that
+            // times out means it is still open).
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => return true,
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        return false
+                    }
+                    Err(_) => return true,
+                }
+            }
+        })
+        .await
+        .unwrap();
+    assert!(closed_by_replica);
+    still_serves(&cluster).await;
+}
