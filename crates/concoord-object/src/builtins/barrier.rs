@@ -80,8 +80,6 @@ impl Barrier {
         "<Barrier object>".to_string()
     }
 
-    /// A session ended: its waiting calls leave the barrier (they no longer count);
-    /// nobody is woken, since fewer calls are waiting than before.
     /// The caller of a parked call gave up: forget it.
     #[concoord(cancel)]
     fn on_cancel(&mut self, _ctx: &mut Ctx, call: CallId) -> bool {
@@ -90,6 +88,8 @@ impl Barrier {
         self.waiting.len() != before
     }
 
+    /// A session ended: its waiting calls leave the barrier (they no longer count);
+    /// nobody is woken, since fewer calls are waiting than before.
     #[concoord(session_closed)]
     fn on_session_closed(&mut self, _ctx: &mut Ctx, session: SessionId) {
         self.waiting.retain(|c| c.session != session);

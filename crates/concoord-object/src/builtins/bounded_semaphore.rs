@@ -86,14 +86,14 @@ impl BoundedSemaphore {
         format!("<BoundedSemaphore value={} init={}>", self.permits.value(), self.init)
     }
 
-    /// A session ended: its parked calls are forgotten and its permits return, up to
-    /// the initial value.
     /// The caller of a parked call gave up: forget it.
     #[concoord(cancel)]
     fn on_cancel(&mut self, _ctx: &mut Ctx, call: CallId) -> bool {
         self.permits.cancel(call)
     }
 
+    /// A session ended: its parked calls are forgotten and its permits return, up to
+    /// the initial value.
     #[concoord(session_closed)]
     fn on_session_closed(&mut self, ctx: &mut Ctx, session: SessionId) {
         let room = self.init - self.permits.value();

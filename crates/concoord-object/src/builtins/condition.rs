@@ -125,8 +125,6 @@ impl Condition {
         format!("<Condition({lock}, {})>", self.waiters.len())
     }
 
-    /// A session ended: its waiting and acquiring calls are forgotten, and if it owned
-    /// the lock, the lock passes to the next in line.
     /// The caller of a parked call gave up: forget it.
     #[concoord(cancel)]
     fn on_cancel(&mut self, _ctx: &mut Ctx, call: CallId) -> bool {
@@ -136,6 +134,8 @@ impl Condition {
         self.waiters.len() + self.acquirers.len() != before
     }
 
+    /// A session ended: its waiting and acquiring calls are forgotten, and if it owned
+    /// the lock, the lock passes to the next in line.
     #[concoord(session_closed)]
     fn on_session_closed(&mut self, ctx: &mut Ctx, session: SessionId) {
         self.waiters.retain(|p| p.call.session != session);

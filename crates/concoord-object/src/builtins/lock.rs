@@ -90,14 +90,14 @@ impl Lock {
         "<Lock object>".to_string()
     }
 
-    /// A session ended: its parked calls are forgotten, and if it held the lock, the
-    /// lock passes to the next waiter.
     /// The caller of a parked call gave up: forget it.
     #[concoord(cancel)]
     fn on_cancel(&mut self, _ctx: &mut Ctx, call: CallId) -> bool {
         grant::cancel(&mut self.waiters, call)
     }
 
+    /// A session ended: its parked calls are forgotten, and if it held the lock, the
+    /// lock passes to the next waiter.
     #[concoord(session_closed)]
     fn on_session_closed(&mut self, ctx: &mut Ctx, session: SessionId) {
         self.waiters.retain(|w| w.call.session != session);

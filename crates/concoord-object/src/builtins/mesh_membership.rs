@@ -157,7 +157,6 @@ impl MeshMembership {
         Ok((removed, group.epoch).into_value())
     }
 
-    /// A session ended: its parked `wait` calls are forgotten.
     /// The caller of a parked call gave up: forget it.
     #[concoord(cancel)]
     fn on_cancel(&mut self, _ctx: &mut Ctx, call: CallId) -> bool {
@@ -170,6 +169,7 @@ impl MeshMembership {
         found
     }
 
+    /// A session ended: its parked `wait` calls are forgotten.
     #[concoord(session_closed)]
     fn on_session_closed(&mut self, _ctx: &mut Ctx, session: SessionId) {
         for group in self.groups.values_mut() {

@@ -107,8 +107,6 @@ impl Queue {
         format!("<Queue qsize={}>", self.items.len())
     }
 
-    /// Forgets the session's parked getters and parked putters; the items of its
-    /// parked putters are discarded.
     /// The caller of a parked call gave up: forget it.
     #[concoord(cancel)]
     fn on_cancel(&mut self, _ctx: &mut Ctx, call: CallId) -> bool {
@@ -119,6 +117,8 @@ impl Queue {
         self.getters.len() + self.putters.len() != before
     }
 
+    /// Forgets the session's parked getters and parked putters; the items of its
+    /// parked putters are discarded.
     #[concoord(session_closed)]
     fn on_session_closed(&mut self, _ctx: &mut Ctx, session: SessionId) {
         self.getters.retain(|call| call.session != session);

@@ -194,13 +194,13 @@ impl Semaphore {
         format!("<Semaphore value={}>", self.permits.value())
     }
 
-    /// A session ended: its parked calls are forgotten and its permits return.
     /// The caller of a parked call gave up: forget it.
     #[concoord(cancel)]
     fn on_cancel(&mut self, _ctx: &mut Ctx, call: CallId) -> bool {
         self.permits.cancel(call)
     }
 
+    /// A session ended: its parked calls are forgotten and its permits return.
     #[concoord(session_closed)]
     fn on_session_closed(&mut self, ctx: &mut Ctx, session: SessionId) {
         self.permits.session_closed(ctx, session, i64::MAX);
