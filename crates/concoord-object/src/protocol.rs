@@ -111,6 +111,10 @@ pub struct StatusReport {
     /// The membership this replica knows, with the leader's view of each member's
     /// progress (empty fields on a non-leader).
     pub members: Vec<MemberStatus>,
+    /// The cluster this replica belongs to, as 16 hex digits (absent from replicas
+    /// that predate cluster identities, and while a joiner has heard from nobody).
+    #[serde(default)]
+    pub cluster: Option<String>,
 }
 
 /// One member as a replica sees it.

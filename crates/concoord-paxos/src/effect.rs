@@ -9,7 +9,7 @@ use crate::ballot::Ballot;
 use crate::membership::Membership;
 use crate::message::{AcceptedEntry, Message, Snapshot};
 use crate::value::Value;
-use concoord_wire::{ReplicaId, Slot};
+use concoord_wire::{ClusterId, ReplicaId, Slot};
 
 /// Identifies one linearizable read, chosen by the shell.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -28,6 +28,9 @@ pub enum PersistOp {
     Snapshot(Snapshot),
     /// The founding membership, learned by a joiner that replays the log from slot 1.
     Genesis(Membership),
+    /// The cluster this replica belongs to (written once: at founding, or when a
+    /// joiner first hears from a member).
+    Cluster(ClusterId),
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -59,6 +62,10 @@ pub enum Effect {
     /// its successors may need for the slots before its removal took effect), then
     /// stop it or rejoin under a fresh identity.
     Removed,
+    /// A message from `from`, a process of another cluster, was ignored. The shell
+    /// should say so (once per peer): an operator started a replica on an old
+    /// member's address, or gave a replica the wrong boot addresses.
+    Foreign { from: ReplicaId, cluster: ClusterId },
 }
 
 /// Everything a durable replica finds on its disk at restart.
@@ -70,6 +77,7 @@ pub struct DurableState {
     pub commit_max: Slot,
     pub snapshot: Option<Snapshot>,
     pub genesis: Option<Membership>,
+    pub cluster: Option<ClusterId>,
 }
 
 impl DurableState {
@@ -88,6 +96,7 @@ impl DurableState {
             }
             PersistOp::Commit(slot) => self.commit_max = self.commit_max.max(*slot),
             PersistOp::Genesis(m) => self.genesis = Some(m.clone()),
+            PersistOp::Cluster(c) => self.cluster = Some(*c),
             PersistOp::Snapshot(snapshot) => {
                 if self.snapshot.as_ref().is_none_or(|s| s.slot < snapshot.slot) {
                     self.entries.retain(|e| e.slot > snapshot.slot);

@@ -63,6 +63,13 @@ pub enum Message {
     /// The leader's answer to a join request from an identity that was removed
     /// before: it can never be a member again and must rejoin under a fresh one.
     JoinRefused,
+    /// "Could I win an election at `ballot`?", asked before raising any promise.
+    /// Binds nobody to anything (pre-vote; Ongaro's thesis §9.6).
+    PreVote { ballot: Ballot, commit_max: Slot },
+    /// The answer: granted only by a voter that has not heard from a leader for an
+    /// election timeout and counts the candidate as a voter. `promised` and
+    /// `commit_max` let a candidate that is behind catch up or bid higher.
+    PreVoteReply { ballot: Ballot, granted: bool, promised: Ballot, commit_max: Slot },
 }
 
 impl Message {
@@ -81,6 +88,8 @@ impl Message {
             Message::InstallSnapshot { .. } => "install_snapshot",
             Message::JoinRequest { .. } => "join_request",
             Message::JoinRefused => "join_refused",
+            Message::PreVote { .. } => "pre_vote",
+            Message::PreVoteReply { .. } => "pre_vote_reply",
         }
     }
 }

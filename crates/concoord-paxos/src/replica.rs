@@ -15,14 +15,16 @@ use crate::message::{AcceptedEntry, Message, Snapshot};
 use crate::options::{Bug, Options};
 use crate::rng::Prng;
 use crate::value::{Command, ConfigChange, Member, Value};
-use concoord_wire::{ReplicaId, Slot, Span, Time};
+use concoord_wire::{ClusterId, ReplicaId, Slot, Span, Time};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// An input to the state machine.
 #[derive(Clone, Debug)]
 pub enum Input {
-    /// A message from another replica (or from this one, looped back).
-    Message { from: ReplicaId, msg: Message },
+    /// A message from another replica (or from this one, looped back), with the
+    /// cluster its sender says it belongs to (`None`: a joiner that has not learned
+    /// it yet).
+    Message { from: ReplicaId, cluster: Option<ClusterId>, msg: Message },
     /// Client commands to order. Accepted only by the leader.
     Propose(Vec<Command>),
     /// A linearizable read. Accepted only by the leader; answered by `ReadReady`.
@@ -94,9 +96,19 @@ struct Progress {
     accepted_max: Slot,
 }
 
+/// A pre-vote this follower is collecting before it raises any promise.
+#[derive(Debug)]
+struct PreVote {
+    ballot: Ballot,
+    grants: BTreeSet<ReplicaId>,
+}
+
 #[derive(Debug)]
 struct Leader {
     ballot: Ballot,
+    /// When this replica started leading: check-quorum gives it one election timeout
+    /// before it expects a quorum to have answered.
+    started_at: Time,
     /// Acceptors that promised `ballot`, with their commit point at the time.
     promises: BTreeMap<ReplicaId, Slot>,
     /// Highest-ballot values reported in promises, for slots not yet proposed.
@@ -136,6 +148,9 @@ pub struct Replica {
     addr: String,
     opts: Options,
     rng: Prng,
+    /// The cluster this replica belongs to; `None` only for a joiner that has not
+    /// heard from a member yet.
+    cluster: Option<ClusterId>,
 
     // Acceptor (durable when `opts.durable`).
     promised: Ballot,
@@ -160,6 +175,12 @@ pub struct Replica {
     catchup_peers: BTreeMap<ReplicaId, Slot>,
     catchup_turn: usize,
     catchup_sent_at: Option<Time>,
+    /// The commit point last handed to `Persist(Commit)` (or implied by a snapshot).
+    commit_persisted: Slot,
+    /// When a message carrying another replica's ballot last passed the ballot
+    /// check: while that is recent, this replica refuses pre-votes.
+    leader_heard_at: Option<Time>,
+    prevote: Option<PreVote>,
 }
 
 impl Replica {
@@ -168,10 +189,12 @@ impl Replica {
         id: ReplicaId,
         addr: String,
         opts: Options,
+        cluster: ClusterId,
         membership: Membership,
         now: Time,
     ) -> Replica {
         let mut replica = Replica::blank(id, addr, opts, State::Follower);
+        replica.cluster = Some(cluster);
         replica.schedule = Schedule::starting_with(membership.clone());
         replica.genesis = Some(membership);
         replica.reset_election_deadline(now);
@@ -179,26 +202,38 @@ impl Replica {
     }
 
     /// A new replica that will ask a bootstrap peer to add it as a learner, receive a
-    /// snapshot and the log, and then (once promoted) vote.
-    pub fn join(id: ReplicaId, addr: String, opts: Options, now: Time) -> Replica {
-        Replica::blank(id, addr, opts, State::Joining { retry_at: now })
+    /// snapshot and the log, and then (once promoted) vote. `cluster` is the cluster
+    /// it belongs to if it knows (a removed replica rejoining under a fresh identity);
+    /// otherwise it adopts the cluster of the first member it hears from.
+    pub fn join(
+        id: ReplicaId,
+        addr: String,
+        opts: Options,
+        cluster: Option<ClusterId>,
+        now: Time,
+    ) -> Replica {
+        let mut replica = Replica::blank(id, addr, opts, State::Joining { retry_at: now });
+        replica.cluster = cluster;
+        replica
     }
 
     /// Restart of a replica that ran without durable state: it must not reuse its old
-    /// acceptor identity (it forgot its promises), so it joins as `fresh_id`. The
-    /// injected bug `ReuseIdentity` instead comes back as `old_id`, amnesiac, voting.
+    /// acceptor identity (it forgot its promises), so it joins as `fresh_id`, and it
+    /// learns its cluster again from the first member that answers. The injected bug
+    /// `ReuseIdentity` instead comes back as `old_id` of `cluster`, amnesiac, voting.
     pub fn restart_in_memory(
         old_id: ReplicaId,
         fresh_id: ReplicaId,
         addr: String,
         opts: Options,
+        cluster: ClusterId,
         base: Membership,
         now: Time,
     ) -> Replica {
         if opts.has_bug(Bug::ReuseIdentity) {
-            return Replica::new(old_id, addr, opts, base, now);
+            return Replica::new(old_id, addr, opts, cluster, base, now);
         }
-        Replica::join(fresh_id, addr, opts, now)
+        Replica::join(fresh_id, addr, opts, None, now)
     }
 
     /// Restart of a durable replica from what its disk holds. Replays the snapshot
@@ -213,14 +248,17 @@ impl Replica {
         effects: &mut Vec<Effect>,
     ) -> Replica {
         let mut replica = Replica::blank(id, addr, opts, State::Follower);
+        replica.cluster = durable.cluster;
         replica.promised = durable.promised;
         replica.max_seen = durable.promised;
         if let Some(base) = base.or(durable.genesis) {
             replica.schedule = Schedule::starting_with(base.clone());
             replica.genesis = Some(base);
         }
+        replica.commit_persisted = durable.commit_max;
         if let Some(snapshot) = durable.snapshot {
             replica.commit_max = snapshot.slot;
+            replica.commit_persisted = replica.commit_persisted.max(snapshot.slot);
             replica.schedule = snapshot.schedule.clone();
             replica.timestamp_max = snapshot.timestamp;
             effects.push(Effect::InstallSnapshot(snapshot.clone()));
@@ -251,6 +289,7 @@ impl Replica {
             addr,
             opts,
             rng,
+            cluster: None,
             promised: Ballot::ZERO,
             log: BTreeMap::new(),
             commit_max: Slot::ZERO,
@@ -266,6 +305,9 @@ impl Replica {
             catchup_peers: BTreeMap::new(),
             catchup_turn: 0,
             catchup_sent_at: None,
+            commit_persisted: Slot::ZERO,
+            leader_heard_at: None,
+            prevote: None,
         }
     }
 
@@ -273,6 +315,12 @@ impl Replica {
 
     pub fn id(&self) -> ReplicaId {
         self.id
+    }
+
+    /// The cluster this replica belongs to (`None` while a joiner has heard from
+    /// nobody).
+    pub fn cluster(&self) -> Option<ClusterId> {
+        self.cluster
     }
 
     pub fn options(&self) -> &Options {
@@ -393,8 +441,10 @@ impl Replica {
         effects: &mut Vec<Effect>,
     ) -> Result<(), Rejected> {
         let result = match input {
-            Input::Message { from, msg } => {
-                self.on_message(now, from, msg, effects);
+            Input::Message { from, cluster, msg } => {
+                if self.admit_cluster(from, cluster, &msg, effects) {
+                    self.on_message(now, from, msg, effects);
+                }
                 Ok(())
             }
             Input::Propose(commands) => self.on_propose(commands),
@@ -446,6 +496,41 @@ impl Replica {
             }
             Message::JoinRequest { member } => self.on_join_request(member, effects),
             Message::JoinRefused => self.on_join_refused(effects),
+            Message::PreVote { ballot, commit_max } => {
+                self.on_pre_vote(now, from, ballot, commit_max, effects)
+            }
+            Message::PreVoteReply { ballot, granted, promised, commit_max } => {
+                self.on_pre_vote_reply(now, from, ballot, granted, promised, commit_max, effects)
+            }
+        }
+    }
+
+    /// The guard in front of every message: a replica takes part only in its own
+    /// cluster's protocol. A process founded on an old member's address is another
+    /// cluster, whatever address it has, and so is a replica given the wrong boot
+    /// list. A joiner that has not learned its cluster adopts the first one it hears
+    /// from; a sender that has not learned one may only ask to join or catch up.
+    fn admit_cluster(
+        &mut self,
+        from: ReplicaId,
+        theirs: Option<ClusterId>,
+        msg: &Message,
+        effects: &mut Vec<Effect>,
+    ) -> bool {
+        match (self.cluster, theirs) {
+            (Some(mine), Some(theirs)) if mine != theirs => {
+                effects.push(Effect::Foreign { from, cluster: theirs });
+                false
+            }
+            (Some(_), None) => {
+                matches!(msg, Message::JoinRequest { .. } | Message::CatchupRequest { .. })
+            }
+            (None, Some(theirs)) => {
+                self.cluster = Some(theirs);
+                self.persist(PersistOp::Cluster(theirs), effects);
+                true
+            }
+            _ => true,
         }
     }
 
@@ -567,6 +652,8 @@ impl Replica {
         self.observe_ballot(now, ballot, effects);
         if ballot.leader != self.id {
             self.leader_hint = Some(ballot.leader);
+            self.leader_heard_at = Some(now);
+            self.prevote = None;
             self.reset_election_deadline(now);
         }
         true
@@ -633,7 +720,10 @@ impl Replica {
                 l.inflight = l.inflight.split_off(&next);
                 l.adopted = l.adopted.split_off(&next);
             }
-            self.persist(PersistOp::Commit(self.commit_max), effects);
+            if self.commit_max > self.commit_persisted {
+                self.commit_persisted = self.commit_max;
+                self.persist(PersistOp::Commit(self.commit_max), effects);
+            }
             self.check_membership(now, effects);
         }
     }
@@ -796,7 +886,16 @@ impl Replica {
             .map(|e| e.ballot)
             .filter(|b| self.ballot().is_some_and(|mine| *b > mine))
             .max();
+        // The entries are stored as chosen, so the commit point covering them goes
+        // to disk in the same sync: a crash between two syncs must not leave chosen
+        // entries above the durable commit point, where recovery would take them for
+        // mere acceptances (and more of them than `accept_ahead_max` allows).
+        let last = stored.last().map_or(self.commit_max, |e| e.slot);
         self.persist(PersistOp::Accept(stored), effects);
+        if last > self.commit_persisted {
+            self.commit_persisted = last;
+            self.persist(PersistOp::Commit(last), effects);
+        }
         if let Some(higher) = deposed_by {
             self.max_seen = self.max_seen.max(higher);
             self.step_down(now, Some(higher.leader), effects);
@@ -833,6 +932,7 @@ impl Replica {
         self.timestamp_max = self.timestamp_max.max(snapshot.timestamp);
         effects.push(Effect::InstallSnapshot(snapshot.clone()));
         self.persist(PersistOp::Snapshot(snapshot.clone()), effects);
+        self.commit_persisted = self.commit_persisted.max(snapshot.slot);
         self.snapshot = Some(snapshot);
         self.advance_commit(now, effects);
         self.check_membership(now, effects);
@@ -920,7 +1020,7 @@ impl Replica {
             RoleKind::Follower => {
                 if now >= self.election_deadline {
                     if self.is_voter_now() {
-                        self.start_election(now, effects);
+                        self.start_pre_vote(now, effects);
                     } else {
                         self.probe(now, effects);
                     }
@@ -951,6 +1051,94 @@ impl Replica {
         effects.push(self.send(peer, msg));
     }
 
+    /// Asks the window's voters whether this replica could win an election, before
+    /// raising any promise: a replica that was cut off, restarted, or is no longer a
+    /// voter in the others' eyes must not depose a leader they still hear from.
+    fn start_pre_vote(&mut self, now: Time, effects: &mut Vec<Effect>) {
+        self.reset_election_deadline(now);
+        let ballot = Ballot::next_after(self.max_seen.max(self.promised), self.id);
+        let grants = BTreeSet::from([self.id]);
+        self.prevote = Some(PreVote { ballot, grants });
+        if self.pre_vote_won() {
+            self.prevote = None;
+            self.start_election(now, effects);
+            return;
+        }
+        let commit_max = self.commit_max;
+        for voter in self.window_voters() {
+            if voter != self.id {
+                effects.push(self.send(voter, Message::PreVote { ballot, commit_max }));
+            }
+        }
+    }
+
+    /// Whether the pre-vote's grants include a quorum of every membership governing
+    /// the window (the quorums the election itself will need).
+    fn pre_vote_won(&self) -> bool {
+        let Some(pv) = &self.prevote else { return false };
+        let from = self.commit_max.next();
+        let to = self.commit_max.plus(self.opts.alpha);
+        let memberships = self.schedule.governing(from, to);
+        !memberships.is_empty() && memberships.iter().all(|m| m.is_quorum(&pv.grants))
+    }
+
+    /// Grants a pre-vote only as a follower that has heard from no leader for an
+    /// election timeout and counts the candidate among the window's voters. A grant
+    /// changes nothing here: it promises nothing.
+    fn on_pre_vote(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        ballot: Ballot,
+        their_commit: Slot,
+        effects: &mut Vec<Effect>,
+    ) {
+        let quiet =
+            self.leader_heard_at.is_none_or(|at| now.since(at) >= self.opts.election_timeout_min);
+        let granted = self.role() == RoleKind::Follower
+            && quiet
+            && ballot.leader == from
+            && self.window_voters().contains(&from);
+        self.note_commit(from, their_commit);
+        let msg = Message::PreVoteReply {
+            ballot,
+            granted,
+            promised: self.promised,
+            commit_max: self.commit_max,
+        };
+        effects.push(self.send(from, msg));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_pre_vote_reply(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        ballot: Ballot,
+        granted: bool,
+        promised: Ballot,
+        their_commit: Slot,
+        effects: &mut Vec<Effect>,
+    ) {
+        self.max_seen = self.max_seen.max(promised);
+        // A candidate that is behind (a restarted or removed replica) learns what it
+        // missed, which may be that it is no longer a voter.
+        self.note_commit(from, their_commit);
+        self.maybe_catch_up(now, from, effects);
+        if self.role() != RoleKind::Follower || !self.is_voter_now() {
+            return;
+        }
+        let Some(pv) = &mut self.prevote else { return };
+        if pv.ballot != ballot || !granted {
+            return;
+        }
+        pv.grants.insert(from);
+        if self.pre_vote_won() {
+            self.prevote = None;
+            self.start_election(now, effects);
+        }
+    }
+
     fn start_election(&mut self, now: Time, effects: &mut Vec<Effect>) {
         let ballot = Ballot::next_after(self.max_seen.max(self.promised), self.id);
         if ballot <= self.promised || ballot <= self.max_seen {
@@ -963,6 +1151,7 @@ impl Replica {
         let from_slot = self.commit_max.next();
         let mut leader = Box::new(Leader {
             ballot,
+            started_at: now,
             promises: BTreeMap::new(),
             adopted: BTreeMap::new(),
             prepare_sent_at: now,
@@ -1174,10 +1363,43 @@ impl Replica {
         }
         self.state = State::Follower;
         self.leader_hint = hint;
+        self.prevote = None;
         self.reset_election_deadline(now);
     }
 
+    /// A leader that has not heard from a quorum of the window's voters for an
+    /// election timeout steps down (check-quorum): cut off from its followers, it
+    /// could not commit anything anyway, and its clients should go elsewhere now,
+    /// not when their own timeouts expire. Returns whether it stepped down.
+    fn check_quorum(&mut self, now: Time, effects: &mut Vec<Effect>) -> bool {
+        let timeout = self.opts.election_timeout_min;
+        let from = self.commit_max.next();
+        let to = self.commit_max.plus(self.opts.alpha);
+        let memberships: Vec<Membership> =
+            self.schedule.governing(from, to).into_iter().cloned().collect();
+        let me = self.id;
+        let State::Leader(l) = &self.state else { return false };
+        if now.since(l.started_at) < timeout {
+            return false;
+        }
+        let heard: BTreeSet<ReplicaId> = l
+            .progress
+            .iter()
+            .filter(|(_, p)| p.answered && now.since(p.last_heard) < timeout)
+            .map(|(id, _)| *id)
+            .chain(std::iter::once(me))
+            .collect();
+        if memberships.iter().all(|m| m.is_quorum(&heard)) {
+            return false;
+        }
+        self.step_down(now, None, effects);
+        true
+    }
+
     fn leader_tick(&mut self, now: Time, effects: &mut Vec<Effect>) {
+        if self.check_quorum(now, effects) {
+            return;
+        }
         let retransmit = self.opts.retransmit_interval;
         let State::Leader(l) = &mut self.state else { return };
         // Resend unanswered Accepts, one message per voter.

@@ -13,7 +13,7 @@ use concoord_object::protocol::{
 };
 use concoord_paxos::Message;
 use concoord_wire::frame::{body_len, put_frame, FrameError, FRAME_HEADER_LEN};
-use concoord_wire::ReplicaId;
+use concoord_wire::{ClusterId, ReplicaId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +49,9 @@ pub struct PeerHello {
     pub addr: String,
     pub object_type: String,
     pub token: Option<String>,
+    /// The sender's cluster (`None`: a joiner that has not learned it yet). Checked
+    /// by the core on every message (`Replica::step`).
+    pub cluster: Option<ClusterId>,
 }
 
 /// What the connection tasks tell the event loop.
@@ -70,6 +73,7 @@ pub enum Event {
     Peer {
         from: ReplicaId,
         addr: String,
+        cluster: Option<ClusterId>,
         msg: Message,
     },
 }
@@ -300,7 +304,8 @@ async fn serve_peer(mut rd: OwnedReadHalf, hello: &[u8], events: mpsc::Sender<Ev
                 return;
             }
         };
-        let event = Event::Peer { from: hello.from, addr: hello.addr.clone(), msg };
+        let event =
+            Event::Peer { from: hello.from, addr: hello.addr.clone(), cluster: hello.cluster, msg };
         if events.send(event).await.is_err() {
             return;
         }

@@ -24,8 +24,8 @@ use concoord_paxos::{
     Command, Effect, Input, Member, Membership, Message, Options, ReadId, Rejected, Replica,
     RoleKind, Snapshot,
 };
-use concoord_wire::{ReplicaId, RequestNumber, SessionId, Slot, Time};
-use std::collections::BTreeMap;
+use concoord_wire::{ClusterId, ReplicaId, RequestNumber, SessionId, Slot, Time};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +39,8 @@ const EVENTS_PER_TURN: usize = 1_024;
 const EVENT_QUEUE_MAX: usize = 65_536;
 /// Name of the instance created from `-o` on every replica.
 pub const DEFAULT_OBJECT: &str = "default";
+/// Most member addresses remembered as places to rejoin through.
+const KNOWN_ADDRS_MAX: usize = 1_024;
 
 /// How to run one replica.
 #[derive(Clone, Debug)]
@@ -154,6 +156,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     opts.durable = config.data_dir.is_some();
 
     let mut effects = Vec::new();
+    let mut founded = false;
     let (storage, replica) = match &config.data_dir {
         Some(dir) => {
             let (mut storage, recovered) = Storage::open(dir)?;
@@ -206,8 +209,12 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
                         addr: addr.clone(),
                         object_type: object_type.clone(),
                     })?;
-                    let replica = fresh_replica(id, &addr, opts, &config.boot, now);
-                    if let Some(genesis) = replica.membership() {
+                    let replica = fresh_replica(id, &addr, opts, &config.boot, &clock);
+                    founded = config.boot.is_empty();
+                    if let (Some(cluster), Some(genesis)) =
+                        (replica.cluster(), replica.membership())
+                    {
+                        storage.append(&concoord_paxos::PersistOp::Cluster(cluster))?;
                         storage.append(&concoord_paxos::PersistOp::Genesis(genesis.clone()))?;
                         storage.sync()?;
                     }
@@ -219,7 +226,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         None => {
             let id = fresh_id(&clock);
             opts.seed = id.0;
-            (None, fresh_replica(id, &addr, opts, &config.boot, now))
+            founded = config.boot.is_empty();
+            (None, fresh_replica(id, &addr, opts, &config.boot, &clock))
         }
     };
 
@@ -237,6 +245,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         addr: addr.clone(),
         object_type: object_type.clone(),
         token: config.token.clone(),
+        cluster: replica.cluster(),
     };
     tokio::spawn(net::accept_loop(listener, events_tx.clone(), shared_rx, gate));
     tracing::info!(
@@ -245,8 +254,15 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         object_type,
         if storage.is_some() { " (durable)" } else { " (in memory)" }
     );
+    if founded {
+        tracing::info!(
+            "founded a new cluster {} (to join an existing cluster instead, give -b)",
+            replica.cluster().map(|c| c.to_string()).unwrap_or_default()
+        );
+    }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let replica_cluster = replica.cluster();
     let mut server = Server {
         config,
         addr: addr.clone(),
@@ -273,6 +289,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         shared: shared_tx,
         was_leader: false,
         removed_at: None,
+        hello_cluster: replica_cluster,
+        known_addrs: BTreeSet::new(),
+        foreign_addrs: BTreeMap::new(),
+        foreign_reported: BTreeSet::new(),
         _events_tx: events_tx,
     };
     server.effects = effects;
@@ -287,27 +307,43 @@ pub fn object_types() -> Types {
     types
 }
 
-fn fresh_replica(id: ReplicaId, addr: &str, opts: Options, boot: &[String], now: Time) -> Replica {
+/// Founds a new cluster (no boot addresses) or joins one. A founder draws the new
+/// cluster's identity: a process that founds a cluster on an old member's address
+/// is a stranger to that member's cluster, which ignores it.
+fn fresh_replica(
+    id: ReplicaId,
+    addr: &str,
+    opts: Options,
+    boot: &[String],
+    clock: &Clock,
+) -> Replica {
+    let now = clock.now();
     if boot.is_empty() {
         let me = Member { id, addr: addr.to_string() };
-        Replica::new(id, addr.to_string(), opts, Membership::voters([me]), now)
+        let cluster = ClusterId(random_u64(clock));
+        Replica::new(id, addr.to_string(), opts, cluster, Membership::voters([me]), now)
     } else {
-        Replica::join(id, addr.to_string(), opts, now)
+        Replica::join(id, addr.to_string(), opts, None, now)
     }
+}
+
+/// 64 random bits from the OS (mixed with the clock in the unlikely case the OS
+/// source is unavailable).
+fn random_u64(clock: &Clock) -> u64 {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if random.is_err() {
+        return clock.now().0 ^ (u64::from(std::process::id()) << 32);
+    }
+    u64::from_le_bytes(bytes)
 }
 
 /// A replica identity nobody else uses: 64 random bits from the OS (mixed with the
 /// clock in the unlikely case the OS source is unavailable).
 fn fresh_id(clock: &Clock) -> ReplicaId {
-    use std::io::Read;
-    let mut bytes = [0u8; 8];
-    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    let mut id = u64::from_le_bytes(bytes);
-    if random.is_err() {
-        id = clock.now().0 ^ (u64::from(std::process::id()) << 32);
-    }
     // Small ids read better in logs and status tables; keep 48 bits.
-    ReplicaId((id & 0xffff_ffff_ffff).max(1))
+    ReplicaId((random_u64(clock) & 0xffff_ffff_ffff).max(1))
 }
 
 /// A request that waits for an answer: which connection, under which id.
@@ -378,6 +414,15 @@ struct Server {
     shared: watch::Sender<Shared>,
     was_leader: bool,
     removed_at: Option<Time>,
+    /// The cluster named in this replica's peer hellos (the links say it again when
+    /// a joiner learns its cluster).
+    hello_cluster: Option<ClusterId>,
+    /// Every member address this replica has known: where it asks to join again.
+    known_addrs: BTreeSet<String>,
+    /// Addresses of replicas of other clusters that sent to this one, and which of
+    /// them were reported (once each).
+    foreign_addrs: BTreeMap<ReplicaId, String>,
+    foreign_reported: BTreeSet<ReplicaId>,
     /// Keeps the event channel open even with no connection task alive.
     _events_tx: mpsc::Sender<Event>,
 }
@@ -459,10 +504,10 @@ impl Server {
                 self.reads.retain(|_, r| r.0 .0 != conn);
             }
             Event::ClientFrame { conn, frame } => self.on_client_frame(conn, frame),
-            Event::Peer { from, addr, msg } => {
+            Event::Peer { from, addr, cluster, msg } => {
                 if let Message::JoinRequest { member } = &msg {
                     self.addrs.insert(member.id, member.addr.clone());
-                } else if self.is_stranger(from) {
+                } else if cluster == self.replica.cluster() && self.is_stranger(from) {
                     // Phase-2 traffic from a replica this one has never counted as a
                     // member: typically this address was a member of another cluster
                     // and restarted without its state and without -b.
@@ -473,8 +518,12 @@ impl Server {
                         msg.kind()
                     );
                 }
-                self.addrs.insert(from, addr);
-                let _ = self.step(Input::Message { from, msg });
+                if cluster.is_none() || cluster == self.replica.cluster() {
+                    self.addrs.insert(from, addr.clone());
+                } else {
+                    self.foreign_addrs.insert(from, addr);
+                }
+                let _ = self.step(Input::Message { from, cluster, msg });
             }
         }
     }
@@ -653,8 +702,9 @@ impl Server {
                 }
             }
             let me = self.replica.id();
+            let cluster = self.replica.cluster();
             for msg in std::mem::take(&mut self.local) {
-                let _ = self.step(Input::Message { from: me, msg });
+                let _ = self.step(Input::Message { from: me, cluster, msg });
             }
         }
         Ok(())
@@ -673,8 +723,12 @@ impl Server {
                 }
             }
             Effect::SendToBootstrap(msg) => {
-                if !self.config.boot.is_empty() {
-                    let addr = self.config.boot[self.boot_turn % self.config.boot.len()].clone();
+                // Every address this replica was given or has learned, in turn: a
+                // founder (no -b) or a replica whose only boot peer is gone still
+                // finds its way back through the members it knew.
+                let boot = self.boot_addrs();
+                if !boot.is_empty() {
+                    let addr = boot[self.boot_turn % boot.len()].clone();
                     self.boot_turn += 1;
                     if let Some(frame) = net::peer_frame(&msg) {
                         self.links.send(&addr, frame);
@@ -727,6 +781,18 @@ impl Server {
                     for (conn, id) in waiters.unwrap_or_default() {
                         self.refuse(conn, id, Rejected::NotLeader { leader_hint });
                     }
+                }
+            }
+            Effect::Foreign { from, cluster } => {
+                if self.foreign_reported.insert(from) {
+                    let addr = self.foreign_addrs.get(&from).cloned().unwrap_or_default();
+                    tracing::warn!(
+                        "ignoring replica {from} at {addr}: it belongs to cluster {cluster}, this \
+                         replica to cluster {}. One of the two was restarted on an old member's \
+                         address without its data and without -b, and founded a new cluster: \
+                         a replica without its data must be started with -b <a member's address>",
+                        self.replica.cluster().map(|c| c.to_string()).unwrap_or_default()
+                    );
                 }
             }
             Effect::Removed => {
@@ -855,6 +921,23 @@ impl Server {
     /// After a turn: publish who leads, and hand back calls this replica can no
     /// longer answer because it stopped leading.
     fn after_turn(&mut self) {
+        if self.replica.cluster() != self.hello_cluster {
+            // A joiner learned its cluster: say so in every hello from now on.
+            let cluster = self.replica.cluster();
+            if let Some(c) = cluster {
+                tracing::info!("replica {} joins cluster {c}", self.replica.id());
+            }
+            self.hello_cluster = cluster;
+            self.links.reset(PeerHello {
+                version: PROTOCOL_VERSION,
+                from: self.replica.id(),
+                addr: self.addr.clone(),
+                object_type: self.object_type.clone(),
+                token: self.config.token.clone(),
+                cluster,
+            });
+        }
+        self.remember_members();
         let leader = self.replica.leader_hint().and_then(|l| self.addr_of(l));
         let id = self.replica.id();
         let changed = self.shared.send_if_modified(|s| {
@@ -899,6 +982,35 @@ impl Server {
         self.was_leader = leading;
     }
 
+    /// Adds the addresses of every membership the replica knows to `known_addrs`.
+    fn remember_members(&mut self) {
+        let schedule = self.replica.schedule();
+        if schedule.latest().is_some_and(|m| {
+            m.members.values().all(|(member, _)| self.known_addrs.contains(&member.addr))
+        }) {
+            return;
+        }
+        for m in schedule.governing(Slot::ZERO, Slot(u64::MAX)) {
+            for (member, _) in m.members.values() {
+                if member.addr != self.addr && self.known_addrs.len() < KNOWN_ADDRS_MAX {
+                    self.known_addrs.insert(member.addr.clone());
+                }
+            }
+        }
+    }
+
+    /// Where a joiner sends its join requests: its -b list, then every member address
+    /// it has known (a founder restarted from disk or removed has no -b list).
+    fn boot_addrs(&self) -> Vec<String> {
+        let mut addrs: Vec<String> = self.config.boot.clone();
+        for addr in &self.known_addrs {
+            if !addrs.contains(addr) && *addr != self.addr {
+                addrs.push(addr.clone());
+            }
+        }
+        addrs
+    }
+
     /// A removed replica comes back as a new member under a fresh identity.
     fn rejoin(&mut self) -> Result<(), ServerError> {
         let now = self.clock.now();
@@ -915,7 +1027,9 @@ impl Server {
                 object_type: self.object_type.clone(),
             })?;
         }
-        self.replica = Replica::join(id, self.addr.clone(), opts, now);
+        let cluster = self.replica.cluster();
+        self.remember_members();
+        self.replica = Replica::join(id, self.addr.clone(), opts, cluster, now);
         let mut machine = Machine::new(object_types());
         let _ = machine.create_default(DEFAULT_OBJECT, &self.object_type);
         self.machine = machine;
@@ -945,11 +1059,9 @@ impl Server {
             addr: self.addr.clone(),
             object_type: self.object_type.clone(),
             token: self.config.token.clone(),
+            cluster,
         });
-        if self.config.boot.is_empty() {
-            // It founded the cluster: any member it knew can take it back in.
-            self.config.boot = self.addrs.values().cloned().collect();
-        }
+        self.hello_cluster = cluster;
         let _ = self.step(Input::Tick);
         Ok(())
     }
@@ -1007,6 +1119,7 @@ impl Server {
             objects: self.machine.object_names().map(String::from).collect(),
             sessions: self.machine.session_count() as u64,
             members,
+            cluster: r.cluster().map(|c| c.to_string()),
         }
     }
 }

@@ -16,7 +16,7 @@
 //! - `log`: a 12-byte header (the magic `ConCoLog`, then the format version as
 //!   `u32` LE), then records: `u32 LE body length | u32 LE crc32 of the body | body`, where the
 //!   body is a postcard-encoded `Record` (the log's subset of `PersistOp`: promise,
-//!   accept, commit, genesis). A body is 1 to `RECORD_MAX` bytes. An empty file is
+//!   accept, commit, genesis, cluster). A body is 1 to `RECORD_MAX` bytes. An empty file is
 //!   an empty log: the header goes in with the first record.
 //! - `snapshot` and `identity`: whole files replaced atomically (write a `.tmp`,
 //!   fsync it, rename it, fsync the directory): an 8-byte magic (`ConCoSnp`,
@@ -33,7 +33,7 @@
 //! (that would be acceptor amnesia): `open` finishes an interrupted wipe.
 
 use concoord_paxos::{AcceptedEntry, Ballot, DurableState, Membership, PersistOp, Snapshot};
-use concoord_wire::{ReplicaId, Slot};
+use concoord_wire::{ClusterId, ReplicaId, Slot};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -160,6 +160,7 @@ enum RecordOut<'a, E: Serialize> {
     Accept(&'a [E]),
     Commit(Slot),
     Genesis(&'a Membership),
+    Cluster(ClusterId),
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +169,7 @@ enum Record {
     Accept(Vec<AcceptedEntry>),
     Commit(Slot),
     Genesis(Membership),
+    Cluster(ClusterId),
 }
 
 /// The body of the identity file. `Wiped` is the tombstone of a wipe in progress.
@@ -338,6 +340,7 @@ struct Mirror {
     entries: BTreeMap<Slot, AcceptedEntry>,
     commit_max: Slot,
     genesis: Option<Membership>,
+    cluster: Option<ClusterId>,
     snapshot_slot: Option<Slot>,
     /// Encoded size of `entries` and `genesis`: about what a compacted log holds.
     live_bytes: u64,
@@ -350,6 +353,7 @@ impl Mirror {
             Record::Accept(entries) => entries.into_iter().for_each(|e| self.accept(e)),
             Record::Commit(slot) => self.commit(slot),
             Record::Genesis(membership) => self.set_genesis(membership),
+            Record::Cluster(cluster) => self.cluster = Some(cluster),
         }
     }
 
@@ -359,6 +363,7 @@ impl Mirror {
             PersistOp::Accept(entries) => entries.iter().for_each(|e| self.accept(e.clone())),
             PersistOp::Commit(slot) => self.commit(*slot),
             PersistOp::Genesis(membership) => self.set_genesis(membership.clone()),
+            PersistOp::Cluster(cluster) => self.cluster = Some(*cluster),
             PersistOp::Snapshot(snapshot) => {
                 self.snapshot(snapshot.slot);
             }
@@ -417,6 +422,7 @@ impl Mirror {
             commit_max: self.commit_max,
             snapshot,
             genesis: self.genesis.clone(),
+            cluster: self.cluster,
         }
     }
 }
@@ -573,6 +579,7 @@ impl Storage {
             PersistOp::Accept(entries) => RecordOut::Accept(entries.as_slice()),
             PersistOp::Commit(slot) => RecordOut::Commit(*slot),
             PersistOp::Genesis(membership) => RecordOut::Genesis(membership),
+            PersistOp::Cluster(cluster) => RecordOut::Cluster(*cluster),
         };
         if self.file_len == 0 && self.pending.is_empty() {
             self.pending.extend_from_slice(&log_header());
@@ -705,6 +712,9 @@ impl Storage {
         let mut out = log_header().to_vec();
         if mirror.promised != Ballot::ZERO {
             encode_record(&RecordOut::<AcceptedEntry>::Promise(mirror.promised), &mut out)?;
+        }
+        if let Some(cluster) = mirror.cluster {
+            encode_record(&RecordOut::<AcceptedEntry>::Cluster(cluster), &mut out)?;
         }
         if let Some(genesis) = &mirror.genesis {
             encode_record(&RecordOut::<AcceptedEntry>::Genesis(genesis), &mut out)?;

@@ -27,10 +27,12 @@ use concoord_paxos::{
     Bug, Command, ConfigChange, DurableState, Effect, Fnv, Input, Member, Membership, Message,
     Options, PersistOp, Prng, ReadId, Rejected, Replica, Role, RoleKind,
 };
-use concoord_wire::{ReplicaId, Slot, Span, Time};
+use concoord_wire::{ClusterId, ReplicaId, Slot, Span, Time};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
+/// The cluster the simulated replicas found.
+const CLUSTER: ClusterId = ClusterId(0x5eed);
 const MS: u64 = 1_000;
 const SEC: u64 = 1_000_000;
 /// How long after healing the cluster has to converge.
@@ -200,20 +202,64 @@ struct ObjOp {
 
 #[derive(Clone, Debug)]
 enum Event {
-    Deliver { node: usize, to: ReplicaId, from: ReplicaId, msg: Message, gen: Option<u64> },
-    Timer { node: usize, token: u64 },
-    SyncDone { node: usize, gen: u64 },
-    ToNode { node: usize, req: Request },
-    ToNodeObject { node: usize, client: u64, msg: ObjectMsg },
-    ToClient { client: usize, reply: Reply },
-    ClientTimeout { client: usize, seq: u64, attempt: u32 },
-    ClientNext { client: usize },
-    ClientCancel { client: usize, seq: u64 },
+    Deliver {
+        node: usize,
+        to: ReplicaId,
+        from: ReplicaId,
+        /// The sender's cluster when it sent the message.
+        cluster: Option<ClusterId>,
+        msg: Message,
+        gen: Option<u64>,
+    },
+    Timer {
+        node: usize,
+        token: u64,
+    },
+    SyncDone {
+        node: usize,
+        gen: u64,
+    },
+    ToNode {
+        node: usize,
+        req: Request,
+    },
+    ToNodeObject {
+        node: usize,
+        client: u64,
+        msg: ObjectMsg,
+    },
+    ToClient {
+        client: usize,
+        reply: Reply,
+    },
+    ClientTimeout {
+        client: usize,
+        seq: u64,
+        attempt: u32,
+    },
+    ClientNext {
+        client: usize,
+    },
+    ClientCancel {
+        client: usize,
+        seq: u64,
+    },
     Fault,
-    Restart { node: usize, gen: u64 },
-    Rejoin { node: usize, gen: u64 },
-    Unpause { node: usize, gen: u64 },
-    Unblock { links: Vec<(usize, usize)> },
+    Restart {
+        node: usize,
+        gen: u64,
+    },
+    Rejoin {
+        node: usize,
+        gen: u64,
+    },
+    Unpause {
+        node: usize,
+        gen: u64,
+    },
+    Unblock {
+        links: Vec<(usize, usize)>,
+    },
     Heal,
     Check,
 }
@@ -434,9 +480,11 @@ impl Sim {
             let n = sim.add_node(m.id, m.addr.clone(), Some(membership.clone()));
             let opts = sim.replica_options(m.id);
             let local = sim.nodes[n].local(0);
-            let replica = Replica::new(m.id, m.addr, opts, membership.clone(), local);
+            let replica = Replica::new(m.id, m.addr, opts, CLUSTER, membership.clone(), local);
             sim.nodes[n].replica = Some(replica);
-            sim.nodes[n].disk = DurableState::default();
+            // A founder writes its cluster's identity before it does anything else
+            // (the server does the same when it founds a cluster).
+            sim.nodes[n].disk = DurableState { cluster: Some(CLUSTER), ..DurableState::default() };
             sim.schedule_timer(n);
         }
         for i in 0..sim.params.clients {
@@ -590,12 +638,12 @@ impl Sim {
             }
         }
         match event {
-            Event::Deliver { node, to, from, msg, gen } => {
+            Event::Deliver { node, to, from, cluster, msg, gen } => {
                 let n = &self.nodes[node];
                 if n.id != to || !n.is_up() || gen.is_some_and(|g| g != n.gen) {
                     return;
                 }
-                let _ = self.step(node, Input::Message { from, msg });
+                let _ = self.step(node, Input::Message { from, cluster, msg });
             }
             Event::Timer { node, token } => {
                 if self.nodes[node].timer_token != token || !self.nodes[node].is_up() {
@@ -872,16 +920,26 @@ impl Sim {
                     let gen = n.gen;
                     self.schedule(self.now + REMOVED_LINGER, Event::Rejoin { node, gen });
                 }
+                Effect::Foreign { from, cluster } => {
+                    // Every simulated replica belongs to one cluster: a replica that
+                    // calls a peer foreign misread an identity.
+                    let id = n.id;
+                    self.fail(
+                        "cluster",
+                        format!("{id:?} took {from:?} for a member of {cluster:?}"),
+                    );
+                }
             }
         }
     }
 
     fn send(&mut self, node: usize, to: ReplicaId, msg: Message) {
         let from = self.nodes[node].id;
+        let cluster = self.nodes[node].replica.as_ref().and_then(|r| r.cluster());
         self.observe_send(from, &msg);
         if to == from {
             let gen = Some(self.nodes[node].gen);
-            self.schedule(self.now, Event::Deliver { node, to, from, msg, gen });
+            self.schedule(self.now, Event::Deliver { node, to, from, cluster, msg, gen });
             return;
         }
         self.stats.messages += 1;
@@ -892,7 +950,8 @@ impl Sim {
         let copies = if self.rng.chance(self.duplicate) { 2 } else { 1 };
         for _ in 0..copies {
             let delay = self.rng.range(self.params.delay_min, self.params.delay_max + 1);
-            let event = Event::Deliver { node: target, to, from, msg: msg.clone(), gen: None };
+            let event =
+                Event::Deliver { node: target, to, from, cluster, msg: msg.clone(), gen: None };
             self.schedule(self.now + delay, event);
         }
     }
@@ -1254,7 +1313,7 @@ impl Sim {
             let fresh = ReplicaId(self.next_id);
             let base = n.last_membership.clone().or(n.base.clone()).unwrap_or_default();
             let opts = Options { seed: self.seed ^ fresh.0, ..opts };
-            Replica::restart_in_memory(old, fresh, n.addr.clone(), opts, base, local)
+            Replica::restart_in_memory(old, fresh, n.addr.clone(), opts, CLUSTER, base, local)
         };
         let n = &mut self.nodes[node];
         n.gen += 1;
@@ -1309,7 +1368,7 @@ impl Sim {
         n.id = fresh;
         n.disk = DurableState::default();
         n.base = None;
-        n.replica = Some(Replica::join(fresh, n.addr.clone(), opts, local));
+        n.replica = Some(Replica::join(fresh, n.addr.clone(), opts, Some(CLUSTER), local));
         self.id_to_node.insert(fresh, node);
         self.schedule_timer(node);
     }
@@ -1419,7 +1478,7 @@ impl Sim {
                 let node = self.add_node(id, addr.clone(), None);
                 let local = self.nodes[node].local(self.now);
                 let opts = self.replica_options(id);
-                self.nodes[node].replica = Some(Replica::join(id, addr, opts, local));
+                self.nodes[node].replica = Some(Replica::join(id, addr, opts, None, local));
                 self.schedule_timer(node);
                 return;
             }

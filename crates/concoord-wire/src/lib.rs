@@ -30,6 +30,26 @@ impl fmt::Display for ReplicaId {
     }
 }
 
+/// Identity of one cluster, drawn at random when the cluster is founded. Durable
+/// replicas persist it, joiners learn it from the first member that answers them,
+/// and every message between replicas carries the sender's: a replica never takes
+/// part in the protocol of a cluster it does not belong to, whatever address the
+/// other process has.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct ClusterId(pub u64);
+
+impl fmt::Debug for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "C{:x}", self.0)
+    }
+}
+
+impl fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 /// A client session, registered through the log. Its number is assigned when the
 /// registration is applied, so every replica agrees on it.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]

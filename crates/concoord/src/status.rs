@@ -108,5 +108,28 @@ fn table(reports: &BTreeMap<String, StatusReport>, unreachable: &[String]) -> St
     for addr in unreachable {
         let _ = writeln!(out, "{addr:<22} unreachable");
     }
+    // A member whose address answered as another replica (a process restarted
+    // without its data, which is a new identity or even another cluster) is down
+    // all the same: say so instead of hiding it behind whoever answered.
+    if let Some(l) = leader {
+        for m in &l.members {
+            let answered = reports.get(&m.addr);
+            if answered.is_some_and(|r| r.replica != m.replica) {
+                let by = answered.map(|r| {
+                    let other = r.cluster.is_some() && r.cluster != l.cluster;
+                    let cluster = if other { " of another cluster" } else { "" };
+                    format!("{}{cluster}", r.replica)
+                });
+                let _ = writeln!(
+                    out,
+                    "{:<22} {:<16} down      {:<8} (its address is answered by {})",
+                    m.addr,
+                    m.replica.to_string(),
+                    m.role,
+                    by.unwrap_or_default()
+                );
+            }
+        }
+    }
     out
 }

@@ -436,6 +436,7 @@ impl ReplicaTask {
             objects: state.machine.object_names().map(str::to_string).collect(),
             sessions: state.machine.session_count() as u64,
             members: Vec::new(),
+            cluster: Some("00000000000000fa".to_string()),
         }
     }
 }

@@ -13,10 +13,12 @@ use concoord_paxos::{
     Command, ConfigChange, DurableState, Effect, Input, Member, Membership, Message, Options,
     PersistOp, Prng, ReadId, Rejected, Replica, Snapshot, Value,
 };
-use concoord_wire::{ReplicaId, Slot, Span, Time};
+use concoord_wire::{ClusterId, ReplicaId, Slot, Span, Time};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
+/// The cluster every founding replica of a test belongs to.
+pub const CLUSTER: ClusterId = ClusterId(0xc1);
 pub const R1: ReplicaId = ReplicaId(1);
 pub const R2: ReplicaId = ReplicaId(2);
 pub const R3: ReplicaId = ReplicaId(3);
@@ -102,6 +104,8 @@ pub struct Sent {
 #[derive(Clone, Debug)]
 struct Envelope {
     from: ReplicaId,
+    /// The sender's cluster when it sent the message.
+    cluster: Option<ClusterId>,
     to: ReplicaId,
     msg: Message,
 }
@@ -124,6 +128,8 @@ pub struct Node {
     /// Where `Effect::SendToBootstrap` goes.
     pub bootstrap: Option<ReplicaId>,
     pub removed: bool,
+    /// Senders from other clusters whose messages this replica ignored.
+    pub foreign: Vec<(ReplicaId, ClusterId)>,
     pub reads_ready: Vec<ReadId>,
     pub reads_aborted: Vec<ReadId>,
     pub snapshots_installed: u64,
@@ -148,6 +154,7 @@ impl Node {
             app: App::default(),
             bootstrap: None,
             removed: false,
+            foreign: Vec::new(),
             reads_ready: Vec::new(),
             reads_aborted: Vec::new(),
             snapshots_installed: 0,
@@ -211,7 +218,8 @@ impl Cluster {
         let mut nodes = BTreeMap::new();
         for i in 1..=voters {
             let id = ReplicaId(i);
-            let replica = Replica::new(id, member(id).addr, opts.clone(), genesis.clone(), now);
+            let replica =
+                Replica::new(id, member(id).addr, opts.clone(), CLUSTER, genesis.clone(), now);
             nodes.insert(id, Node::new(id, opts.clone(), replica));
         }
         Cluster {
@@ -379,7 +387,7 @@ impl Cluster {
     pub fn join(&mut self, id: ReplicaId, bootstrap: ReplicaId) {
         assert!(!self.nodes.contains_key(&id), "join: {id:?} exists");
         let opts = self.opts.clone();
-        let replica = Replica::join(id, member(id).addr, opts.clone(), self.now);
+        let replica = Replica::join(id, member(id).addr, opts.clone(), None, self.now);
         let mut node = Node::new(id, opts, replica);
         node.bootstrap = Some(bootstrap);
         self.nodes.insert(id, node);
@@ -422,7 +430,23 @@ impl Cluster {
     /// Returns the effects the step produced (they are carried out as usual).
     pub fn inject(&mut self, from: ReplicaId, to: ReplicaId, msg: Message) -> Vec<Effect> {
         let before = self.node(to).effects.len();
-        let _ = self.step_replica(to, Input::Message { from, msg });
+        let cluster = self.cluster_of(from);
+        let _ = self.step_replica(to, Input::Message { from, cluster, msg });
+        let produced: Vec<Effect> = self.node(to).effects.iter().skip(before).cloned().collect();
+        self.run_effects(to);
+        produced
+    }
+
+    /// Like `inject`, from a sender that says it belongs to `cluster`.
+    pub fn inject_as(
+        &mut self,
+        from: ReplicaId,
+        cluster: Option<ClusterId>,
+        to: ReplicaId,
+        msg: Message,
+    ) -> Vec<Effect> {
+        let before = self.node(to).effects.len();
+        let _ = self.step_replica(to, Input::Message { from, cluster, msg });
         let produced: Vec<Effect> = self.node(to).effects.iter().skip(before).cloned().collect();
         self.run_effects(to);
         produced
@@ -518,6 +542,7 @@ impl Cluster {
                     self.read_floor.remove(&(id, read));
                 }
                 Effect::Removed => n.removed = true,
+                Effect::Foreign { from, cluster } => n.foreign.push((from, cluster)),
                 // The tests' clients resubmit what was not applied; nothing to do here.
                 Effect::Dropped { .. } => {}
             }
@@ -621,7 +646,17 @@ impl Cluster {
 
     // ------------------------------------------------------------ network
 
+    /// The cluster `id` says it belongs to: its own if it runs here, else the
+    /// test cluster (a message injected as if from an absent member).
+    pub fn cluster_of(&self, id: ReplicaId) -> Option<ClusterId> {
+        match self.nodes.get(&id).and_then(|n| n.replica.as_ref()) {
+            Some(r) => r.cluster(),
+            None => Some(CLUSTER),
+        }
+    }
+
     fn send(&mut self, from: ReplicaId, to: ReplicaId, msg: Message) {
+        let cluster = self.cluster_of(from);
         if self.record_sends {
             self.sends.push(Sent { from, to, msg: msg.clone() });
         }
@@ -630,7 +665,7 @@ impl Cluster {
         }
         if from == to {
             self.seq += 1;
-            self.queue.insert((self.now, self.seq), Envelope { from, to, msg });
+            self.queue.insert((self.now, self.seq), Envelope { from, cluster, to, msg });
             return;
         }
         if self.rng.chance(self.loss) {
@@ -640,7 +675,7 @@ impl Cluster {
         for _ in 0..copies {
             let delay = Span(self.latency.0 + self.rng.range(0, self.jitter.0));
             self.seq += 1;
-            let envelope = Envelope { from, to, msg: msg.clone() };
+            let envelope = Envelope { from, cluster, to, msg: msg.clone() };
             self.queue.insert((self.now + delay, self.seq), envelope);
         }
     }
@@ -669,7 +704,8 @@ impl Cluster {
             let env = entry.remove();
             let up = self.nodes.get(&env.to).is_some_and(|n| n.replica.is_some());
             if up && !self.cuts.contains(&(env.from, env.to)) {
-                let _ = self.step(env.to, Input::Message { from: env.from, msg: env.msg });
+                let input = Input::Message { from: env.from, cluster: env.cluster, msg: env.msg };
+                let _ = self.step(env.to, input);
             }
         }
         let ids: Vec<ReplicaId> = self.nodes.keys().copied().collect();

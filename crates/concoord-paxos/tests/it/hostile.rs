@@ -6,7 +6,7 @@ use concoord_paxos::{
     AcceptedEntry, Ballot, Command, ConfigChange, DurableState, Effect, Input, Member, Membership,
     Message, Options, Prng, ReadId, Replica, Role, RoleKind, Schedule, Snapshot, Value,
 };
-use concoord_wire::{ReplicaId, Slot, Span, Time};
+use concoord_wire::{ClusterId, ReplicaId, Slot, Span, Time};
 
 fn value(text: &str) -> Value {
     Value { timestamp: Time(1), commands: apps([text]) }
@@ -105,6 +105,8 @@ struct Fuzzer {
     round: u64,
     /// Slots of the last Accept the replica sent, so acceptances can match them.
     proposed: Vec<Slot>,
+    /// The ballot of the replica's last pre-vote, so grants can match it.
+    pre_vote: Option<Ballot>,
 }
 
 impl Fuzzer {
@@ -203,6 +205,11 @@ impl Fuzzer {
     }
 
     fn message(&mut self, r: &Replica) -> Message {
+        // A pre-vote needs a quorum of grants before anything else can happen.
+        if let Some(ballot) = self.pre_vote.filter(|_| self.rng.chance(0.2)) {
+            let (promised, commit_max) = (r.promised(), self.their_commit(r));
+            return Message::PreVoteReply { ballot, granted: true, promised, commit_max };
+        }
         match self.rng.range(0, 13) {
             0 => Message::Prepare { ballot: self.ballot(r), from_slot: self.slot(r) },
             1 => Message::Promise {
@@ -242,6 +249,18 @@ impl Fuzzer {
             9 if self.rng.chance(0.3) => Message::InstallSnapshot { snapshot: self.snapshot(r) },
             9 => Message::JoinRequest { member: self.member() },
             10 => Message::JoinRefused,
+            11 if self.rng.chance(0.5) => {
+                Message::PreVote { ballot: self.ballot(r), commit_max: self.their_commit(r) }
+            }
+            11 => Message::PreVoteReply {
+                ballot: match self.pre_vote {
+                    Some(b) if self.rng.chance(0.8) => b,
+                    _ => self.ballot(r),
+                },
+                granted: self.rng.chance(0.7),
+                promised: self.ballot(r),
+                commit_max: self.their_commit(r),
+            },
             _ => Message::HeartbeatAck {
                 ballot: self.answer_ballot(r),
                 round: self.answer_round(),
@@ -274,7 +293,13 @@ fn fuzz(seed: u64, start: impl Fn(Membership) -> Replica) -> Coverage {
     let without_r1 = Membership::voters([member(R2), member(R3)]);
     let mut memberships = vec![genesis.clone(); 4];
     memberships.extend([with_learner, with_r4.clone(), with_r4, without_r1]);
-    let mut fz = Fuzzer { rng: Prng::new(seed), memberships, round: 0, proposed: Vec::new() };
+    let mut fz = Fuzzer {
+        rng: Prng::new(seed),
+        memberships,
+        round: 0,
+        proposed: Vec::new(),
+        pre_vote: None,
+    };
     let mut r = start(genesis.clone());
     let mut disk = DurableState::default();
     let mut now = Time(0);
@@ -296,7 +321,7 @@ fn fuzz(seed: u64, start: impl Fn(Membership) -> Replica) -> Coverage {
     };
     for i in 0..10_000 {
         let input = if let Some(msg) = to_self.pop() {
-            Input::Message { from: r.id(), msg }
+            Input::Message { from: r.id(), cluster: r.cluster(), msg }
         } else {
             now = now + Span(fz.rng.range(0, 30_000));
             if now >= r.next_deadline() {
@@ -312,7 +337,16 @@ fn fuzz(seed: u64, start: impl Fn(Membership) -> Replica) -> Coverage {
                         Input::Read(ReadId(reads))
                     }
                     5 => Input::SnapshotTaken { slot: fz.slot(&r), data: vec![1, 2, 3] },
-                    _ => Input::Message { from: fz.id(), msg: fz.message(&r) },
+                    _ => {
+                        // Mostly the replica's own cluster, sometimes a joiner that
+                        // knows none or a stranger from another cluster.
+                        let cluster = match fz.rng.range(0, 20) {
+                            0 => None,
+                            1 => Some(ClusterId(0xbad)),
+                            _ => Some(CLUSTER),
+                        };
+                        Input::Message { from: fz.id(), cluster, msg: fz.message(&r) }
+                    }
                 }
             }
         };
@@ -336,6 +370,9 @@ fn fuzz(seed: u64, start: impl Fn(Membership) -> Replica) -> Coverage {
                 Effect::Persist(op) => disk.apply(&op),
                 Effect::Send { to, msg } if to == r.id() => to_self.push(msg),
                 Effect::Send { msg: Message::Heartbeat { round, .. }, .. } => fz.round = round,
+                Effect::Send { msg: Message::PreVote { ballot, .. }, .. } => {
+                    fz.pre_vote = Some(ballot)
+                }
                 Effect::Send { msg: Message::Accept { entries, .. }, .. } => {
                     fz.proposed = entries.iter().map(|(slot, _)| *slot).collect();
                 }
@@ -363,7 +400,7 @@ fn extra_seeds() -> u64 {
 
 #[test]
 fn ten_thousand_random_messages_never_panic_a_founding_replica() {
-    let start = |genesis| Replica::new(R1, "r1".into(), test_options(), genesis, Time(0));
+    let start = |genesis| Replica::new(R1, "r1".into(), test_options(), CLUSTER, genesis, Time(0));
     let cov = fuzz(2024, start);
     assert!(cov.leader_inputs > 0 && cov.applied > 0, "the fuzz reached nothing: {cov:?}");
     assert!(cov.snapshots_installed > 0 && cov.removed > 0, "{cov:?}");
@@ -374,7 +411,7 @@ fn ten_thousand_random_messages_never_panic_a_founding_replica() {
 
 #[test]
 fn ten_thousand_random_messages_never_panic_a_joining_replica() {
-    let start = |_| Replica::join(R4, "r4".into(), test_options(), Time(0));
+    let start = |_| Replica::join(R4, "r4".into(), test_options(), None, Time(0));
     let cov = fuzz(2025, start);
     assert!(cov.leader_inputs > 0 && cov.applied > 0, "the fuzz reached nothing: {cov:?}");
     for seed in 0..extra_seeds() {

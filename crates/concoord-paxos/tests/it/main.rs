@@ -9,5 +9,6 @@ mod election;
 mod hostile;
 mod load;
 mod membership;
+mod operator;
 mod partition;
 mod recovery;

@@ -9,6 +9,7 @@
 mod cluster;
 mod faults;
 mod harness;
+mod operator;
 mod sessions;
 mod tools;
 mod wire;

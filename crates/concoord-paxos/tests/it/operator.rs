@@ -1,0 +1,226 @@
+//! Faults operators cause every day: a process founded on an old member's address,
+//! a replica cut off and coming back, a leader cut off from its followers, and a
+//! crash in the middle of a catch-up. None of them may disturb a healthy cluster
+//! or make a replica forget what it knew was chosen.
+
+use crate::harness::*;
+use concoord_paxos::{AcceptedEntry, Ballot, Effect, Message, PersistOp};
+use concoord_wire::{ClusterId, ReplicaId, Slot};
+
+const STRANGER: ReplicaId = ReplicaId(99);
+const OTHER_CLUSTER: ClusterId = ClusterId(0xbad);
+
+fn sends(effects: &[Effect]) -> Vec<&Message> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { msg, .. } => Some(msg),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_replica_of_another_cluster_is_ignored_whatever_ballot_it_sends() {
+    let mut t = Cluster::new(3);
+    let leader = t.run_until_leader();
+    let ballot = t.replica(leader).ballot().unwrap();
+    let follower = *t.live().iter().find(|id| **id != leader).unwrap();
+    let promised = t.replica(follower).promised();
+
+    // A process founded on an old member's address: its own cluster, its own ballots.
+    let high = Ballot { round: 1_000, leader: STRANGER };
+    let stranger = Some(OTHER_CLUSTER);
+    for to in [follower, leader] {
+        for msg in [
+            Message::Prepare { ballot: high, from_slot: Slot(1) },
+            Message::Heartbeat { ballot: high, commit_max: Slot(50), round: 1 },
+            Message::Accept { ballot: high, entries: Vec::new(), commit_max: Slot(50) },
+            Message::PreVote { ballot: high, commit_max: Slot(50) },
+            Message::CatchupRequest { from_slot: Slot(1) },
+        ] {
+            let effects = t.inject_as(STRANGER, stranger, to, msg);
+            assert!(sends(&effects).is_empty(), "answered a stranger: {effects:?}");
+            let foreign = Effect::Foreign { from: STRANGER, cluster: OTHER_CLUSTER };
+            assert_eq!(effects, vec![foreign], "the shell is told, nothing else happens");
+        }
+    }
+    t.run_for(ms(1_000));
+    assert_eq!(t.replica(follower).promised(), promised, "no promise to a stranger");
+    assert_eq!(t.leaders(), vec![leader]);
+    assert_eq!(t.replica(leader).ballot(), Some(ballot), "the leader was not deposed");
+    assert!(t.node(follower).foreign.iter().all(|f| *f == (STRANGER, OTHER_CLUSTER)));
+}
+
+#[test]
+fn a_sender_that_knows_no_cluster_may_only_ask_to_join_or_catch_up() {
+    let mut t = Cluster::new(3);
+    let leader = t.run_until_leader();
+    let follower = *t.live().iter().find(|id| **id != leader).unwrap();
+    let high = Ballot { round: 1_000, leader: STRANGER };
+    t.propose(leader, apps(["a"])).unwrap();
+    t.run_until_applied(&[R1, R2, R3], 1);
+
+    let effects = t.inject_as(
+        STRANGER,
+        None,
+        follower,
+        Message::Prepare { ballot: high, from_slot: Slot(1) },
+    );
+    assert!(sends(&effects).is_empty(), "a joiner cannot take part in phase 1: {effects:?}");
+    let effects =
+        t.inject_as(STRANGER, None, leader, Message::CatchupRequest { from_slot: Slot(1) });
+    assert!(
+        sends(&effects).iter().any(|m| matches!(m, Message::Catchup { .. })),
+        "a joiner gets the log: {effects:?}"
+    );
+}
+
+#[test]
+fn a_joiner_adopts_the_cluster_of_the_first_member_it_hears_from_and_then_ignores_others() {
+    let mut t = Cluster::new(3);
+    let leader = t.run_until_leader();
+    t.propose(leader, apps(["a"])).unwrap();
+    t.run_until_applied(&[R1, R2, R3], 1);
+    t.join(R4, leader);
+    t.run_until("R4 is a member", ms(5_000), |c| {
+        c.replica(R4).membership().is_some_and(|m| m.is_member(R4))
+    });
+    assert_eq!(t.replica(R4).cluster(), Some(CLUSTER));
+    assert!(
+        t.node(R4).disk.cluster == Some(CLUSTER),
+        "a durable joiner persists the cluster it adopted"
+    );
+    let high = Ballot { round: 1_000, leader: STRANGER };
+    let effects = t.inject_as(
+        STRANGER,
+        Some(OTHER_CLUSTER),
+        R4,
+        Message::Prepare { ballot: high, from_slot: Slot(1) },
+    );
+    assert!(sends(&effects).is_empty());
+    t.expect_commands(&[R4], &["a"]);
+}
+
+#[test]
+fn a_follower_cut_off_and_coming_back_does_not_depose_a_healthy_leader() {
+    let mut t = Cluster::new(3);
+    let leader = t.run_until_leader();
+    let ballot = t.replica(leader).ballot();
+    let lagger = *t.live().iter().find(|id| **id != leader).unwrap();
+
+    // Cut off for several election timeouts, it asks to be elected again and again.
+    t.isolate(lagger);
+    t.propose(leader, apps(["a", "b"])).unwrap();
+    t.run_for(ms(3_000));
+    t.heal();
+    t.run_until_applied(&[lagger], 2);
+    t.run_for(ms(1_000));
+
+    assert_eq!(t.leaders(), vec![leader], "{}", t.describe());
+    assert_eq!(
+        t.replica(leader).ballot(),
+        ballot,
+        "pre-vote kept the leader's ballot\n{}",
+        t.describe()
+    );
+    assert!(
+        t.replica(lagger).promised() <= ballot.unwrap(),
+        "the lagger raised no promise above the leader's"
+    );
+}
+
+#[test]
+fn a_pre_vote_is_granted_only_to_a_voter_by_a_replica_that_hears_no_leader() {
+    let mut t = Cluster::new(3);
+    let leader = t.run_until_leader();
+    let follower = *t.live().iter().find(|id| **id != leader).unwrap();
+    let other = *t.live().iter().find(|id| **id != leader && **id != follower).unwrap();
+    let granted = |effects: &[Effect]| {
+        sends(effects).iter().find_map(|m| match m {
+            Message::PreVoteReply { granted, .. } => Some(*granted),
+            _ => None,
+        })
+    };
+    let ask = |id: ReplicaId| Message::PreVote {
+        ballot: Ballot { round: 500, leader: id },
+        commit_max: Slot(0),
+    };
+
+    // The leader is alive: nobody grants, not even to a voter.
+    let effects = t.inject(other, follower, ask(other));
+    assert_eq!(granted(&effects), Some(false), "granted while hearing from a leader");
+    let effects = t.inject(other, leader, ask(other));
+    assert_eq!(granted(&effects), Some(false), "a live leader granted");
+
+    // The leader is gone, and so is the other follower: alone, this follower asks
+    // for pre-votes in vain, and never raises its promise while it does.
+    let promised = t.replica(follower).promised();
+    t.crash(leader);
+    t.crash(other);
+    t.run_for(ms(2_000));
+    assert_eq!(t.replica(follower).promised(), promised, "a lone follower inflated its ballot");
+    // Now it hears no leader: a voter gets the grant, a non-member does not.
+    let effects = t.inject(other, follower, ask(other));
+    assert_eq!(granted(&effects), Some(true), "refused a voter after the leader died");
+    let effects = t.inject(STRANGER, follower, ask(STRANGER));
+    assert_eq!(granted(&effects), Some(false), "granted a replica that is not a voter");
+    // A grant binds nothing: the follower's promise did not move.
+    assert!(t.replica(follower).promised().round < 500);
+}
+
+#[test]
+fn a_leader_cut_off_from_its_followers_steps_down_within_an_election_timeout() {
+    let mut t = Cluster::new(3);
+    let old = t.run_until_leader();
+    t.isolate(old);
+    let timeout = test_options().election_timeout_min;
+    t.run_for(ms(2 * timeout.0 / 1_000 + 100));
+    assert!(!t.replica(old).is_leader(), "an isolated leader kept leading\n{}", t.describe());
+    let others: Vec<_> = t.live().into_iter().filter(|id| *id != old).collect();
+    let new = t.run_until_leader_other_than(old);
+    assert!(others.contains(&new));
+    t.heal();
+    t.propose(new, apps(["x"])).unwrap();
+    t.run_until_applied(&[R1, R2, R3], 1);
+}
+
+#[test]
+fn a_catch_up_writes_its_commit_point_in_the_same_sync_as_its_entries() {
+    let mut t = Cluster::new(3);
+    let leader = t.run_until_leader();
+    let lagger = *t.live().iter().find(|id| **id != leader).unwrap();
+    t.isolate(lagger);
+    t.propose(leader, apps(["a", "b", "c", "d"])).unwrap();
+    let others: Vec<_> = t.live().into_iter().filter(|id| *id != lagger).collect();
+    t.run_until_applied(&others, 4);
+    let commit = t.replica(leader).commit_max();
+    let entries: Vec<AcceptedEntry> = (1..=commit.0)
+        .filter_map(|s| {
+            let (ballot, value) = t.replica(leader).accepted(Slot(s))?;
+            Some(AcceptedEntry { slot: Slot(s), ballot, value: value.clone() })
+        })
+        .collect();
+    assert!(t.replica(lagger).commit_max() < commit);
+
+    let from = t.replica(lagger).commit_max().next();
+    let entries: Vec<AcceptedEntry> = entries.into_iter().filter(|e| e.slot >= from).collect();
+    let last = entries.last().unwrap().slot;
+    let effects =
+        t.inject(leader, lagger, Message::Catchup { entries, commit_max: commit, genesis: None });
+
+    // Everything up to the first Apply is one run of Persists (one sync), and it
+    // includes the commit point: a crash after that sync keeps the entries chosen.
+    let first_apply = effects.iter().position(|e| matches!(e, Effect::Apply { .. })).unwrap();
+    let before: Vec<&Effect> = effects[..first_apply].iter().collect();
+    assert!(before.iter().all(|e| matches!(e, Effect::Persist(_))), "{before:?}");
+    assert!(
+        before.iter().any(|e| matches!(e, Effect::Persist(PersistOp::Commit(s)) if *s == last)),
+        "the commit point is not in the sync before the applies: {before:?}"
+    );
+    // A crash right after that sync: the replica recovers everything as chosen.
+    t.crash(lagger);
+    t.restart(lagger);
+    assert_eq!(t.replica(lagger).commit_max(), last, "recovered the caught-up commit point");
+    t.replica(lagger).check_invariants();
+}

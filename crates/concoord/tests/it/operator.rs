@@ -1,0 +1,157 @@
+//! Faults operators cause every day, on real processes: a replica restarted on an
+//! old member's address without its data and without -b, a removed founder coming
+//! back, and a durable replica restarted while a healthy leader runs.
+
+use crate::harness::*;
+use concoord_client::Client;
+use concoord_object::Value;
+use std::time::Duration;
+
+async fn counter_value(client: &Client) -> i64 {
+    match client.call("default", "getvalue", vec![]).await.unwrap() {
+        Value::Int(v) => v,
+        other => panic!("getvalue returned {other:?}"),
+    }
+}
+
+/// The leader's (index, ballot), from the replicas that say they lead.
+async fn leaders(cluster: &Cluster, among: &[usize]) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for i in among {
+        if let Some(s) = cluster.status(*i).await {
+            if s.role == "leader" {
+                out.push((*i, s.ballot));
+            }
+        }
+    }
+    out
+}
+
+/// Samples the leadership of `among` for `span`; panics if it ever changes.
+async fn expect_stable_leader(cluster: &Cluster, among: &[usize], span: Duration, what: &str) {
+    let first = leaders(cluster, among).await;
+    assert_eq!(first.len(), 1, "{what}: expected one leader, got {first:?}\n{}", cluster.logs());
+    let mut waited = Duration::ZERO;
+    while waited < span {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+        let now = leaders(cluster, among).await;
+        assert_eq!(
+            now,
+            first,
+            "{what}: the leadership changed after {waited:?}\n{}",
+            cluster.logs()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_founded_on_a_dead_members_address_never_disturbs_the_cluster() {
+    let _serial = serial();
+    let setup = Setup { extra: vec!["--remove-dead-after".into(), "2".into()], ..Setup::default() };
+    let mut cluster = Cluster::start(4, setup).await;
+    let client = cluster.client().await;
+    for _ in 0..10 {
+        client.call("default", "increment", vec![]).await.unwrap();
+    }
+    let leader = cluster.leader().await;
+    let victim = (1..4).find(|i| *i != leader).unwrap();
+    let old_id = cluster.status(victim).await.unwrap().replica;
+    let real_cluster = cluster.status(leader).await.unwrap().cluster;
+    assert!(real_cluster.is_some(), "replicas report their cluster");
+
+    // A supervisor restarts it with the same command line, minus -b: it founds a
+    // cluster of its own on the old member's address.
+    cluster.kill(victim);
+    let mut args = cluster.stopped_args(victim);
+    if let Some(i) = args.iter().position(|a| a == "-b") {
+        args.drain(i..i + 2);
+    }
+    cluster.restart_with(victim, args);
+    let stranger = cluster.status(victim).await.unwrap();
+    assert_ne!(stranger.cluster, real_cluster, "a new founder draws a new cluster identity");
+
+    // The dead identity is removed; the stranger never becomes a member.
+    cluster
+        .wait_leader_status("the dead identity removed", |s| {
+            s.members.iter().all(|m| m.replica != old_id)
+                && s.members.iter().filter(|m| m.role == "voter").count() == 3
+        })
+        .await;
+    let real: Vec<usize> = (0..4).filter(|i| *i != victim).collect();
+    expect_stable_leader(&cluster, &real, Duration::from_secs(4), "with a stranger about").await;
+    for i in &real {
+        let s = cluster.status(*i).await.unwrap();
+        assert!(
+            s.members.iter().all(|m| m.replica != stranger.replica),
+            "replica {i} counts the stranger as a member: {s:?}"
+        );
+        assert_eq!(s.cluster, real_cluster);
+    }
+    let s = cluster.status(victim).await.unwrap();
+    assert_eq!(s.members.len(), 1, "the stranger's cluster is itself alone: {s:?}");
+
+    // The real cluster still works, and lost nothing.
+    let boot: Vec<String> = real.iter().map(|i| cluster.addrs[*i].clone()).collect();
+    let client = Client::connect(&boot.join(","), cluster.options()).await.unwrap();
+    client.call("default", "increment", vec![]).await.unwrap();
+    assert_eq!(counter_value(&client).await, 11);
+    let log = std::fs::read_to_string(&cluster.replicas[victim].as_ref().unwrap().log).unwrap();
+    assert!(log.contains("belongs to cluster"), "the stranger says why it ignores them\n{log}");
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_founder_comes_back_through_the_members_it_knew() {
+    let _serial = serial();
+    let extra = vec!["--remove-dead-after".into(), "2".into()];
+    let mut cluster = Cluster::start(4, Setup { durable: true, extra, ..Setup::default() }).await;
+    let client = cluster.client().await;
+    client.call("default", "increment", vec![]).await.unwrap();
+    let founder_id = cluster.status(0).await.unwrap().replica;
+
+    // The founder (started without -b) is down long enough to be removed, then a
+    // supervisor restarts it with its own command line, on its data.
+    cluster.kill(0);
+    cluster
+        .wait_leader_status("the founder removed", |s| {
+            s.members.iter().all(|m| m.replica != founder_id)
+        })
+        .await;
+    cluster.restart(0);
+
+    // It finds on its disk that it was removed, and rejoins under a fresh identity
+    // through the members it knew (it has no -b list): four voters again.
+    cluster.wait_voters(4).await;
+    let back = cluster.status(0).await.unwrap();
+    assert_ne!(back.replica, founder_id, "it came back under a fresh identity");
+    cluster
+        .wait_applied(0, cluster.status(cluster.leader().await).await.unwrap().commit_slot.0)
+        .await;
+    assert_eq!(counter_value(&client).await, 1);
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_replica_restarted_does_not_depose_a_healthy_leader() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3, Setup { durable: true, ..Setup::default() }).await;
+    let client = cluster.client().await;
+    for _ in 0..5 {
+        client.call("default", "increment", vec![]).await.unwrap();
+    }
+    let leader = cluster.leader().await;
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    for round in 0..5 {
+        cluster.kill(follower);
+        // Long enough for the leader's link to back off to its slowest retry: the
+        // restarted replica then hears nothing for a while.
+        tokio::time::sleep(Duration::from_millis(3_000)).await;
+        cluster.restart(follower);
+        let all: Vec<usize> = (0..3).collect();
+        expect_stable_leader(&cluster, &all, Duration::from_secs(2), &format!("restart {round}"))
+            .await;
+    }
+    assert_eq!(counter_value(&client).await, 5);
+    client.close().await;
+}
