@@ -518,6 +518,7 @@ impl Replica {
         effects: &mut Vec<Effect>,
     ) -> bool {
         match (self.cluster, theirs) {
+            _ if self.opts.has_bug(Bug::IgnoreClusterId) => true,
             (Some(mine), Some(theirs)) if mine != theirs => {
                 effects.push(Effect::Foreign { from, cluster: theirs });
                 false
@@ -1019,7 +1020,9 @@ impl Replica {
             }
             RoleKind::Follower => {
                 if now >= self.election_deadline {
-                    if self.is_voter_now() {
+                    if self.is_voter_now() && self.opts.has_bug(Bug::SkipPreVote) {
+                        self.start_election(now, effects);
+                    } else if self.is_voter_now() {
                         self.start_pre_vote(now, effects);
                     } else {
                         self.probe(now, effects);
@@ -1379,7 +1382,7 @@ impl Replica {
             self.schedule.governing(from, to).into_iter().cloned().collect();
         let me = self.id;
         let State::Leader(l) = &self.state else { return false };
-        if now.since(l.started_at) < timeout {
+        if now.since(l.started_at) < timeout || self.opts.has_bug(Bug::NoCheckQuorum) {
             return false;
         }
         let heard: BTreeSet<ReplicaId> = l
