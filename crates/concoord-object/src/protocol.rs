@@ -115,6 +115,10 @@ pub struct StatusReport {
     /// that predate cluster identities, and while a joiner has heard from nobody).
     #[serde(default)]
     pub cluster: Option<String>,
+    /// For a replica still joining after a few seconds: why it is not admitted yet
+    /// (no answer from its boot addresses, a refusal and its reason).
+    #[serde(default)]
+    pub join_problem: Option<String>,
 }
 
 /// One member as a replica sees it.

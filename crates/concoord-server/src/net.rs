@@ -54,6 +54,16 @@ pub struct PeerHello {
     pub cluster: Option<ClusterId>,
 }
 
+/// Why a replica refused a peer's connection, written back on that connection
+/// before it is closed, so the refused replica can say why on its own side.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerRefusal {
+    pub reason: String,
+}
+
+/// Largest refusal frame a link reads back.
+const REFUSAL_FRAME_MAX: usize = 4_096;
+
 /// What the connection tasks tell the event loop.
 #[derive(Debug)]
 pub enum Event {
@@ -76,6 +86,11 @@ pub enum Event {
         cluster: Option<ClusterId>,
         msg: Message,
     },
+    /// A link to `addr` could not connect, or the replica there refused it.
+    LinkTrouble {
+        addr: String,
+        reason: String,
+    },
 }
 
 /// What connection tasks need to know about this replica; the event loop updates it.
@@ -86,10 +101,25 @@ pub struct Shared {
 }
 
 /// Settings the connection tasks check on their own.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Gate {
     pub token: Option<String>,
     pub object_type: String,
+    /// Refusals already logged at `warn` (by peer address and reason): a refused
+    /// replica retries every second or so, and the log should not repeat itself.
+    pub reported: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl Gate {
+    pub fn new(token: Option<String>, object_type: String) -> Gate {
+        Gate { token, object_type, reported: std::sync::Mutex::new(Default::default()) }
+    }
+
+    /// Whether this refusal is new (the first of its kind from that address).
+    fn first_report(&self, key: String) -> bool {
+        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        reported.len() < 4_096 && reported.insert(key)
+    }
 }
 
 /// Compares two secrets in time independent of where they differ.
@@ -246,13 +276,40 @@ async fn serve_connection(
         Ok(Err(ReadError::Closed)) | Err(_) => return,
     };
     if let Some(rest) = first.strip_prefix(PEER_MAGIC) {
-        serve_peer(rd, rest, events, &gate).await;
+        serve_peer(rd, wr, rest, events, &gate).await;
     } else {
         serve_client(rd, wr, &first, conn, events, shared, &gate).await;
     }
 }
 
-async fn serve_peer(mut rd: OwnedReadHalf, hello: &[u8], events: mpsc::Sender<Event>, gate: &Gate) {
+/// Why a peer's hello is refused, if it is.
+fn refusal(hello: &PeerHello, gate: &Gate) -> Option<String> {
+    if hello.version != PROTOCOL_VERSION {
+        return Some(format!(
+            "it speaks peer protocol {}, this replica {}: run the same concoord version",
+            hello.version, PROTOCOL_VERSION
+        ));
+    }
+    if !token_matches(gate.token.as_deref(), hello.token.as_deref()) {
+        return Some("wrong token: give every replica the same --token".into());
+    }
+    if hello.object_type != gate.object_type {
+        return Some(format!(
+            "it hosts {:?}, this replica {:?}: every replica of a cluster must be started \
+             with the same -o",
+            hello.object_type, gate.object_type
+        ));
+    }
+    None
+}
+
+async fn serve_peer(
+    mut rd: OwnedReadHalf,
+    mut wr: OwnedWriteHalf,
+    hello: &[u8],
+    events: mpsc::Sender<Event>,
+    gate: &Gate,
+) {
     let hello: PeerHello = match postcard::from_bytes(hello) {
         Ok(h) => h,
         Err(e) => {
@@ -260,31 +317,25 @@ async fn serve_peer(mut rd: OwnedReadHalf, hello: &[u8], events: mpsc::Sender<Ev
             return;
         }
     };
-    if hello.version != PROTOCOL_VERSION {
-        tracing::warn!(
-            "dropping peer {} at {}: it speaks protocol {}, this replica {}",
-            hello.from,
-            hello.addr,
-            hello.version,
-            PROTOCOL_VERSION
-        );
+    if let Some(reason) = refusal(&hello, gate) {
+        if gate.first_report(format!("{} {reason}", hello.addr)) {
+            tracing::warn!("refusing peer {} at {}: {reason}", hello.from, hello.addr);
+        } else {
+            tracing::debug!("refusing peer {} at {}: {reason}", hello.from, hello.addr);
+        }
+        // Tell the refused replica why, so it can say so on its own side.
+        let body = postcard::to_allocvec(&PeerRefusal { reason }).unwrap_or_default();
+        let mut frame = Vec::new();
+        if put_frame(&mut frame, &body, REFUSAL_FRAME_MAX).is_ok() {
+            let write = tokio::time::timeout(Duration::from_secs(1), wr.write_all(&frame));
+            let _ = write.await;
+        }
+        let _ = wr.shutdown().await;
         return;
     }
-    if !token_matches(gate.token.as_deref(), hello.token.as_deref()) {
-        tracing::warn!("dropping peer {} at {}: wrong token", hello.from, hello.addr);
-        return;
-    }
-    if hello.object_type != gate.object_type {
-        tracing::error!(
-            "dropping peer {} at {}: it hosts {:?}, this replica {:?}; every replica of a \
-             cluster must be started with the same -o",
-            hello.from,
-            hello.addr,
-            hello.object_type,
-            gate.object_type
-        );
-        return;
-    }
+    // This direction carries nothing back; keep the write half open (dropping it
+    // would half-close the connection under the peer's link).
+    let _wr = wr;
     loop {
         let body = match read_frame(&mut rd, PEER_FRAME_MAX).await {
             Ok(body) => body,
@@ -413,11 +464,13 @@ async fn serve_client(
 pub struct Links {
     hello: Arc<Vec<u8>>,
     links: BTreeMap<String, mpsc::Sender<Vec<u8>>>,
+    /// Where links report trouble (a failed connect, a refusal).
+    events: mpsc::Sender<Event>,
 }
 
 impl Links {
-    pub fn new(hello: PeerHello) -> Links {
-        Links { hello: Arc::new(hello_frame(&hello)), links: BTreeMap::new() }
+    pub fn new(hello: PeerHello, events: mpsc::Sender<Event>) -> Links {
+        Links { hello: Arc::new(hello_frame(&hello)), links: BTreeMap::new(), events }
     }
 
     /// Forgets every link (the replica changed identity): their tasks end.
@@ -431,7 +484,8 @@ impl Links {
     pub fn send(&mut self, addr: &str, frame: Vec<u8>) {
         let link = self.links.entry(addr.to_string()).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
-            tokio::spawn(link_loop(addr.to_string(), self.hello.clone(), rx));
+            let events = self.events.clone();
+            tokio::spawn(link_loop(addr.to_string(), self.hello.clone(), rx, events));
             tx
         });
         if let Err(mpsc::error::TrySendError::Closed(_)) = link.try_send(frame) {
@@ -440,8 +494,16 @@ impl Links {
     }
 }
 
-async fn link_loop(addr: String, hello: Arc<Vec<u8>>, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn link_loop(
+    addr: String,
+    hello: Arc<Vec<u8>>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    events: mpsc::Sender<Event>,
+) {
     let mut backoff = Duration::from_millis(20);
+    let trouble = |reason: String| {
+        let _ = events.try_send(Event::LinkTrouble { addr: addr.clone(), reason });
+    };
     loop {
         // Connect only when there is something to send: a link to a replica that
         // left costs nothing while nobody writes to it.
@@ -449,7 +511,11 @@ async fn link_loop(addr: String, hello: Arc<Vec<u8>>, mut rx: mpsc::Receiver<Vec
         let connect = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&addr));
         let stream = match connect.await {
             Ok(Ok(stream)) => stream,
-            _ => {
+            failed => {
+                trouble(match failed {
+                    Ok(Err(e)) => format!("cannot connect: {e}"),
+                    _ => "no answer to a connection attempt within 1 s".into(),
+                });
                 // Unreachable: what is queued is stale by the time it would arrive.
                 drop(first);
                 loop {
@@ -466,7 +532,18 @@ async fn link_loop(addr: String, hello: Arc<Vec<u8>>, mut rx: mpsc::Receiver<Vec
         };
         backoff = Duration::from_millis(20);
         let _ = stream.set_nodelay(true);
-        let (_rd, mut wr) = stream.into_split();
+        let (mut rd, mut wr) = stream.into_split();
+        // Nothing comes back on a link but a refusal: read it, to say why.
+        let refused = events.clone();
+        let refused_addr = addr.clone();
+        let reader = tokio::spawn(async move {
+            if let Ok(body) = read_frame(&mut rd, REFUSAL_FRAME_MAX).await {
+                if let Ok(PeerRefusal { reason }) = postcard::from_bytes(&body) {
+                    let reason = format!("refused by the replica there: {reason}");
+                    let _ = refused.try_send(Event::LinkTrouble { addr: refused_addr, reason });
+                }
+            }
+        });
         let mut buf: Vec<u8> = hello.as_ref().clone();
         buf.extend_from_slice(&first);
         loop {
@@ -482,6 +559,7 @@ async fn link_loop(addr: String, hello: Arc<Vec<u8>>, mut rx: mpsc::Receiver<Vec
             }
             buf.clear();
         }
+        reader.abort();
     }
 }
 

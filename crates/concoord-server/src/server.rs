@@ -39,6 +39,10 @@ const EVENTS_PER_TURN: usize = 1_024;
 const EVENT_QUEUE_MAX: usize = 65_536;
 /// Name of the instance created from `-o` on every replica.
 pub const DEFAULT_OBJECT: &str = "default";
+/// How long a joiner waits before it says why it is not admitted, and how often it
+/// says it again.
+const JOIN_PATIENCE: Duration = Duration::from_secs(3);
+const JOIN_REPORT_EVERY: Duration = Duration::from_secs(30);
 /// Most member addresses remembered as places to rejoin through.
 const KNOWN_ADDRS_MAX: usize = 1_024;
 
@@ -238,7 +242,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
 
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_MAX);
     let (shared_tx, shared_rx) = watch::channel(Shared { replica: replica.id(), leader: None });
-    let gate = Arc::new(Gate { token: config.token.clone(), object_type: object_type.clone() });
+    let gate = Arc::new(Gate::new(config.token.clone(), object_type.clone()));
     let hello = PeerHello {
         version: PROTOCOL_VERSION,
         from: replica.id(),
@@ -275,7 +279,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         log_bytes_since_snapshot: 0,
         last_snapshot_bytes: 0,
         storage,
-        links: Links::new(hello),
+        links: Links::new(hello, events_tx.clone()),
         addrs: BTreeMap::new(),
         boot_turn: 0,
         clients: BTreeMap::new(),
@@ -291,6 +295,9 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         removed_at: None,
         hello_cluster: replica_cluster,
         known_addrs: BTreeSet::new(),
+        link_trouble: BTreeMap::new(),
+        joining_since: now,
+        join_reported_at: None,
         foreign_addrs: BTreeMap::new(),
         foreign_reported: BTreeSet::new(),
         _events_tx: events_tx,
@@ -423,6 +430,14 @@ struct Server {
     /// them were reported (once each).
     foreign_addrs: BTreeMap<ReplicaId, String>,
     foreign_reported: BTreeSet<ReplicaId>,
+    /// The last trouble each peer address gave (a failed connect, a refusal),
+    /// cleared when a message arrives from it: what a joiner reports as the reason
+    /// it is not admitted.
+    link_trouble: BTreeMap<String, String>,
+    /// Since when this replica has been joining, and when it last said why it is
+    /// not admitted yet.
+    joining_since: Time,
+    join_reported_at: Option<Time>,
     /// Keeps the event channel open even with no connection task alive.
     _events_tx: mpsc::Sender<Event>,
 }
@@ -483,7 +498,50 @@ impl Server {
             }
         }
         let _ = self.step(Input::Tick);
+        self.report_join_problem();
         Ok(())
+    }
+
+    /// Why this joiner is not admitted yet, once it has waited `JOIN_PATIENCE`:
+    /// what each address it asks answered (or that none answered).
+    fn join_problem(&self) -> Option<String> {
+        if self.replica.role() != RoleKind::Joining
+            || self.clock.now().since(self.joining_since) < span(JOIN_PATIENCE)
+        {
+            return None;
+        }
+        let boot = self.boot_addrs();
+        if boot.is_empty() {
+            return Some(
+                "no address to ask: start this replica with -b <a member's address>".into(),
+            );
+        }
+        let asked: Vec<String> = boot
+            .iter()
+            .map(|addr| match self.link_trouble.get(addr) {
+                Some(reason) => format!("{addr}: {reason}"),
+                None => format!("{addr}: no answer yet"),
+            })
+            .collect();
+        Some(format!("not admitted to the cluster yet; {}", asked.join("; ")))
+    }
+
+    /// Says on this replica's own side why it is not admitted: first after
+    /// `JOIN_PATIENCE`, then every `JOIN_REPORT_EVERY`.
+    fn report_join_problem(&mut self) {
+        let now = self.clock.now();
+        if self.replica.role() != RoleKind::Joining {
+            self.joining_since = now;
+            self.join_reported_at = None;
+            return;
+        }
+        if self.join_reported_at.is_some_and(|at| now.since(at) < span(JOIN_REPORT_EVERY)) {
+            return;
+        }
+        if let Some(problem) = self.join_problem() {
+            tracing::warn!("replica {}: {problem}", self.replica.id());
+            self.join_reported_at = Some(now);
+        }
     }
 
     fn on_event(&mut self, event: Event) {
@@ -504,6 +562,14 @@ impl Server {
                 self.reads.retain(|_, r| r.0 .0 != conn);
             }
             Event::ClientFrame { conn, frame } => self.on_client_frame(conn, frame),
+            Event::LinkTrouble { addr, reason } => {
+                tracing::debug!("link to {addr}: {reason}");
+                if self.link_trouble.len() < KNOWN_ADDRS_MAX
+                    || self.link_trouble.contains_key(&addr)
+                {
+                    self.link_trouble.insert(addr, reason);
+                }
+            }
             Event::Peer { from, addr, cluster, msg } => {
                 if let Message::JoinRequest { member } = &msg {
                     self.addrs.insert(member.id, member.addr.clone());
@@ -519,6 +585,7 @@ impl Server {
                     );
                 }
                 if cluster.is_none() || cluster == self.replica.cluster() {
+                    self.link_trouble.remove(&addr);
                     self.addrs.insert(from, addr.clone());
                 } else {
                     self.foreign_addrs.insert(from, addr);
@@ -784,8 +851,12 @@ impl Server {
                 }
             }
             Effect::Foreign { from, cluster } => {
+                let addr = self.foreign_addrs.get(&from).cloned().unwrap_or_default();
+                self.link_trouble.insert(
+                    addr.clone(),
+                    format!("the replica there belongs to another cluster ({cluster})"),
+                );
                 if self.foreign_reported.insert(from) {
-                    let addr = self.foreign_addrs.get(&from).cloned().unwrap_or_default();
                     tracing::warn!(
                         "ignoring replica {from} at {addr}: it belongs to cluster {cluster}, this \
                          replica to cluster {}. One of the two was restarted on an old member's \
@@ -938,6 +1009,10 @@ impl Server {
             });
         }
         self.remember_members();
+        if self.replica.role() != RoleKind::Joining {
+            self.joining_since = self.clock.now();
+            self.join_reported_at = None;
+        }
         let leader = self.replica.leader_hint().and_then(|l| self.addr_of(l));
         let id = self.replica.id();
         let changed = self.shared.send_if_modified(|s| {
@@ -1120,6 +1195,7 @@ impl Server {
             sessions: self.machine.session_count() as u64,
             members,
             cluster: r.cluster().map(|c| c.to_string()),
+            join_problem: self.join_problem(),
         }
     }
 }

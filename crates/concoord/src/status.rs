@@ -108,6 +108,11 @@ fn table(reports: &BTreeMap<String, StatusReport>, unreachable: &[String]) -> St
     for addr in unreachable {
         let _ = writeln!(out, "{addr:<22} unreachable");
     }
+    for (addr, r) in reports {
+        if let Some(problem) = &r.join_problem {
+            let _ = writeln!(out, "{addr:<22} {problem}");
+        }
+    }
     // A member whose address answered as another replica (a process restarted
     // without its data, which is a new identity or even another cluster) is down
     // all the same: say so instead of hiding it behind whoever answered.

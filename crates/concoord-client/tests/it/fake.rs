@@ -437,6 +437,7 @@ impl ReplicaTask {
             sessions: state.machine.session_count() as u64,
             members: Vec::new(),
             cluster: Some("00000000000000fa".to_string()),
+            join_problem: None,
         }
     }
 }

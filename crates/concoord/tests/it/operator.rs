@@ -155,3 +155,70 @@ async fn a_durable_replica_restarted_does_not_depose_a_healthy_leader() {
     assert_eq!(counter_value(&client).await, 5);
     client.close().await;
 }
+
+/// Waits until `log` contains `what` (up to 15 s); the log's text.
+async fn wait_log(log: &std::path::Path, what: &str) -> String {
+    for _ in 0..300 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(what) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{} never said {what:?}:\n{}",
+        log.display(),
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_that_is_not_admitted_says_why_on_its_own_side() {
+    let _serial = serial();
+    let setup = Setup { token: Some("secret".into()), ..Setup::default() };
+    let cluster = Cluster::start(1, setup).await;
+    let member = cluster.addrs[0].clone();
+    let scratch = Scratch::new("joiners");
+    let base = |boot: &str, object: &str, token: &str| -> Vec<String> {
+        ["-a", "127.0.0.1", "-p", "0", "-o", object, "-b", boot, "--token", token]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    // A port nothing listens on: bind one, note it, close it.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let cases = [
+        ("wrong-token", base(&member, "Counter", "guess"), "wrong token"),
+        ("wrong-object", base(&member, "Lock", "secret"), "same -o"),
+        ("unreachable", base(&dead, "Counter", "secret"), "cannot connect"),
+    ];
+    let mut joiners = Vec::new();
+    for (name, args, reason) in cases {
+        let log = scratch.0.join(format!("{name}.log"));
+        let joiner = spawn_replica(&args, &log);
+        joiners.push((joiner, log, reason, args));
+    }
+    for (joiner, log, reason, args) in &joiners {
+        let text = wait_log(log, "not admitted to the cluster yet").await;
+        assert!(text.contains(reason), "{args:?}: the joiner does not say {reason:?}:\n{text}");
+        let token = args[args.len() - 1].clone();
+        let status = concoord_client::status_of(&joiner.addr, Some(&token), Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(status.role, "joining");
+        let problem = status.join_problem.unwrap_or_default();
+        assert!(problem.contains(reason), "status does not say {reason:?}: {problem}");
+    }
+    // The member said it once per reason, not once per retry.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let member_log =
+        std::fs::read_to_string(&cluster.replicas[0].as_ref().unwrap().log).unwrap_or_default();
+    let refusals = member_log.lines().filter(|l| l.contains("refusing peer")).count();
+    assert!(refusals <= 2, "the member repeats its refusals ({refusals} lines):\n{member_log}");
+    for (mut joiner, ..) in joiners {
+        joiner.kill();
+    }
+}
