@@ -676,6 +676,9 @@ class Core:
             return
         if p.kind[0] == "open" and self.session_state == "opening":
             self.session_state = None
+        if p.kind[0] == "close":
+            # Closing succeeds whatever happens: the lease ends the session anyway.
+            return _resolve(p.waiter, None)
         _fail(p.waiter, error)
 
     # --- Connections ---------------------------------------------------------------

@@ -1,0 +1,186 @@
+"""End-to-end tests of the clients themselves (concoord.client, concoord.aio):
+many threads on one client, the asyncio client, tokens, sessions that end
+releasing locks, call timeouts, failover from a dead bootstrap address, learning
+the cluster's members, and what a call raises when the cluster is gone."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import concoord.aio
+from concoord.client import Client
+from concoord.exception import BadToken, MaybeExecuted, Timeout, Unavailable
+from concoord.proxy.counter import Counter
+from concoord.proxy.lock import Lock
+from test_proxies import in_thread, wait_parked
+
+
+def test_many_threads_share_one_client(shared_client, name):
+    counter = Counter(client=shared_client, instance=name, create=True)
+    threads, per_thread = 16, 100
+    errors = []
+
+    def work():
+        try:
+            for _ in range(per_thread):
+                counter.increment()
+        except BaseException as e:
+            errors.append(e)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == []
+    assert counter.getvalue() == threads * per_thread
+
+
+def test_the_asyncio_client(shared_cluster, name):
+    async def main():
+        client = await concoord.aio.Client.connect(shared_cluster.boot)
+        try:
+            await client.create(name, "Counter", [10])
+            await asyncio.gather(*(client.call(name, "increment") for _ in range(300)))
+            assert await client.call(name, "getvalue") == 310
+            with pytest.raises(AttributeError):
+                await client.call(name, "no_such_method")
+            status = await client.status()
+            assert status["role"] == "leader"
+            # A parked call waits across other calls; a timeout takes it back.
+            await client.create(name + "-lock", "Lock")
+            assert await client.call(name + "-lock", "acquire") is True
+            other = await concoord.aio.Client.connect(shared_cluster.boot)
+            try:
+                with pytest.raises(Timeout):
+                    await other.call(name + "-lock", "acquire", timeout=0.2)
+                waiting = asyncio.ensure_future(other.call(name + "-lock", "acquire"))
+                while not any(p.attempt == "parked" for p in other._core.pending.values()):
+                    await asyncio.sleep(0.005)
+                await client.call(name + "-lock", "release")
+                assert await waiting is True
+            finally:
+                await other.close()
+        finally:
+            await client.close()
+        with pytest.raises(Unavailable, match="closed"):
+            await client.call(name, "getvalue")
+
+    asyncio.run(main())
+
+
+def test_tokens(cluster_factory):
+    cluster = cluster_factory(1, token="s3cret")
+    with Counter(cluster.boot, token="s3cret") as counter:
+        counter.increment()
+        assert counter.getvalue() == 1
+    with pytest.raises(BadToken):
+        Counter(cluster.boot, token="wrong")
+    with pytest.raises(BadToken):
+        Counter(cluster.boot)
+
+
+def test_a_closed_session_releases_its_lock(shared_cluster, name):
+    holder = shared_cluster.client()
+    waiter = shared_cluster.client()
+    try:
+        held = Lock(client=holder, instance=name, create=True)
+        assert held.acquire() is True
+        blocked = Lock(client=waiter, instance=name)
+        waiting = in_thread(blocked.acquire)
+        wait_parked(waiter)
+        holder.close()
+        assert waiting() is True
+        assert repr(blocked) == "<Lock owner=%d>" % waiter.session
+        with pytest.raises(Unavailable, match="closed"):
+            held.locked()
+    finally:
+        waiter.close()
+
+
+HOLDER = """
+import sys, time
+from concoord.proxy.lock import Lock
+lock = Lock(sys.argv[1], instance=sys.argv[2], lease=1.0)
+assert lock.acquire() is True
+print("held", lock.client.session, flush=True)
+time.sleep(3600)
+"""
+
+
+def test_a_killed_clients_lock_passes_on_when_its_lease_ends(shared_cluster, name):
+    Lock(client=shared_cluster.client(), instance=name, create=True).disconnect()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, shared_cluster.boot, name],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        line = holder.stdout.readline().decode()
+        assert line.startswith("held "), "the holder did not get the lock: %r" % line
+        holder_session = int(line.split()[1])
+        # (`with Lock(...)` would acquire, as `with threading.Lock()` does.)
+        lock = Lock(shared_cluster.boot, instance=name, call_timeout=60)
+        try:
+            assert repr(lock) == "<Lock owner=%d>" % holder_session
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
+            # The holder's session ends after its 1 s lease: the lock passes here.
+            assert lock.acquire() is True
+            assert repr(lock) == "<Lock owner=%d>" % lock.client.session
+        finally:
+            lock.disconnect()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_a_call_timeout_cancels_through_the_cluster(shared_cluster, name):
+    holder = shared_cluster.client()
+    impatient = shared_cluster.client(call_timeout=0.3)
+    try:
+        Lock(client=holder, instance=name, create=True).acquire()
+        with pytest.raises(Timeout, match="no effect"):
+            impatient.call(name, "acquire")
+        holder.call(name, "release")
+        assert holder.call(name, "locked") is False, "the cancelled acquire is never granted"
+        assert impatient.call(name, "acquire") is True, "the client goes on"
+    finally:
+        holder.close()
+        impatient.close()
+
+
+def test_failover_from_a_dead_address_and_learning_the_members(shared_cluster, shared_client, name):
+    Counter(client=shared_client, instance=name, create=True)
+    leader = shared_cluster.leader()
+    follower = next(r for r in shared_cluster.live() if r is not leader)
+    # Port 1 refuses at once; then a follower redirects to the leader.
+    with Client(["127.0.0.1:1", follower.addr]) as client:
+        client.call(name, "increment")
+        assert client.call(name, "getvalue") == 1
+        with client._shell.lock:
+            known = set(client._shell.core.addrs)
+        assert {r.addr for r in shared_cluster.live()} <= known, "it learned every member"
+        status = client.status()
+        assert status["role"] == "leader" and status["addr"] == leader.addr
+
+
+def test_calls_fail_with_unavailable_when_the_cluster_is_gone(cluster_factory):
+    cluster = cluster_factory(1)
+    client = cluster.client(give_up_after=1.0, attempt_timeout=0.5)
+    try:
+        client.call("default", "increment")
+        cluster.stop()
+        with pytest.raises(Unavailable) as raised:
+            client.call("default", "increment")
+        # Sent to the dying replica or never sent: both say so.
+        assert isinstance(raised.value, MaybeExecuted) == ("may or may not" in str(raised.value))
+    finally:
+        client.close()
