@@ -17,6 +17,7 @@ thread-safe: the threaded shell calls it under one lock.
 """
 
 import collections
+import logging
 
 from . import _wire
 from .exception import (
@@ -29,6 +30,8 @@ from .exception import (
     Unavailable,
     remote_exception,
 )
+
+log = logging.getLogger("concoord.client")
 
 # Most requests outstanding at once; more wait, unnumbered, in `queued`. It stays
 # below the replicas' limit of unacknowledged replies per session (1024).
@@ -364,6 +367,7 @@ class Core:
             return False
         target = self.link[1]
         self.link = ("up", target)
+        log.debug("connected to %s (leader: %s); resending %d requests", target, leader, len(self.pending))
         if leader:
             self._learn(leader)
         # Unfinished requests go again, unchanged and in order: the replicas answer
@@ -555,6 +559,7 @@ class Core:
 
     def _on_session_opened(self, now, session, waiter):
         assert self.session_state == "opening", "one OpenSession at a time"
+        log.debug("session %d opened", session)
         self.session_state = (session, 1)
         self.keepalive_at = now + self.keepalive_every
         _resolve(waiter, session)
@@ -565,6 +570,7 @@ class Core:
         lost (a parked one would never be woken); later calls need a new session."""
         if self.session != session:
             return
+        log.warning("session %d ended (lease expired or closed); opening a new one", session)
         self.session_state = None
         self.keepalive_at = None
         lost = [
@@ -715,6 +721,7 @@ class Core:
     def _fail_over(self, now, redirect, why):
         """Leaves the current replica (broken, silent, not the leader, not ready)
         for ``redirect`` or the next address; everything unfinished is resent."""
+        log.info("failing over (redirect: %s): %s", redirect, why)
         self.last_error = why
         self.out.clear()
         self.effects.append(("disconnect",))
@@ -749,6 +756,7 @@ class Core:
             ", ".join(self.addrs),
             self.last_error,
         )
+        log.warning("giving up on outstanding requests: %s", why)
         for id in list(self.pending):
             p = self.pending[id]
             self._drop_pending(id, self._lost(p, why))
@@ -764,6 +772,7 @@ class Core:
             self._finish_close()
 
     def _fatal_error(self, error):
+        log.error("the cluster refuses this client: %s", error)
         self.fatal = error
         self._fail_all(error)
         self.link = ("idle",)

@@ -15,12 +15,16 @@ lease runs out.
 """
 
 import asyncio
+import logging
 import random
 import socket
 import time
 
 from . import _wire
 from ._core import DEFAULT, Core, Options, parse_bootstrap, split_addr
+from .exception import ProtocolError
+
+log = logging.getLogger("concoord.client")
 
 __all__ = ["Client", "DEFAULT"]
 
@@ -149,6 +153,17 @@ class Client:
             self._writer = None
 
     async def _timer(self):
+        try:
+            await self._timer_loop()
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            log.exception("the concoord client's timer task failed")
+            self._core._fatal_error(ProtocolError("the client's timer task failed; see the log"))
+            self._exited = True
+            self._drop_connection()
+
+    async def _timer_loop(self):
         core = self._core
         while not self._exited:
             deadline = core.next_deadline()

@@ -69,7 +69,11 @@ class Proxy:
         self._instance = "default" if instance is None else instance
         if create is not None and create is not False:
             args = () if create is True else tuple(create)
-            client.create(self._instance, self.TYPE_NAME, args)
+            try:
+                client.create(self._instance, self.TYPE_NAME, args)
+            except BaseException:
+                self.disconnect()
+                raise
 
     @property
     def client(self):
