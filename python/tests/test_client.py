@@ -184,3 +184,54 @@ def test_calls_fail_with_unavailable_when_the_cluster_is_gone(cluster_factory):
         assert isinstance(raised.value, MaybeExecuted) == ("may or may not" in str(raised.value))
     finally:
         client.close()
+
+
+def end_session_behind_its_back(cluster, session):
+    """Ends ``session`` with a CloseSession sent on a raw connection to the leader,
+    as the cluster would on lease expiry."""
+    from concoord import _wire
+    from concoord.client import connect_socket
+
+    sock, _, _ = connect_socket(cluster.leader().addr, cluster.token, 5.0)
+    with sock:
+        sock.sendall(_wire.close_session(1, session))
+        buf = bytearray()
+        while True:
+            bodies, end = _wire.split_frames(buf)
+            if bodies:
+                reply = _wire.decode_server_frame(bodies[0])
+                assert reply == _wire.Reply(1, reply.slot, reply.position, ("Value", False))
+                return
+            data = sock.recv(65536)
+            assert data, "the leader closed the connection"
+            buf += data
+
+
+def test_a_session_ended_under_a_client_fails_its_calls_and_a_new_one_opens(shared_cluster, name):
+    from concoord.exception import SessionExpired
+
+    holder = shared_cluster.client()
+    client = shared_cluster.client()
+    try:
+        Lock(client=holder, instance=name, create=True).acquire()
+        Counter(client=client, instance=name + "-c", create=True).increment()
+        parked = in_thread(client.call, name, "acquire")
+        wait_parked(client)
+        old = client.session
+        end_session_behind_its_back(shared_cluster, old)
+        # The parked call learns that its session ended, and so does a new call.
+        with pytest.raises(SessionExpired):
+            parked()
+        try:
+            client.call(name + "-c", "increment")
+            ran = 1
+        except SessionExpired:
+            ran = 0  # sent in the ended session before the client learned: refused
+        client.call(name + "-c", "increment")
+        assert client.session != old
+        assert client.call(name + "-c", "getvalue") == 2 + ran
+        holder.call(name, "release")
+        assert holder.call(name, "locked") is False, "the ended session's acquire was dropped"
+    finally:
+        holder.close()
+        client.close()

@@ -66,3 +66,37 @@ def test_a_parked_acquire_survives_the_leaders_death(cluster_factory):
     finally:
         holder.disconnect()
         waiter.disconnect()
+
+
+def test_leader_killed_under_the_asyncio_client(cluster_factory):
+    import asyncio
+
+    import concoord.aio
+
+    cluster = cluster_factory(3)
+    calls, tasks = 400, 16
+
+    async def main():
+        client = await concoord.aio.Client.connect(cluster.boot)
+        try:
+            done = 0
+            killed = asyncio.Event()
+
+            async def work(count):
+                nonlocal done
+                for _ in range(count):
+                    await client.call("default", "increment")
+                    done += 1
+                    if done == calls // 3:
+                        killed.set()
+
+            workers = asyncio.gather(*(work(calls // tasks) for _ in range(tasks)))
+            await killed.wait()
+            leader = cluster.leader()
+            leader.kill()
+            await workers
+            assert await client.call("default", "getvalue") == calls
+        finally:
+            await client.close()
+
+    asyncio.run(main())
