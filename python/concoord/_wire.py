@@ -10,6 +10,7 @@ What it deliberately is not: it holds no state, opens no socket and reads no clo
 Which frame to send when is ``concoord._core``'s business.
 """
 
+import struct
 from collections import namedtuple
 
 import msgpack
@@ -169,9 +170,48 @@ _K = {name: pack(name) for name in [
 ]}
 
 
+_STRUCT_U8 = struct.Struct(">BB")
+_STRUCT_U16 = struct.Struct(">BH")
+_STRUCT_U32 = struct.Struct(">BI")
+_STRUCT_U64 = struct.Struct(">BQ")
+
+
+def _uint(value):
+    """MessagePack of an unsigned envelope integer (ids, sessions, numbers): the
+    same bytes as ``pack``, without building a Packer per field."""
+    if value < 0x80:
+        return _FIXINT[value]
+    if value < 0x100:
+        return _STRUCT_U8.pack(0xCC, value)
+    if value < 0x10000:
+        return _STRUCT_U16.pack(0xCD, value)
+    if value < 0x100000000:
+        return _STRUCT_U32.pack(0xCE, value)
+    return _STRUCT_U64.pack(0xCF, value)
+
+
+_FIXINT = [bytes([i]) for i in range(0x80)]
+# Object and method names recur: keep their encodings (bounded, as names are).
+_NAMES = {}
+_NAMES_MAX = 4096
+
+
+def _name(text):
+    packed = _NAMES.get(text)
+    if packed is None:
+        packed = pack(text)
+        if len(_NAMES) < _NAMES_MAX:
+            _NAMES[text] = packed
+    return packed
+
+
 def _map(n):
     assert 0 < n < 16, "envelope maps are small"
     return bytes([0x80 | n])
+
+
+_REQUEST_HEAD = _map(1) + _K["Request"] + _map(2) + _K["id"]
+_CALL_HEAD = _map(1) + _K["Call"] + _map(6) + _K["session"]
 
 
 def hello(token):
@@ -187,7 +227,7 @@ def status(id):
 
 
 def _request(id, request):
-    return frame(_map(1) + _K["Request"] + _map(2) + _K["id"] + pack(id) + _K["request"] + request)
+    return frame(_REQUEST_HEAD + _uint(id) + _K["request"] + request)
 
 
 def open_session(id, nonce, lease_ms):
@@ -207,10 +247,22 @@ def close_session(id, session):
 def call(id, session, request, acked, object, method, packed_args):
     """``Request { id, Call { ... } }``, framed; ``packed_args`` from ``pack_args``.
     Raises ValueError for a request larger than the replicas order."""
-    body = _map(1) + _K["Call"] + _map(6)
-    body += _K["session"] + pack(session) + _K["request"] + pack(request)
-    body += _K["acked"] + pack(acked) + _K["object"] + pack(object)
-    body += _K["method"] + pack(method) + _K["args"] + packed_args
+    body = b"".join(
+        (
+            _CALL_HEAD,
+            _uint(session),
+            _K["request"],
+            _uint(request),
+            _K["acked"],
+            _uint(acked),
+            _K["object"],
+            _name(object),
+            _K["method"],
+            _name(method),
+            _K["args"],
+            packed_args,
+        )
+    )
     _check_size(body)
     return _request(id, body)
 

@@ -176,3 +176,12 @@ def test_maps_with_list_keys_decode_with_tuple_keys():
     # A Rust Value::Map may have any key; Python needs hashable ones.
     raw = b"\x81\x92\x01\x02\xa1x"  # {[1, 2]: "x"}
     assert _wire.unpack(raw) == {(1, 2): "x"}
+
+
+def test_envelope_integers_encode_exactly_as_msgpack_does():
+    import random
+
+    rng = random.Random(7)
+    edges = [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1]
+    for value in edges + [rng.getrandbits(rng.choice([7, 8, 16, 32, 64])) for _ in range(2000)]:
+        assert _wire._uint(value) == _wire.pack(value), value
