@@ -100,3 +100,26 @@ def test_leader_killed_under_the_asyncio_client(cluster_factory):
             await client.close()
 
     asyncio.run(main())
+
+
+def test_a_client_given_only_the_leader_fails_over_to_members_it_learned(cluster_factory):
+    import socket
+
+    cluster = cluster_factory(3)
+    leader = cluster.leader()
+    counter = Counter(leader.addr)
+    try:
+        counter.increment()
+        sock = counter.client._shell.sock
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        # The status the client asked for when it connected listed every member;
+        # one more status on the same connection means that answer is in.
+        counter.client.status()
+        with counter.client._shell.lock:
+            assert {r.addr for r in cluster.live()} <= set(counter.client._shell.core.addrs)
+        leader.kill()
+        # No address it was given answers now: only the members it learned do.
+        counter.increment()
+        assert counter.getvalue() == 2
+    finally:
+        counter.disconnect()
