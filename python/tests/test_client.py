@@ -235,3 +235,23 @@ def test_a_session_ended_under_a_client_fails_its_calls_and_a_new_one_opens(shar
     finally:
         holder.close()
         client.close()
+
+
+def test_debug_logs_the_clients_decisions(shared_cluster, caplog):
+    import logging
+
+    logger = logging.getLogger("concoord")
+    level, handlers = logger.level, list(logger.handlers)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="concoord"):
+            logger.setLevel(logging.WARNING)
+            counter = Counter(shared_cluster.boot, debug=True)
+            assert logger.level == logging.DEBUG
+            counter.getvalue()
+            counter.disconnect()
+        messages = [r.getMessage() for r in caplog.records if r.name == "concoord.client"]
+        assert any(m.startswith("connected to 127.0.0.1:") for m in messages), messages
+        assert any(m.startswith("session ") and m.endswith(" opened") for m in messages), messages
+    finally:
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
