@@ -62,6 +62,8 @@ _SESSION_EXPIRED = (
 # Attempt states of a pending request.
 UNSENT, SENT, PARKED, BUSY = "unsent", "sent", "parked", "busy"
 
+INF = float("inf")
+
 # Marks "use the client's call_timeout" where None means "no timeout".
 DEFAULT = object()
 
@@ -78,6 +80,8 @@ class Options:
         connect_timeout=2.0,
         give_up_after=60.0,
     ):
+        if give_up_after is None:
+            give_up_after = INF  # never give up: calls wait for the cluster to return
         for name, value in [
             ("lease", lease),
             ("attempt_timeout", attempt_timeout),
@@ -272,7 +276,7 @@ class Core:
         times = []
         if self.closing is not None:
             times.append(self.closing)
-        if self.outage_since is not None and self.has_work():
+        if self.outage_since is not None and self.has_work() and self.options.give_up_after != INF:
             times.append(self.outage_since + self.options.give_up_after)
         up = self.link[0] == "up"
         attempt_timeout = self.options.attempt_timeout

@@ -283,7 +283,8 @@ class Client:
     after this long; kept alive every lease/3), ``attempt_timeout`` (no answer at
     all for this long: fail over and resend), ``call_timeout`` (a call's total time,
     parked time included; None: wait until woken), ``connect_timeout``,
-    ``give_up_after`` (no replica answered for this long: outstanding calls fail).
+    ``give_up_after`` (no replica answered for this long: outstanding calls fail;
+    None: never).
 
     The constructor returns once the session is open; it raises ``Unavailable``
     when no replica answered within ``give_up_after``, ``BadToken`` when the token

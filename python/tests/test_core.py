@@ -341,3 +341,23 @@ def test_bootstrap_strings_and_lists_parse_like_the_originals():
     ]:
         with pytest.raises(BadAddress, match=why):
             _core.parse_bootstrap(bad)
+
+
+def test_a_client_that_never_gives_up_keeps_trying_without_an_infinite_timer():
+    f = Fixture(give_up_after=None)
+    f.open()
+    answer = f.call()
+    sent(f.core)
+    f.core.on_disconnected(f.now, "reset")
+    now = f.now
+    for _ in range(50):
+        assert f.core.take_effects()[-1][0] == "connect"
+        now += 1000.0  # far beyond the default give_up_after
+        f.core.on_connect_failed(now, None, "refused")
+        # Timers (keep-alive, reconnect backoff) fire; none is infinite.
+        while f.core.link[0] != "connecting":
+            deadline = f.core.next_deadline()
+            assert deadline is not None and deadline < float("inf")
+            now = max(now, deadline)
+            f.core.on_tick(now)
+    assert not answer.done(), "the call still waits for the cluster"
