@@ -18,8 +18,8 @@ class Proxy:
     """Base of the built-in objects' proxies.
 
     ``bootstrap``: ``"host:port, host:port"`` or a list. ``timeout``: seconds
-    without any replica answering before a call fails with ``Unavailable`` (the
-    original accepted it and ignored it). ``debug``: log the client's decisions
+    without any replica answering before a call fails with ``Unavailable`` (None:
+    never; the original accepted it and ignored it). ``debug``: log the client's decisions
     (logger ``concoord``) at DEBUG level. ``token``: the replicas' ``--token``.
 
     Keywords: ``instance`` names the object instance (default: the cluster's
