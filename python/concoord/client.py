@@ -3,9 +3,12 @@ at once, and ``status_of``, a one-shot status request to one replica.
 
 A client owns one session and one connection, to the leader. Calling threads encode
 their arguments, number the call and write its frame themselves (under one lock,
-so frames never interleave); one background I/O thread reads answers, runs the
-timers (keep-alive, attempt timeouts, call timeouts) and makes connections. All the
-decisions are ``concoord._core``'s: this module only moves bytes and time into it.
+so frames never interleave). While it waits, one calling thread at a time reads the
+connection itself, for everyone, so that a reply wakes its caller without a hand-off
+between threads; when no caller reads, the background I/O thread does. The I/O
+thread also runs the timers (keep-alive, attempt timeouts, call timeouts) and makes
+connections. Every read happens under the lock, whoever reads. All the decisions
+are ``concoord._core``'s: this module only moves bytes and time into it.
 
 What it deliberately is not: it does not resolve DNS SRV names, and it is not an
 asyncio client (``concoord.aio`` is).
@@ -14,6 +17,7 @@ asyncio client (``concoord.aio`` is).
 import concurrent.futures
 import logging
 import random
+import select
 import selectors
 import socket
 import threading
@@ -30,6 +34,8 @@ log = logging.getLogger("concoord.client")
 
 # Bytes asked for per read.
 READ_CHUNK = 256 * 1024
+# A reading caller looks at the client's state at least this often (ms).
+READER_POLL_MS = 500
 
 
 def connect_socket(target, token, timeout):
@@ -94,6 +100,16 @@ class _Shell:
         self.selector.register(self.wake_r, selectors.EVENT_READ)
         self.sock = None
         self.sock_events = 0
+        # A calling thread that reads the connection itself while it waits (saving
+        # the hand-off from the I/O thread): its thread, the future it waits for,
+        # and the socket it reads. The I/O thread does not watch the socket for
+        # reading meanwhile. Every read happens under the lock, whoever reads.
+        self.reader = None
+        self.reader_future = None
+        self.reader_sock = None
+        self.reader_wake_r, self.reader_wake_w = socket.socketpair()
+        self.reader_wake_r.setblocking(False)
+        self.reader_wake_w.setblocking(False)
         self.buf = bytearray()
         self.connect_to = None
         self.exiting = False
@@ -140,6 +156,16 @@ class _Shell:
             wake = True
         if wake:
             self.wake()
+        if (
+            self.reader is not None
+            and self.reader is not threading.current_thread()
+            and (self.reader_future.done() or self.sock is not self.reader_sock or self.exiting)
+        ):
+            # Another thread resolved the reader's call or replaced its socket.
+            try:
+                self.reader_wake_w.send(b"\0")
+            except OSError:
+                pass
 
     def close_sock(self):
         if self.sock is not None:
@@ -173,6 +199,8 @@ class _Shell:
             self.selector.close()
             self.wake_r.close()
             self.wake_w.close()
+            # The reader pipe stays open: a reader may still be polling it, and
+            # it is closed with the shell.
 
     def loop(self):
         while True:
@@ -210,9 +238,13 @@ class _Shell:
     def watch_socket(self, want_write):
         if self.sock is None:
             return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write else 0)
+        events = (selectors.EVENT_READ if self.reader is None else 0) | (
+            selectors.EVENT_WRITE if want_write else 0
+        )
         if events != self.sock_events:
-            if self.sock_events:
+            if not events:
+                self.selector.unregister(self.sock)
+            elif self.sock_events:
                 self.selector.modify(self.sock, events)
             else:
                 self.selector.register(self.sock, events)
@@ -247,6 +279,51 @@ class _Shell:
         except _wire.FrameError as e:
             self.close_sock()
             self.core.on_disconnected(now, "%s sent a bad frame: %s" % (target, e))
+
+    def wait(self, future):
+        """Waits for ``future``, reading the connection in this thread meanwhile
+        if no one else does (the I/O thread then stops watching it), so a reply
+        wakes its caller directly instead of through the I/O thread."""
+        me = threading.current_thread()
+        while not future.done():
+            with self.lock:
+                sock = self.sock
+                if future.done() or sock is None or self.reader is not None or self.exiting:
+                    break
+                self.reader, self.reader_future, self.reader_sock = me, future, sock
+                self.watch_socket(bool(self.core.out))
+            try:
+                self.read_until(future, sock)
+            finally:
+                with self.lock:
+                    self.reader = self.reader_future = self.reader_sock = None
+                    if not self.exiting:
+                        self.watch_socket(bool(self.core.out))
+        return future.result()
+
+    def read_until(self, future, sock):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        poller.register(self.reader_wake_r, select.POLLIN)
+        while True:
+            with self.lock:
+                if future.done() or self.sock is not sock or self.exiting:
+                    return
+            # Bounded, so that a missed poke costs a moment, never a hang.
+            events = poller.poll(READER_POLL_MS)
+            with self.lock:
+                if future.done() or self.sock is not sock or self.exiting:
+                    return
+                for fd, _ in events:
+                    if fd == self.reader_wake_r.fileno():
+                        try:
+                            while self.reader_wake_r.recv(4096):
+                                pass
+                        except OSError:
+                            pass
+                    else:
+                        self.read()
+                self.after()
 
     def dial(self, target):
         """Connects outside the lock (callers keep queueing meanwhile), then tells
@@ -330,7 +407,7 @@ class Client:
         with shell.lock:
             shell.core.call(time.monotonic(), object, method, packed, future, timeout)
             shell.after()
-        return future.result()
+        return shell.wait(future)
 
     def create(self, name, type_name, args=(), timeout=DEFAULT):
         """Creates the instance ``name`` of ``type_name`` (``"Counter"`` or the
@@ -342,7 +419,7 @@ class Client:
         with shell.lock:
             shell.core.create(time.monotonic(), name, type_name, packed, future, timeout)
             shell.after()
-        future.result()
+        shell.wait(future)
 
     def status(self):
         """The connected replica's description of itself and the cluster (a dict:
@@ -352,7 +429,7 @@ class Client:
         with shell.lock:
             shell.core.status(time.monotonic(), future)
             shell.after()
-        return future.result()
+        return shell.wait(future)
 
     @property
     def session(self):
@@ -372,6 +449,10 @@ class Client:
         future.result()
         if threading.current_thread() is not shell.thread:
             shell.thread.join()
+            with shell.lock:
+                if shell.reader is None:
+                    shell.reader_wake_r.close()
+                    shell.reader_wake_w.close()
         self._finalizer.detach()
 
     def __enter__(self):
