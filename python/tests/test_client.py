@@ -255,3 +255,19 @@ def test_debug_logs_the_clients_decisions(shared_cluster, caplog):
     finally:
         logger.setLevel(level)
         logger.handlers[:] = handlers
+
+
+def test_closing_a_client_ends_the_calls_other_threads_wait_for(shared_cluster, name):
+    holder = shared_cluster.client()
+    client = shared_cluster.client()
+    try:
+        Lock(client=holder, instance=name, create=True).acquire()
+        parked = in_thread(client.call, name, "acquire")
+        wait_parked(client)
+        client.close()
+        with pytest.raises(Unavailable):
+            parked()
+        holder.call(name, "release")
+        assert holder.call(name, "locked") is False, "the closed session's acquire was dropped"
+    finally:
+        holder.close()
