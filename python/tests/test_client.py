@@ -271,3 +271,49 @@ def test_closing_a_client_ends_the_calls_other_threads_wait_for(shared_cluster, 
         assert holder.call(name, "locked") is False, "the closed session's acquire was dropped"
     finally:
         holder.close()
+
+
+def test_threads_mixing_calls_parked_calls_and_timeouts_on_one_client(shared_cluster, name):
+    # Each thread acquires the lock with a timeout, increments, releases; calls of
+    # all kinds are in flight at once, some parked, some cancelled.
+    import random
+
+    client = shared_cluster.client()
+    try:
+        counter = Counter(client=client, instance=name + "-c", create=True)
+        Lock(client=client, instance=name, create=True)
+        got, gave_up, errors = [0], [0], []
+        mutex = threading.Lock()
+        other = shared_cluster.client()
+        theirs = Lock(client=other, instance=name)
+
+        def work(seed):
+            rng = random.Random(seed)
+            try:
+                for _ in range(25):
+                    counter.increment()
+                    if theirs.acquire(timeout=rng.choice([0, 0.01, 0.05, None])):
+                        with mutex:
+                            got[0] += 1
+                        theirs.release()
+                    else:
+                        with mutex:
+                            gave_up[0] += 1
+            except BaseException as e:
+                errors.append(e)
+
+        # `theirs` is one session shared by every thread, and a Lock is not
+        # re-entrant: threads of one session queue behind each other.
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert got[0] + gave_up[0] == 8 * 25
+        assert got[0] > 0
+        assert counter.getvalue() == 8 * 25
+        assert theirs.locked() is False, "no cancelled acquire was granted later"
+        other.close()
+    finally:
+        client.close()
