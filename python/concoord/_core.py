@@ -623,7 +623,7 @@ class Core:
                 frame = _wire.call(id, session, next_number, acked, op[1], op[2], op[3])
             else:
                 frame = _wire.create(id, session, next_number, op[1], op[2], op[3])
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             return _fail(queued.waiter, e)
         self.session_state = (session, next_number + 1)
         kind = ("call", session, next_number)

@@ -246,7 +246,9 @@ def close_session(id, session):
 
 def call(id, session, request, acked, object, method, packed_args):
     """``Request { id, Call { ... } }``, framed; ``packed_args`` from ``pack_args``.
-    Raises ValueError for a request larger than the replicas order."""
+    Raises ValueError for a request larger than the replicas order, TypeError for
+    names that are not strings (a replica could not even tell which request failed)."""
+    _check_names(object=object, method=method)
     body = b"".join(
         (
             _CALL_HEAD,
@@ -268,6 +270,7 @@ def call(id, session, request, acked, object, method, packed_args):
 
 
 def create(id, session, request, name, type_name, packed_args):
+    _check_names(name=name, type_name=type_name)
     body = _map(1) + _K["Create"] + _map(5)
     body += _K["session"] + pack(session) + _K["request"] + pack(request)
     body += _K["name"] + pack(name) + _K["type_name"] + pack(type_name)
@@ -281,6 +284,12 @@ def cancel(id, session, request, target):
     body += _K["session"] + pack(session) + _K["request"] + pack(request)
     body += _K["target"] + pack(target)
     return _request(id, body)
+
+
+def _check_names(**names):
+    for what, value in names.items():
+        if not isinstance(value, str):
+            raise TypeError("the %s must be a str, not %s" % (what, type(value).__name__))
 
 
 def _check_size(request):

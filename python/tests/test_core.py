@@ -361,3 +361,15 @@ def test_a_client_that_never_gives_up_keeps_trying_without_an_infinite_timer():
             now = max(now, deadline)
             f.core.on_tick(now)
     assert not answer.done(), "the call still waits for the cluster"
+
+
+def test_a_call_that_cannot_be_encoded_fails_alone():
+    f = Fixture()
+    f.open()
+    bad = concurrent.futures.Future()
+    f.core.call(f.now, "o", 7, _wire.pack_args([]), bad)
+    with pytest.raises(TypeError, match="method"):
+        bad.result(0)
+    good = f.call()
+    assert [n[1:] for n in calls(f.core)] == [[1, 1]], "the bad call used no request number"
+    assert not good.done()

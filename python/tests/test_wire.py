@@ -185,3 +185,12 @@ def test_envelope_integers_encode_exactly_as_msgpack_does():
     edges = [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1]
     for value in edges + [rng.getrandbits(rng.choice([7, 8, 16, 32, 64])) for _ in range(2000)]:
         assert _wire._uint(value) == _wire.pack(value), value
+
+
+def test_names_that_are_not_strings_are_refused_before_sending():
+    # A replica could not decode the frame at all, nor say which request it was.
+    args = _wire.pack_args([])
+    with pytest.raises(TypeError, match="method must be a str"):
+        _wire.call(1, 1, 1, 1, "default", None, args)
+    with pytest.raises(TypeError, match="type_name must be a str"):
+        _wire.create(1, 1, 1, "x", None, args)

@@ -68,6 +68,9 @@ class Proxy:
         self._client = client
         self._instance = "default" if instance is None else instance
         if create is not None and create is not False:
+            if self.TYPE_NAME is None:
+                self.disconnect()
+                raise TypeError("%s cannot create objects: use a proxy of a type" % type(self).__name__)
             args = () if create is True else tuple(create)
             try:
                 client.create(self._instance, self.TYPE_NAME, args)
