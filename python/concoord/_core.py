@@ -329,6 +329,22 @@ class Core:
             self.queued.append(queued)
             self.start_session(now)
 
+    def abandon(self, now, waiter):
+        """The caller of the call ``waiter`` waits for stopped waiting (a cancelled
+        asyncio task, an interrupt): a call not sent yet is dropped; a sent one is
+        taken back through the cluster, as on a timeout, so that a parked acquire
+        is not granted later to a caller who left. If it completed first, its
+        result goes nowhere."""
+        for q in self.queued:
+            if q.waiter is waiter:
+                self.queued.remove(q)
+                return
+        for id, p in self.pending.items():
+            if p.waiter is waiter and p.kind[0] == "call":
+                if not p.cancelling:
+                    self._on_call_timeout(now, id)
+                return
+
     def status(self, now, waiter):
         """Asks the connected replica to describe itself (a dict)."""
         refusal = self._refusal()

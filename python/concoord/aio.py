@@ -81,7 +81,14 @@ class Client:
         future = self._loop.create_future()
         self._core.call(time.monotonic(), object, method, packed, future, timeout)
         self._after()
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # The task was cancelled (asyncio.wait_for, ...): take the call back
+            # too, so a parked acquire is not granted later to a caller who left.
+            self._core.abandon(time.monotonic(), future)
+            self._after()
+            raise
 
     async def create(self, name, type_name, args=(), timeout=DEFAULT):
         """As ``concoord.client.Client.create``."""

@@ -407,7 +407,16 @@ class Client:
         with shell.lock:
             shell.core.call(time.monotonic(), object, method, packed, future, timeout)
             shell.after()
-        return shell.wait(future)
+        try:
+            return shell.wait(future)
+        except BaseException:
+            if not future.done():
+                # Interrupted while waiting: take the call back (a parked acquire
+                # must not be granted later to a caller who left).
+                with shell.lock:
+                    shell.core.abandon(time.monotonic(), future)
+                    shell.after()
+            raise
 
     def create(self, name, type_name, args=(), timeout=DEFAULT):
         """Creates the instance ``name`` of ``type_name`` (``"Counter"`` or the

@@ -317,3 +317,25 @@ def test_threads_mixing_calls_parked_calls_and_timeouts_on_one_client(shared_clu
         other.close()
     finally:
         client.close()
+
+
+def test_a_cancelled_asyncio_task_takes_its_parked_call_back(shared_cluster, name):
+    async def main():
+        holder = await concoord.aio.Client.connect(shared_cluster.boot)
+        other = await concoord.aio.Client.connect(shared_cluster.boot)
+        try:
+            await holder.create(name, "Lock")
+            assert await holder.call(name, "acquire") is True
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(other.call(name, "acquire"), 0.2)
+            # The cancel is ordered before this release, or it finds the call
+            # parked: either way the lock is never granted to the task that left.
+            while any(p.kind[0] in ("call", "cancel") for p in other._core.pending.values()):
+                await asyncio.sleep(0.01)
+            await holder.call(name, "release")
+            assert await holder.call(name, "locked") is False
+        finally:
+            await holder.close()
+            await other.close()
+
+    asyncio.run(main())

@@ -373,3 +373,23 @@ def test_a_call_that_cannot_be_encoded_fails_alone():
     good = f.call()
     assert [n[1:] for n in calls(f.core)] == [[1, 1]], "the bad call used no request number"
     assert not good.done()
+
+
+def test_an_abandoned_call_is_taken_back_and_an_unsent_one_dropped():
+    f = Fixture()
+    f.open()
+    parked = f.call("acquire")
+    (id, number, _), = calls(f.core)
+    f.core.on_frame(f.now, reply(id, "Parked"))
+    parked.cancel()  # what asyncio does to a cancelled task's future
+    f.core.abandon(f.now, parked)
+    _, cancel_number, target = cancel_of(f.core)
+    assert (cancel_number, target) == (2, number)
+    f.core.on_frame(f.now, reply(id, "Value", True))  # granted first: goes nowhere
+    assert parked.cancelled()
+
+    g = Fixture()  # no session yet: calls wait, unnumbered
+    queued = g.call()
+    assert len(g.core.queued) == 1
+    g.core.abandon(g.now, queued)
+    assert len(g.core.queued) == 0, "never numbered, never sent"
