@@ -339,3 +339,18 @@ def test_a_cancelled_asyncio_task_takes_its_parked_call_back(shared_cluster, nam
             await other.close()
 
     asyncio.run(main())
+
+
+def test_the_original_tutorials_counter(cluster_factory):
+    # Two replicas of the original's dotted object name, and the proxy built from
+    # the original's bootstrap string, spaces included.
+    cluster = cluster_factory(2, object="concoord.object.counter.Counter")
+    a, b = cluster.live()
+    counter = Counter("%s, %s" % (a.addr, b.addr))
+    try:
+        for _ in range(3):
+            counter.increment()
+        assert counter.getvalue() == 3
+        assert str(counter) == "The counter value is 3"
+    finally:
+        counter.disconnect()
