@@ -608,8 +608,13 @@ class Core:
 
     def _on_keepalive(self, now, session):
         # Callers that stopped waiting (a cancelled asyncio task) would hold `acked`
-        # back forever: forget them. Their requests may still run.
-        for id in [id for id, p in self.pending.items() if p.waiter is not None and p.waiter.cancelled()]:
+        # back forever: forget them, unless their call is being taken back (it
+        # needs its pending entry to cancel again). Their requests may still run.
+        for id in [
+            id
+            for id, p in self.pending.items()
+            if p.waiter is not None and p.waiter.cancelled() and not p.cancelling
+        ]:
             del self.pending[id]
         if any(p.kind[0] == "keepalive" for p in self.pending.values()):
             return

@@ -393,3 +393,20 @@ def test_an_abandoned_call_is_taken_back_and_an_unsent_one_dropped():
     assert len(g.core.queued) == 1
     g.core.abandon(g.now, queued)
     assert len(g.core.queued) == 0, "never numbered, never sent"
+
+
+def test_an_abandoned_call_is_cancelled_again_even_across_keep_alives():
+    f = Fixture()
+    f.open()
+    waiter = f.call("acquire")
+    (id, number, _), = calls(f.core)
+    waiter.cancel()
+    f.core.abandon(f.now, waiter)
+    cancel_id, _, _ = cancel_of(f.core)
+    # Not applied yet when the cancel was: it must be cancelled again later,
+    # keep-alives in between notwithstanding.
+    f.core.on_frame(f.now, reply(cancel_id, "Value", False))
+    # The keep-alive and the retry are due together.
+    f.core.on_tick(max(f.core.keepalive_at, f.now + _core.CANCEL_RETRY))
+    assert id in f.core.pending, "still being taken back"
+    assert cancel_of(f.core)[2] == number
