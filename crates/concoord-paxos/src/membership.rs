@@ -165,6 +165,12 @@ impl Schedule {
         out
     }
 
+    /// The first slot, among those the schedule still holds, from which a
+    /// membership containing `id` governs.
+    pub fn first_with(&self, id: ReplicaId) -> Option<Slot> {
+        self.entries.iter().find(|(_, m)| m.is_member(id)).map(|(slot, _)| *slot)
+    }
+
     /// True when a change is scheduled to take effect after `slot`.
     pub fn has_change_after(&self, slot: Slot) -> bool {
         self.entries.range(slot.next()..).next().is_some()

@@ -1635,13 +1635,19 @@ impl Replica {
             if auto_promote && *role == Role::Learner {
                 if let Some(p) = progress {
                     // Only a learner that is caught up *and* answering: promoting a
-                    // dead one would shrink the live majority. Caught up means close
-                    // to the commit point, or (under a load that keeps the commit
-                    // point moving faster than its reports arrive) accepting the slots
-                    // being chosen now.
+                    // dead one would shrink the live majority. Caught up means it has
+                    // applied the slot from which it is a member (so it holds the log
+                    // before it, which may exist nowhere else: a cluster grown from one
+                    // voter whose founder dies right after promoting two learners that
+                    // hold nothing could never elect a leader again), and it is close
+                    // to the commit point, or (under a load that keeps the commit point
+                    // moving faster than its reports arrive) accepting the slots being
+                    // chosen now.
                     let recent = now.since(p.last_heard) <= heard_within;
-                    let caught_up = p.commit_max.plus(promote_lag) >= commit_max
-                        || p.accepted_max.plus(promote_lag) >= commit_max;
+                    let member_from = self.schedule.first_with(*id).unwrap_or(commit_max);
+                    let caught_up = p.commit_max >= member_from
+                        && (p.commit_max.plus(promote_lag) >= commit_max
+                            || p.accepted_max.plus(promote_lag) >= commit_max);
                     if p.answered && recent && caught_up {
                         l.pending_config.push_back(ConfigChange::Promote(*id));
                         return;
