@@ -5,8 +5,8 @@
 
 use crate::ballot::Ballot;
 use crate::membership::{Membership, Schedule};
-use crate::value::{Member, Value};
-use concoord_wire::{Slot, Time};
+use crate::value::{Command, Member, Value};
+use concoord_wire::{ReplicaId, Slot, Time};
 use serde::{Deserialize, Serialize};
 
 /// An acceptor's record of one slot: the highest ballot it accepted there and the
@@ -63,6 +63,11 @@ pub enum Message {
     /// The leader's answer to a join request from an identity that was removed
     /// before: it can never be a member again and must rejoin under a fresh one.
     JoinRefused,
+    /// Client commands a follower received, for its leader to order.
+    Forward { commands: Vec<Command> },
+    /// Commands forwarded to a replica that cannot queue them (it does not lead, or
+    /// its queue is full), handed back so the forwarder redirects their clients.
+    ForwardRefused { commands: Vec<Command>, leader_hint: Option<ReplicaId> },
     /// "Could I win an election at `ballot`?", asked before raising any promise.
     /// Binds nobody to anything (pre-vote; Ongaro's thesis §9.6).
     PreVote { ballot: Ballot, commit_max: Slot },
@@ -88,6 +93,8 @@ impl Message {
             Message::InstallSnapshot { .. } => "install_snapshot",
             Message::JoinRequest { .. } => "join_request",
             Message::JoinRefused => "join_refused",
+            Message::Forward { .. } => "forward",
+            Message::ForwardRefused { .. } => "forward_refused",
             Message::PreVote { .. } => "pre_vote",
             Message::PreVoteReply { .. } => "pre_vote_reply",
         }

@@ -447,7 +447,7 @@ impl Replica {
                 }
                 Ok(())
             }
-            Input::Propose(commands) => self.on_propose(commands),
+            Input::Propose(commands) => self.on_propose(now, commands, effects),
             Input::Read(id) => self.on_read(id, effects),
             Input::SnapshotTaken { slot, data } => {
                 self.on_snapshot_taken(slot, data, effects);
@@ -496,6 +496,12 @@ impl Replica {
             }
             Message::JoinRequest { member } => self.on_join_request(member, effects),
             Message::JoinRefused => self.on_join_refused(effects),
+            Message::Forward { commands } => self.on_forward(from, commands, effects),
+            Message::ForwardRefused { commands, leader_hint } => {
+                // Hand the commands back to the shell, which redirects their clients.
+                let hint = leader_hint.filter(|l| *l != self.id);
+                effects.push(Effect::Dropped { commands, leader_hint: hint });
+            }
             Message::PreVote { ballot, commit_max } => {
                 self.on_pre_vote(now, from, ballot, commit_max, effects)
             }
@@ -1320,9 +1326,23 @@ impl Replica {
         }
     }
 
-    fn on_propose(&mut self, commands: Vec<Command>) -> Result<(), Rejected> {
+    /// Queues commands for a slot. A follower that hears a leader forwards client
+    /// commands to it instead of refusing them: a client that reaches any replica of
+    /// a working majority is served, even if it cannot reach the leader itself. The
+    /// forwarding replica answers its client when it applies the command, as every
+    /// replica applies every slot.
+    fn on_propose(
+        &mut self,
+        now: Time,
+        commands: Vec<Command>,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), Rejected> {
         let hint = self.leader_hint;
         let max = self.opts.pending_commands_max;
+        if let Some(leader) = self.forward_target(now, &commands) {
+            effects.push(self.send(leader, Message::Forward { commands }));
+            return Ok(());
+        }
         let State::Leader(l) = &mut self.state else {
             return Err(Rejected::NotLeader { leader_hint: hint });
         };
@@ -1337,6 +1357,40 @@ impl Replica {
             }
         }
         Ok(())
+    }
+
+    /// The leader a follower may forward `commands` to: one it heard from within an
+    /// election timeout. Only client commands travel this way, and only as many as
+    /// a leader would queue.
+    fn forward_target(&self, now: Time, commands: &[Command]) -> Option<ReplicaId> {
+        let heard = self.leader_heard_at?;
+        let leader = self.leader_hint.filter(|l| *l != self.id)?;
+        let fresh = now.since(heard) < self.opts.election_timeout_min;
+        let apps = commands.iter().all(|c| matches!(c, Command::App(_)));
+        let fits = !commands.is_empty() && commands.len() <= self.opts.pending_commands_max;
+        (self.role() == RoleKind::Follower && fresh && apps && fits).then_some(leader)
+    }
+
+    /// A follower forwarded client commands: a leader queues them as if proposed to
+    /// it; anyone else (or a leader whose queue is full) hands them back, and the
+    /// forwarder redirects their clients.
+    fn on_forward(&mut self, from: ReplicaId, commands: Vec<Command>, effects: &mut Vec<Effect>) {
+        let commands: Vec<Command> =
+            commands.into_iter().filter(|c| matches!(c, Command::App(_))).collect();
+        if commands.is_empty() {
+            return;
+        }
+        if self.is_leader() {
+            let max = self.opts.pending_commands_max;
+            if let State::Leader(l) = &mut self.state {
+                if l.pending.len() + l.pending_config.len() + commands.len() <= max {
+                    l.pending.extend(commands);
+                    return;
+                }
+            }
+        }
+        let msg = Message::ForwardRefused { commands, leader_hint: self.leader_hint() };
+        effects.push(self.send(from, msg));
     }
 
     fn on_read(&mut self, id: ReadId, effects: &mut Vec<Effect>) -> Result<(), Rejected> {

@@ -627,7 +627,11 @@ impl Server {
             return;
         }
         if let Request::Call { object, method, args, .. } = &request {
-            if self.machine.is_query(object, method) {
+            // The leader serves a query with its read barrier. A follower cannot;
+            // it orders the query through the log instead (forwarded to its leader
+            // like a command), which is just as linearizable and serves a client
+            // that cannot reach the leader.
+            if self.machine.is_query(object, method) && self.replica.is_leader() {
                 let read = ReadId(self.next_read);
                 self.next_read += 1;
                 match self.step(Input::Read(read)) {

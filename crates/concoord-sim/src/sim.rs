@@ -1235,11 +1235,11 @@ impl Sim {
         let far = Slot(u64::MAX / 2);
         // Nor while a membership change may be in flight: an unchosen change is
         // invisible in any schedule, yet may shrink the membership right after.
-        let settled = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.replica.as_ref())
-            .all(|r| r.pending_len() == 0 && r.membership() == r.schedule().latest());
+        let settled = self.nodes.iter().filter_map(|n| n.replica.as_ref()).all(|r| {
+            r.pending_len() == 0
+                && r.membership() == r.schedule().latest()
+                && !holds_unchosen_change(r)
+        });
         if !settled || self.now < self.last_reconfigure + 2 * SEC {
             return false;
         }
@@ -2363,6 +2363,19 @@ fn apply_register(state: i64, op: &Op) -> (i64, i64) {
         Op::Add { delta, .. } => (state.wrapping_add(delta), state.wrapping_add(delta)),
         Op::Read { .. } | Op::LogRead { .. } => (state, state),
     }
+}
+
+/// Whether `r` accepted, above its commit point, a value carrying a membership
+/// change: a leader deposed before that change was chosen leaves it in acceptors'
+/// logs, and a later leader may adopt and choose it at any time.
+fn holds_unchosen_change(r: &Replica) -> bool {
+    let from = r.commit_max().0 + 1;
+    let to = r.commit_max().0 + r.options().accept_ahead_max + r.options().alpha;
+    (from..=to).any(|slot| {
+        r.accepted(Slot(slot)).is_some_and(|(_, value)| {
+            value.commands.iter().any(|c| matches!(c, Command::Reconfigure(_)))
+        })
+    })
 }
 
 fn event_node(event: &Event) -> Option<usize> {

@@ -26,17 +26,53 @@ fn three_replicas_elect_one_leader_and_apply_commands_in_the_same_order() {
 }
 
 #[test]
-fn a_follower_refuses_proposals_and_reads_and_names_the_leader() {
+fn a_follower_forwards_proposals_to_the_leader_and_refuses_reads_naming_it() {
     let mut t = Cluster::new(3);
     let leader = t.run_until_leader();
     t.run_for(ms(100));
     let follower = t.live().into_iter().find(|id| *id != leader).unwrap();
 
+    // A command given to a follower that hears its leader goes to the leader.
+    assert_eq!(t.propose(follower, apps(["x"])), Ok(()));
+    t.run_until_applied(&[R1, R2, R3], 1);
+    t.expect_commands(&[R1, R2, R3], &["x"]);
+    // Reads need the leader's read barrier: the follower names the leader.
     let hint = Some(leader);
-    assert_eq!(t.propose(follower, apps(["x"])), Err(Rejected::NotLeader { leader_hint: hint }));
     assert_eq!(t.read(follower), Err(Rejected::NotLeader { leader_hint: hint }));
-    t.run_for(ms(500));
+}
+
+#[test]
+fn a_follower_that_hears_no_leader_refuses_proposals() {
+    let mut t = Cluster::new(3);
+    let leader = t.run_until_leader();
+    let follower = t.live().into_iter().find(|id| *id != leader).unwrap();
+    t.isolate(follower);
+    t.run_for(ms(400));
+    assert!(matches!(t.propose(follower, apps(["x"])), Err(Rejected::NotLeader { .. })));
+    t.heal();
+    t.run_for(ms(1_000));
     assert!(t.commands(follower).is_empty(), "a refused command is never applied");
+}
+
+#[test]
+fn commands_forwarded_to_a_replica_that_no_longer_leads_come_back_to_the_forwarder() {
+    let mut t = Cluster::new(3);
+    let leader = t.run_until_leader();
+    let follower = t.live().into_iter().find(|id| *id != leader).unwrap();
+    let other = t.live().into_iter().find(|id| *id != leader && *id != follower).unwrap();
+    // The follower believes `other` leads: `other` hands the commands back.
+    let effects =
+        t.inject(follower, other, concoord_paxos::Message::Forward { commands: apps(["y"]) });
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            concoord_paxos::Effect::Send {
+                msg: concoord_paxos::Message::ForwardRefused { .. },
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
 }
 
 #[test]

@@ -261,6 +261,13 @@ impl Fuzzer {
                 promised: self.ballot(r),
                 commit_max: self.their_commit(r),
             },
+            12 if self.rng.chance(0.3) => Message::Forward {
+                commands: (0..self.rng.range(0, 4)).map(|_| self.command()).collect(),
+            },
+            12 if self.rng.chance(0.3) => Message::ForwardRefused {
+                commands: (0..self.rng.range(0, 4)).map(|_| self.command()).collect(),
+                leader_hint: Some(self.id()),
+            },
             _ => Message::HeartbeatAck {
                 ballot: self.answer_ballot(r),
                 round: self.answer_round(),

@@ -29,7 +29,15 @@ pub fn converged(nodes: &[NodeView], unanswered_requests: usize) -> Result<(), S
     let leaders: Vec<&NodeView> = nodes.iter().filter(|n| n.role == RoleKind::Leader).collect();
     if leaders.len() != 1 {
         let ids: Vec<ReplicaId> = leaders.iter().map(|n| n.id).collect();
-        return Err(format!("{} leaders ({ids:?}), want exactly one", leaders.len()));
+        let running: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("{:?} {:?} at {:?}", n.id, n.role, n.commit_max))
+            .collect();
+        return Err(format!(
+            "{} leaders ({ids:?}), want exactly one; running: {}",
+            leaders.len(),
+            running.join(", ")
+        ));
     }
     let leader = leaders[0];
     for n in nodes {

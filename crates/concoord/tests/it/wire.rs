@@ -273,3 +273,46 @@ async fn a_client_that_never_reads_its_replies_is_disconnected() {
     assert!(closed_by_replica);
     still_serves(&cluster).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_serves_commands_and_queries_by_forwarding_them_to_its_leader() {
+    let _serial = serial();
+    let cluster = Cluster::start(3, Setup::default()).await;
+    let leader = cluster.leader().await;
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let addr = cluster.addrs[follower].clone();
+    tokio::task::spawn_blocking(move || {
+        // A raw client that talks to a follower only, and never follows a redirect.
+        let mut s = connect(&addr);
+        let _ = hello(&mut s, None);
+        let open = Request::OpenSession { nonce: 5, lease_ms: 10_000 };
+        send(&mut s, &ClientFrame::Request { id: 1, request: open });
+        let session = match recv(&mut s) {
+            Some(ServerFrame::Reply {
+                reply: Reply::SessionOpened { nonce: 5, session }, ..
+            }) => session,
+            other => panic!("expected SessionOpened from a follower, got {other:?}"),
+        };
+        let call = |request: u64, method: &str| Request::Call {
+            session,
+            request: RequestNumber(request),
+            acked: RequestNumber(request),
+            object: "default".into(),
+            method: method.into(),
+            args: vec![],
+        };
+        send(&mut s, &ClientFrame::Request { id: 2, request: call(1, "increment") });
+        match recv(&mut s) {
+            Some(ServerFrame::Reply { id: 2, reply: Reply::Value(_), .. }) => {}
+            other => panic!("expected the increment's reply from a follower, got {other:?}"),
+        }
+        send(&mut s, &ClientFrame::Request { id: 3, request: call(2, "getvalue") });
+        match recv(&mut s) {
+            Some(ServerFrame::Reply { id: 3, reply: Reply::Value(Value::Int(1)), .. }) => {}
+            other => panic!("expected getvalue = 1 from a follower, got {other:?}"),
+        }
+    })
+    .await
+    .unwrap();
+    still_serves(&cluster).await;
+}
