@@ -803,6 +803,11 @@ impl Sim {
                 Effect::Send { to, msg } => {
                     let risk = match msg {
                         Message::Promise { .. } if to != n.id => self.params.crash_after_promise,
+                        // A candidate or leader may crash right after its first
+                        // Prepare or Accept leaves, as an acceptor may after a Promise.
+                        Message::Prepare { .. } | Message::Accept { .. } if to != n.id => {
+                            self.params.crash_after_send
+                        }
                         Message::Accepted { .. } => self.params.crash_after_send,
                         _ => 0.0,
                     };
