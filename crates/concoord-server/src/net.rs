@@ -466,11 +466,19 @@ pub struct Links {
     links: BTreeMap<String, mpsc::Sender<Vec<u8>>>,
     /// Where links report trouble (a failed connect, a refusal).
     events: mpsc::Sender<Event>,
+    /// The address outgoing links are bound to: the replica's own listening address,
+    /// when it listens on a specific one. Peers (and firewalls) then see a replica's
+    /// traffic come from the address it is known by, on a host with several.
+    local: Option<std::net::IpAddr>,
 }
 
 impl Links {
-    pub fn new(hello: PeerHello, events: mpsc::Sender<Event>) -> Links {
-        Links { hello: Arc::new(hello_frame(&hello)), links: BTreeMap::new(), events }
+    pub fn new(
+        hello: PeerHello,
+        events: mpsc::Sender<Event>,
+        local: Option<std::net::IpAddr>,
+    ) -> Links {
+        Links { hello: Arc::new(hello_frame(&hello)), links: BTreeMap::new(), events, local }
     }
 
     /// Forgets every link (the replica changed identity): their tasks end.
@@ -485,7 +493,8 @@ impl Links {
         let link = self.links.entry(addr.to_string()).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
             let events = self.events.clone();
-            tokio::spawn(link_loop(addr.to_string(), self.hello.clone(), rx, events));
+            let local = self.local;
+            tokio::spawn(link_loop(addr.to_string(), self.hello.clone(), rx, events, local));
             tx
         });
         if let Err(mpsc::error::TrySendError::Closed(_)) = link.try_send(frame) {
@@ -499,6 +508,7 @@ async fn link_loop(
     hello: Arc<Vec<u8>>,
     mut rx: mpsc::Receiver<Vec<u8>>,
     events: mpsc::Sender<Event>,
+    local: Option<std::net::IpAddr>,
 ) {
     let mut backoff = Duration::from_millis(20);
     let trouble = |reason: String| {
@@ -508,7 +518,7 @@ async fn link_loop(
         // Connect only when there is something to send: a link to a replica that
         // left costs nothing while nobody writes to it.
         let Some(first) = rx.recv().await else { return };
-        let connect = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&addr));
+        let connect = tokio::time::timeout(Duration::from_secs(1), connect_from(local, &addr));
         let stream = match connect.await {
             Ok(Ok(stream)) => stream,
             failed => {
@@ -561,6 +571,30 @@ async fn link_loop(
         }
         reader.abort();
     }
+}
+
+/// Connects to `addr`, from `local` when given (any port).
+async fn connect_from(local: Option<std::net::IpAddr>, addr: &str) -> std::io::Result<TcpStream> {
+    let Some(local) = local else { return TcpStream::connect(addr).await };
+    let mut last = None;
+    for target in tokio::net::lookup_host(addr).await? {
+        if target.is_ipv4() != local.is_ipv4() {
+            continue;
+        }
+        let socket = if local.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(local, 0))?;
+        match socket.connect(target).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no address of the same family")
+    }))
 }
 
 #[cfg(test)]

@@ -267,6 +267,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let replica_cluster = replica.cluster();
+    let local_ip = Some(bound.ip()).filter(|ip| !ip.is_unspecified());
     let mut server = Server {
         config,
         addr: addr.clone(),
@@ -279,7 +280,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         log_bytes_since_snapshot: 0,
         last_snapshot_bytes: 0,
         storage,
-        links: Links::new(hello, events_tx.clone()),
+        links: Links::new(hello, events_tx.clone(), local_ip),
         addrs: BTreeMap::new(),
         boot_turn: 0,
         clients: BTreeMap::new(),

@@ -54,6 +54,9 @@ pub struct Setup {
     pub token: Option<String>,
     pub object: Option<String>,
     pub extra: Vec<String>,
+    /// Replica `i` listens on 127.0.0.(11 + i) instead of 127.0.0.1, so firewall
+    /// rules can tell replicas apart.
+    pub distinct_hosts: bool,
 }
 
 #[derive(Debug)]
@@ -157,7 +160,12 @@ impl Cluster {
     }
 
     fn replica_args(&self, index: usize, boot: Option<String>) -> Vec<String> {
-        let mut args: Vec<String> = vec!["-a".into(), "127.0.0.1".into(), "-p".into(), "0".into()];
+        let host = if self.setup.distinct_hosts {
+            format!("127.0.0.{}", 11 + index)
+        } else {
+            "127.0.0.1".into()
+        };
+        let mut args: Vec<String> = vec!["-a".into(), host, "-p".into(), "0".into()];
         args.push("-o".into());
         args.push(self.setup.object.clone().unwrap_or_else(|| "Counter".into()));
         if let Some(boot) = boot {

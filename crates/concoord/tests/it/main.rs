@@ -9,6 +9,7 @@
 mod cluster;
 mod faults;
 mod harness;
+mod netfault;
 mod operator;
 mod sessions;
 mod tools;
