@@ -73,7 +73,11 @@ struct Firewall {
 }
 
 fn iptables(args: &[&str]) -> bool {
-    Command::new("iptables").args(args).status().is_ok_and(|s| s.success())
+    Command::new("iptables")
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 impl Firewall {
