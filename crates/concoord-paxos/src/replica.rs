@@ -898,6 +898,7 @@ impl Replica {
         // entries above the durable commit point, where recovery would take them for
         // mere acceptances (and more of them than `accept_ahead_max` allows).
         let last = stored.last().map_or(self.commit_max, |e| e.slot);
+        let top_label = stored.iter().map(|e| e.ballot).max();
         self.persist(PersistOp::Accept(stored), effects);
         if last > self.commit_persisted {
             self.commit_persisted = last;
@@ -906,6 +907,13 @@ impl Replica {
         if let Some(higher) = deposed_by {
             self.max_seen = self.max_seen.max(higher);
             self.step_down(now, Some(higher.leader), effects);
+        }
+        // The `Accept` op raises the promise on disk to its highest label (it doubles
+        // as a promise); memory must agree, or a restart would change what this
+        // acceptor refuses.
+        if let Some(top) = top_label.filter(|b| *b > self.promised) {
+            self.promised = top;
+            self.max_seen = self.max_seen.max(top);
         }
         self.advance_commit(now, effects);
         self.catchup_sent_at = None;

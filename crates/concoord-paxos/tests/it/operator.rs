@@ -218,6 +218,8 @@ fn a_catch_up_writes_its_commit_point_in_the_same_sync_as_its_entries() {
         before.iter().any(|e| matches!(e, Effect::Persist(PersistOp::Commit(s)) if *s == last)),
         "the commit point is not in the sync before the applies: {before:?}"
     );
+    // The labels raised the promise on disk; memory agrees.
+    assert_eq!(t.replica(lagger).promised(), t.node(lagger).disk.promised);
     // A crash right after that sync: the replica recovers everything as chosen.
     t.crash(lagger);
     t.restart(lagger);
