@@ -226,3 +226,92 @@ fn a_catch_up_writes_its_commit_point_in_the_same_sync_as_its_entries() {
     assert_eq!(t.replica(lagger).commit_max(), last, "recovered the caught-up commit point");
     t.replica(lagger).check_invariants();
 }
+
+/// docs/consensus.md §j point 5: a caught-up entry keeps the higher of the label it
+/// held and the label it arrives with.
+#[test]
+fn catch_up_keeps_the_higher_of_the_held_and_the_incoming_label() {
+    use concoord_paxos::Value;
+    use concoord_wire::Time;
+    let mut t = Cluster::new(3);
+    let leader = t.run_until_leader();
+    t.propose(leader, apps(["a"])).unwrap();
+    t.run_until_applied(&[R1, R2, R3], 1);
+    let follower = *t.live().iter().find(|id| **id != leader).unwrap();
+    let b = t.replica(leader).ballot().unwrap();
+    // Keep the leader from telling the follower anything more on its own.
+    t.cut(leader, follower);
+    let slot = t.replica(follower).commit_max().next();
+    let w = Value { timestamp: Time(1), commands: apps(["w"]) };
+    t.inject(
+        leader,
+        follower,
+        Message::Accept { ballot: b, entries: vec![(slot, w.clone())], commit_max: Slot(0) },
+    );
+    assert_eq!(t.replica(follower).accepted(slot).map(|(l, _)| l), Some(b));
+    // The chosen value arrives by catch-up under a lower label.
+    let lower = Ballot { round: 0, leader: R1 };
+    let entry = AcceptedEntry { slot, ballot: lower, value: w };
+    t.inject(
+        leader,
+        follower,
+        Message::Catchup { entries: vec![entry], commit_max: slot, genesis: None },
+    );
+    assert_eq!(t.replica(follower).commit_max(), slot, "the caught-up entry is applied");
+    assert_eq!(
+        t.replica(follower).accepted(slot).map(|(l, _)| l),
+        Some(b),
+        "the label was lowered from {b:?}"
+    );
+}
+
+/// docs/consensus.md §j point 6: a leader that learns through catch-up that a higher
+/// ballot chose a slot it proposed steps down before its commit point covers that slot,
+/// so its followers never mark its losing proposal chosen.
+#[test]
+fn a_leader_that_catches_up_a_higher_label_steps_down_before_announcing_it() {
+    use concoord_paxos::Value;
+    use concoord_wire::Time;
+    let mut t = Cluster::new(3);
+    let leader = t.run_until_leader();
+    t.propose(leader, apps(["a"])).unwrap();
+    t.run_until_applied(&[R1, R2, R3], 1);
+    let b = t.replica(leader).ballot().unwrap();
+    // Its next proposal reaches nobody: only its own acceptor holds it.
+    t.isolate(leader);
+    t.propose(leader, apps(["lost"])).unwrap();
+    t.run_for(ms(5));
+    let slot = t.replica(leader).commit_max().next();
+    assert_eq!(t.replica(leader).accepted(slot).map(|(l, _)| l), Some(b));
+    // A higher ballot chose another value there; the leader catches it up.
+    let other = *t.live().iter().find(|id| **id != leader).unwrap();
+    let higher = Ballot { round: b.round + 1, leader: other };
+    let w = Value { timestamp: Time(1), commands: apps(["won"]) };
+    let entry = AcceptedEntry { slot, ballot: higher, value: w };
+    let effects = t.inject(
+        other,
+        leader,
+        Message::Catchup { entries: vec![entry], commit_max: slot, genesis: None },
+    );
+    assert!(!t.replica(leader).is_leader(), "kept leading after a higher label: {effects:?}");
+    // Nothing it sent under its own ballot announces a commit point over that slot.
+    for e in &effects {
+        if let Effect::Send {
+            msg:
+                Message::Heartbeat { ballot, commit_max, .. }
+                | Message::Accept { ballot, commit_max, .. },
+            ..
+        } = e
+        {
+            assert!(!(*ballot == b && *commit_max >= slot), "announced {commit_max:?} under {b:?}");
+        }
+    }
+    assert_eq!(t.replica(leader).commit_max(), slot);
+    t.heal();
+    t.run_for(ms(2_000));
+    let applied = t.commands(leader);
+    assert!(
+        applied.contains(&"won".to_string()) && !applied.contains(&"lost".to_string()),
+        "{applied:?}"
+    );
+}
