@@ -795,7 +795,7 @@ impl Core {
                 Request::Call { session, request: next, acked, object, method, args }
             }
             Op::Create { name, type_name, args } => {
-                Request::Create { session, request: next, name, type_name, args }
+                Request::Create { session, request: next, name, type_name, args, acked }
             }
         };
         let id = self.take_id();
@@ -1137,12 +1137,13 @@ mod tests {
         answer
     }
 
-    /// [frame id, request number, acked] of each call frame.
+    /// [frame id, request number, acked] of each call (or creation) frame.
     fn numbers(frames: &[ClientFrame]) -> Vec<[u64; 3]> {
         frames
             .iter()
             .map(|f| match f {
-                ClientFrame::Request { id, request: Request::Call { request, acked, .. } } => {
+                ClientFrame::Request { id, request: Request::Call { request, acked, .. } }
+                | ClientFrame::Request { id, request: Request::Create { request, acked, .. } } => {
                     [*id, request.0, acked.0]
                 }
                 other => panic!("expected a call, got {other:?}"),
@@ -1172,6 +1173,28 @@ mod tests {
         f.core.on_frame(f.now, reply(ids[0], Reply::Value(Value::Bool(true))));
         let _g = call(&mut f, "g");
         assert_eq!(numbers(&sent(&mut f.core))[0][1..], [6, 4], "4 and 5 are still waiting");
+    }
+
+    /// A creation pipelined behind unanswered calls acknowledges only what the
+    /// client has, like a call (issue 13: it used to acknowledge everything below it).
+    #[test]
+    fn a_create_acknowledges_only_the_replies_the_client_has() {
+        let mut f = started(ClientOptions::default());
+        open(&mut f);
+        let _a = call(&mut f, "a");
+        let (waiter, _created) = oneshot::channel();
+        let create =
+            Command::Create { name: "n".into(), type_name: "Lock".into(), args: vec![], waiter };
+        f.core.on_command(f.now, create);
+        let frames = numbers(&sent(&mut f.core));
+        assert_eq!(frames[1][1..], [2, 1], "call 1 is unanswered, so nothing is acknowledged");
+        f.core.on_frame(f.now, reply(frames[0][0], Reply::Value(Value::Nil)));
+        f.core.on_frame(f.now, reply(frames[1][0], Reply::Value(Value::Nil)));
+        let (waiter, _created) = oneshot::channel();
+        let create =
+            Command::Create { name: "m".into(), type_name: "Lock".into(), args: vec![], waiter };
+        f.core.on_command(f.now, create);
+        assert_eq!(numbers(&sent(&mut f.core))[0][1..], [3, 3]);
     }
 
     /// The one `Cancel` among `frames`: [frame id, request number, target].
