@@ -35,8 +35,11 @@ const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(1);
 /// `close` waits at most this long (and at most `attempt_timeout`) for the cluster
 /// to confirm that the session ended.
 const CLOSE_WAIT_MAX: Duration = Duration::from_secs(1);
-/// A call past its `call_timeout` is cancelled; if the cancel finds it not parked
-/// yet (it has not been applied), another cancel follows after this delay.
+/// A call still unanswered this long before its `call_timeout` ends is cancelled
+/// (a fifth of the timeout, at most this much), so that the cluster can say in
+/// time whether it took the call back. If the cancel finds it not parked yet (it
+/// has not been applied), another cancel follows after `CANCEL_RETRY`.
+const CANCEL_RESERVE_MAX: Duration = Duration::from_millis(500);
 const CANCEL_RETRY: Duration = Duration::from_millis(500);
 
 pub(crate) type ValueWaiter = oneshot::Sender<Result<Value, ClientError>>;
@@ -46,16 +49,19 @@ pub(crate) type SessionWaiter = oneshot::Sender<Result<SessionId, ClientError>>;
 /// What a `Client` handle asks the driver to do.
 #[derive(Debug)]
 pub(crate) enum Command {
+    /// `timeout`, when given, replaces `call_timeout` for this call.
     Call {
         object: String,
         method: String,
         args: Vec<Value>,
+        timeout: Option<Duration>,
         waiter: ValueWaiter,
     },
     Create {
         name: String,
         type_name: String,
         args: Vec<Value>,
+        timeout: Option<Duration>,
         waiter: ValueWaiter,
     },
     Status {
@@ -92,7 +98,23 @@ pub(crate) enum ConnectError {
 struct Queued {
     op: Op,
     waiter: ValueWaiter,
-    deadline: Option<Instant>,
+    bound: Option<Bound>,
+}
+
+/// The time limits of one call, from its timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Bound {
+    /// The caller has its answer by then, whatever happens.
+    deadline: Instant,
+    /// From then on the call is taken back (cancelled), or, never sent, not sent.
+    cancel_at: Instant,
+}
+
+impl Bound {
+    fn new(now: Instant, timeout: Duration) -> Bound {
+        let deadline = now + timeout;
+        Bound { deadline, cancel_at: deadline - (timeout / 5).min(CANCEL_RESERVE_MAX) }
+    }
 }
 
 #[derive(Debug)]
@@ -111,12 +133,29 @@ struct Pending {
     attempt: Attempt,
     /// The backoff before the next resend after `Busy`.
     busy_delay: Duration,
-    /// `call_timeout`, for calls (then the time to cancel again, once cancelling).
+    /// When its caller must have an answer (the end of its timeout), while it
+    /// has one.
     deadline: Option<Instant>,
-    /// The caller's timeout passed and the call is being cancelled: it ends with
-    /// `Timeout` if the cancel takes it back, or with its own result if it completed
-    /// first. It never ends with "unknown": the cluster tells which happened.
+    /// When to send the next `Cancel` of this call (first the bound's `cancel_at`,
+    /// then, while the cluster finds nothing to take back yet, `CANCEL_RETRY`s).
+    cancel_at: Option<Instant>,
+    /// The call is being cancelled: it ends with `Timeout` if the cancel takes it
+    /// back, with its own result if it completed first, and with `MaybeExecuted`
+    /// if neither is known by its deadline (then the cancel goes on without a
+    /// caller, so that a parked call is not granted later to one who left).
     cancelling: bool,
+    /// Its bytes were queued for a connection at least once, so a replica may have
+    /// ordered it. A call that never was certainly had no effect.
+    maybe_sent: bool,
+}
+
+impl Pending {
+    /// Queues the frame (again) on the current connection.
+    fn send(&mut self, out: &mut Vec<u8>, now: Instant) {
+        out.extend_from_slice(&self.frame);
+        self.attempt = Attempt::Sent { at: now };
+        self.maybe_sent = true;
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,6 +261,14 @@ struct Timing {
     close_wait: Duration,
 }
 
+impl Timing {
+    /// The limits of something asked at `now`, with `timeout` instead of
+    /// `call_timeout` when given.
+    fn bound(&self, now: Instant, timeout: Option<Duration>) -> Option<Bound> {
+        timeout.or(self.call_timeout).map(|t| Bound::new(now, t))
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Core {
     addrs: Vec<String>,
@@ -292,7 +339,10 @@ impl Core {
             out: Vec::new(),
             effects: Vec::new(),
         };
-        core.start_session(now);
+        // Opening the first session is bounded like a call: `connect` fails with
+        // `Timeout` when no session opened in time.
+        let bound = core.timing.bound(now, None);
+        core.start_session(now, bound.map(|b| b.deadline));
         core
     }
 
@@ -339,7 +389,7 @@ impl Core {
         }
         let up = matches!(self.link, Link::Up { .. });
         for p in self.pending.values() {
-            if let Some(at) = p.deadline {
+            for at in [p.deadline, p.cancel_at].into_iter().flatten() {
                 consider(at);
             }
             match p.attempt {
@@ -349,8 +399,8 @@ impl Core {
             }
         }
         for q in &self.queued {
-            if let Some(at) = q.deadline {
-                consider(at);
+            if let Some(bound) = q.bound {
+                consider(bound.cancel_at);
             }
         }
         if let Link::Waiting { at, .. } = self.link {
@@ -383,24 +433,23 @@ impl Core {
             }
             return;
         }
-        let deadline = self.timing.call_timeout.map(|t| now + t);
-        let (op, waiter) = match command {
-            Command::Call { object, method, args, waiter } => {
-                (Op::Call { object, method, args }, waiter)
+        let (op, waiter, timeout) = match command {
+            Command::Call { object, method, args, timeout, waiter } => {
+                (Op::Call { object, method, args }, waiter, timeout)
             }
-            Command::Create { name, type_name, args, waiter } => {
-                (Op::Create { name, type_name, args }, waiter)
+            Command::Create { name, type_name, args, timeout, waiter } => {
+                (Op::Create { name, type_name, args }, waiter, timeout)
             }
             Command::Status { waiter } => return self.on_status(now, waiter),
             Command::Close { done } => return self.on_close(now, done),
         };
-        let queued = Queued { op, waiter, deadline };
+        let queued = Queued { op, waiter, bound: self.timing.bound(now, timeout) };
         match self.session {
             Session::Open { .. } => self.issue(now, queued),
             Session::Opening => self.queued.push_back(queued),
             Session::None => {
                 self.queued.push_back(queued);
-                self.start_session(now);
+                self.start_session(now, None);
             }
         }
     }
@@ -409,7 +458,8 @@ impl Core {
         let id = self.take_id();
         match framed(&ClientFrame::Status { id }) {
             Ok(frame) => {
-                self.add_pending(now, id, Kind::Status, frame, Waiter::Status(waiter), None)
+                let deadline = self.timing.bound(now, None).map(|b| b.deadline);
+                self.add_pending(now, id, Kind::Status, frame, Waiter::Status(waiter), deadline)
             }
             Err(e) => Waiter::Status(waiter).fail(e),
         }
@@ -462,8 +512,7 @@ impl Core {
         // Unfinished requests go again, unchanged and in order: the replicas answer
         // a retried call from their session table instead of running it twice.
         for p in self.pending.values_mut() {
-            self.out.extend_from_slice(&p.frame);
-            p.attempt = Attempt::Sent { at: now };
+            p.send(&mut self.out, now);
         }
     }
 
@@ -601,6 +650,15 @@ impl Core {
                 self.finish_close();
             }
             (Kind::Call { .. }, Waiter::Value(w), Reply::Value(v)) => drop(w.send(Ok(v))),
+            // Its caller was told `MaybeExecuted`; the cancel came too late.
+            (Kind::Call { session, request }, Waiter::None, Reply::Value(_) | Reply::Error(_)) => {
+                tracing::warn!(
+                    ?session,
+                    ?request,
+                    "a call that timed out (maybe executed) completed after all: its effect \
+                     stands, and whatever it acquired is held by this session"
+                )
+            }
             (Kind::Call { .. }, Waiter::Value(w), Reply::Error(e)) => {
                 drop(w.send(Err(ClientError::Raised(e))))
             }
@@ -621,7 +679,7 @@ impl Core {
                         .values_mut()
                         .find(|p| p.cancelling && p.kind == Kind::Call { session, request: target })
                     {
-                        p.deadline = Some(retry);
+                        p.cancel_at = Some(retry);
                     }
                 }
             }
@@ -677,7 +735,7 @@ impl Core {
         if self.closing.is_some() {
             return self.finish_close();
         }
-        self.start_session(now);
+        self.start_session(now, None);
     }
 
     pub(crate) fn on_tick(&mut self, now: Instant) {
@@ -692,16 +750,19 @@ impl Core {
         {
             self.give_up();
         }
-        let expired: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline.is_some_and(|at| now >= at))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            self.on_call_timeout(now, id);
+        let due = |at: Option<Instant>| at.is_some_and(|at| now >= at);
+        let cancel: Vec<u64> =
+            self.pending.iter().filter(|(_, p)| due(p.cancel_at)).map(|(id, _)| *id).collect();
+        for id in cancel {
+            self.on_cancel_point(now, id);
         }
-        for q in extract(&mut self.queued, |q| q.deadline.is_some_and(|at| now >= at)) {
+        let expired: Vec<u64> =
+            self.pending.iter().filter(|(_, p)| due(p.deadline)).map(|(id, _)| *id).collect();
+        for id in expired {
+            self.on_deadline(now, id);
+        }
+        // Never sent, and too late to be taken back if it were: it had no effect.
+        for q in extract(&mut self.queued, |q| due(q.bound.map(|b| b.cancel_at))) {
             let _ = q.waiter.send(Err(ClientError::Timeout));
         }
         let up = matches!(self.link, Link::Up { .. });
@@ -709,8 +770,7 @@ impl Core {
             if matches!(p.attempt, Attempt::Busy { until } if now >= until) {
                 p.attempt = Attempt::Unsent;
                 if up {
-                    self.out.extend_from_slice(&p.frame);
-                    p.attempt = Attempt::Sent { at: now };
+                    p.send(&mut self.out, now);
                 }
             }
         }
@@ -771,8 +831,9 @@ impl Core {
         let Session::Open { id: session, next } = self.session else {
             unreachable!("calls are issued only in an open session");
         };
-        let Queued { op, waiter, deadline } = queued;
-        if deadline.is_some_and(|at| now >= at) {
+        let Queued { op, waiter, bound } = queued;
+        if bound.is_some_and(|b| now >= b.cancel_at) {
+            // Too late to send it and still be able to take it back in time.
             let _ = waiter.send(Err(ClientError::Timeout));
             return;
         }
@@ -808,10 +869,15 @@ impl Core {
         };
         self.session = Session::Open { id: session, next: RequestNumber(next.0 + 1) };
         let kind = Kind::Call { session, request: next };
-        self.add_pending(now, id, kind, frame, Waiter::Value(waiter), deadline);
+        self.add_pending(now, id, kind, frame, Waiter::Value(waiter), bound.map(|b| b.deadline));
+        if let (Some(bound), Some(p)) = (bound, self.pending.get_mut(&id)) {
+            p.cancel_at = Some(bound.cancel_at);
+        }
     }
 
-    fn start_session(&mut self, now: Instant) {
+    /// Opens a session, unless one is open or opening; `deadline` bounds the
+    /// attempt (for `connect`; later sessions are reopened for as long as it takes).
+    fn start_session(&mut self, now: Instant, deadline: Option<Instant>) {
         if self.session != Session::None {
             return;
         }
@@ -822,7 +888,7 @@ impl Core {
         match framed(&ClientFrame::Request { id, request }) {
             Ok(frame) => {
                 self.session = Session::Opening;
-                self.add_pending(now, id, Kind::OpenSession { nonce }, frame, waiter, None);
+                self.add_pending(now, id, Kind::OpenSession { nonce }, frame, waiter, deadline);
             }
             Err(e) => waiter.fail(e),
         }
@@ -837,41 +903,41 @@ impl Core {
         waiter: Waiter,
         deadline: Option<Instant>,
     ) {
-        let mut attempt = Attempt::Unsent;
-        if matches!(self.link, Link::Up { .. }) {
-            self.out.extend_from_slice(&frame);
-            attempt = Attempt::Sent { at: now };
-        }
-        let pending = Pending {
+        let mut pending = Pending {
             kind,
             frame,
             waiter,
-            attempt,
+            attempt: Attempt::Unsent,
             busy_delay: BUSY_DELAY_MIN,
             deadline,
+            cancel_at: None,
             cancelling: false,
+            maybe_sent: false,
         };
+        if matches!(self.link, Link::Up { .. }) {
+            pending.send(&mut self.out, now);
+        }
         let previous = self.pending.insert(id, pending);
         assert!(previous.is_none(), "request ids are never reused");
         self.ensure_link(now);
     }
 
-    /// A call's `call_timeout` passed: ask the cluster to take it back (through the
-    /// log, so it is ordered against whatever would wake it), and answer the caller
-    /// when the cluster says which came first.
-    fn on_call_timeout(&mut self, now: Instant, id: u64) {
+    /// A call is near the end of its timeout (or a cancel found nothing to take
+    /// back yet): ask the cluster to take it back, through the log, so the cancel
+    /// is ordered against whatever would wake it; the cluster's answers say which
+    /// came first. A call never sent needs no cancel: it ends now, with no effect.
+    fn on_cancel_point(&mut self, now: Instant, id: u64) {
         let Some(p) = self.pending.get_mut(&id) else { return };
-        let Kind::Call { session, request: target } = p.kind else {
-            return self.drop_pending(id, ClientError::Timeout);
-        };
-        let Session::Open { id: open, next } = self.session else {
-            return self.drop_pending(id, ClientError::Timeout);
-        };
-        if open != session {
+        p.cancel_at = None;
+        let Kind::Call { session, request: target } = p.kind else { return };
+        if !p.maybe_sent {
             return self.drop_pending(id, ClientError::Timeout);
         }
+        let Session::Open { id: open, next } = self.session else { return };
+        if open != session {
+            return;
+        }
         p.cancelling = true;
-        p.deadline = None;
         let cancel_id = self.take_id();
         let request = Request::Cancel { session, request: next, target };
         match framed(&ClientFrame::Request { id: cancel_id, request }) {
@@ -881,6 +947,26 @@ impl Core {
                 self.add_pending(now, cancel_id, kind, frame, Waiter::None, None);
             }
             Err(e) => self.drop_pending(id, e),
+        }
+    }
+
+    /// The end of a call's timeout (or of `connect`'s, or a status request's):
+    /// its caller gets an answer now. A call that may have reached a replica, and
+    /// that the cluster neither answered nor took back, is `MaybeExecuted`, and is
+    /// still cancelled in the background.
+    fn on_deadline(&mut self, now: Instant, id: u64) {
+        let Some(p) = self.pending.get_mut(&id) else { return };
+        p.deadline = None;
+        if !matches!(p.kind, Kind::Call { .. }) || !p.maybe_sent {
+            return self.drop_pending(id, ClientError::Timeout);
+        }
+        tracing::info!(
+            kind = ?p.kind,
+            "a call timed out with its outcome unknown; cancelling it in the background"
+        );
+        std::mem::replace(&mut p.waiter, Waiter::None).fail(ClientError::MaybeExecuted);
+        if !p.cancelling && p.cancel_at.is_none() {
+            self.on_cancel_point(now, id);
         }
     }
 
@@ -1131,8 +1217,13 @@ mod tests {
 
     fn call(f: &mut Fixture, method: &str) -> oneshot::Receiver<Result<Value, ClientError>> {
         let (waiter, answer) = oneshot::channel();
-        let command =
-            Command::Call { object: "o".into(), method: method.into(), args: vec![], waiter };
+        let command = Command::Call {
+            object: "o".into(),
+            method: method.into(),
+            args: vec![],
+            timeout: None,
+            waiter,
+        };
         f.core.on_command(f.now, command);
         answer
     }
@@ -1183,16 +1274,26 @@ mod tests {
         open(&mut f);
         let _a = call(&mut f, "a");
         let (waiter, _created) = oneshot::channel();
-        let create =
-            Command::Create { name: "n".into(), type_name: "Lock".into(), args: vec![], waiter };
+        let create = Command::Create {
+            name: "n".into(),
+            type_name: "Lock".into(),
+            args: vec![],
+            timeout: None,
+            waiter,
+        };
         f.core.on_command(f.now, create);
         let frames = numbers(&sent(&mut f.core));
         assert_eq!(frames[1][1..], [2, 1], "call 1 is unanswered, so nothing is acknowledged");
         f.core.on_frame(f.now, reply(frames[0][0], Reply::Value(Value::Nil)));
         f.core.on_frame(f.now, reply(frames[1][0], Reply::Value(Value::Nil)));
         let (waiter, _created) = oneshot::channel();
-        let create =
-            Command::Create { name: "m".into(), type_name: "Lock".into(), args: vec![], waiter };
+        let create = Command::Create {
+            name: "m".into(),
+            type_name: "Lock".into(),
+            args: vec![],
+            timeout: None,
+            waiter,
+        };
         f.core.on_command(f.now, create);
         assert_eq!(numbers(&sent(&mut f.core))[0][1..], [3, 3]);
     }
@@ -1211,9 +1312,10 @@ mod tests {
         let mut answer = call(f, "acquire");
         let id = numbers(&sent(&mut f.core))[0][0];
         f.core.on_frame(f.now, reply(id, Reply::Parked));
-        let timeout = f.now + Duration::from_secs(1);
-        assert_eq!(f.core.next_deadline(), Some(timeout));
-        f.core.on_tick(timeout);
+        // A fifth of the 1 s timeout is kept for the cancel round.
+        let cancel_at = f.now + Duration::from_millis(800);
+        assert_eq!(f.core.next_deadline(), Some(cancel_at));
+        f.core.on_tick(cancel_at);
         assert!(answer.try_recv().is_err(), "no answer until the cluster says which came first");
         (answer, id)
     }
@@ -1264,6 +1366,57 @@ mod tests {
         f.core.on_tick(retry);
         let [_, number, target] = cancel_of(&sent(&mut f.core));
         assert_eq!((number, target), (3, 1));
+    }
+
+    #[test]
+    fn at_its_deadline_an_unconfirmed_call_is_maybe_executed_and_still_cancelled() {
+        let mut f = with_call_timeout();
+        let (mut answer, id) = timed_out_call(&mut f);
+        let [cancel_id, ..] = cancel_of(&sent(&mut f.core));
+        let deadline = f.now + Duration::from_secs(1);
+        assert_eq!(f.core.next_deadline(), Some(deadline));
+        f.core.on_tick(deadline);
+        assert_eq!(answer.try_recv().unwrap(), Err(ClientError::MaybeExecuted));
+        // The cluster had not applied the call yet: the cancel is repeated, with
+        // no caller waiting any more, until the call is taken back.
+        f.core.on_frame(deadline, reply(cancel_id, Reply::Value(Value::Bool(false))));
+        f.core.on_tick(deadline + CANCEL_RETRY);
+        let [again, _, target] = cancel_of(&sent(&mut f.core));
+        assert_eq!(target, 1);
+        f.core.on_frame(deadline, reply(again, Reply::Value(Value::Bool(true))));
+        let cancelled = concoord_object::ObjectError::new("CancelledError", "gone");
+        f.core.on_frame(deadline, reply(id, Reply::Error(cancelled)));
+        assert!(f.core.pending.is_empty(), "nothing left to do");
+    }
+
+    #[test]
+    fn a_call_never_sent_ends_with_timeout_when_it_could_no_longer_be_taken_back() {
+        let mut f = with_call_timeout();
+        // The connection breaks; reconnecting fails, so nothing goes out.
+        f.core.on_disconnected(f.now, "reset".into());
+        f.core.take_effects();
+        let mut answer = call(&mut f, "increment");
+        let cancel_at = f.now + Duration::from_millis(800);
+        assert_eq!(f.core.next_deadline(), Some(cancel_at));
+        f.core.on_tick(cancel_at);
+        assert_eq!(answer.try_recv().unwrap(), Err(ClientError::Timeout));
+        assert!(sent(&mut f.core).is_empty(), "no cancel for a call never sent");
+    }
+
+    #[test]
+    fn connecting_is_bounded_by_the_call_timeout() {
+        let opts = ClientOptions {
+            call_timeout: Some(Duration::from_secs(1)),
+            ..ClientOptions::default()
+        };
+        let mut f = started(opts);
+        assert_eq!(f.core.take_effects(), [Effect::Connect("a:1".to_string())]);
+        f.core.on_connected(f.now, ReplicaId(0), None);
+        sent(&mut f.core);
+        let deadline = f.now + Duration::from_secs(1);
+        assert_eq!(f.core.next_deadline(), Some(deadline));
+        f.core.on_tick(deadline);
+        assert_eq!(f.ready.try_recv().unwrap(), Err(ClientError::Timeout));
     }
 
     #[test]
