@@ -8,6 +8,7 @@
 //! drop the connection, exit. It never touches a socket or reads the clock; it does
 //! hold the callers' oneshot senders, and answering one is its only side effect.
 
+use crate::options::parse_addr;
 use crate::{ClientError, ClientOptions};
 use concoord_object::machine::{Reply, Request};
 use concoord_object::protocol::{
@@ -35,6 +36,9 @@ const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(1);
 /// `close` waits at most this long (and at most `attempt_timeout`) for the cluster
 /// to confirm that the session ended.
 const CLOSE_WAIT_MAX: Duration = Duration::from_secs(1);
+/// Most replica addresses learned from the cluster that the client keeps (besides
+/// the ones it was given).
+const LEARNED_ADDRS_MAX: usize = 64;
 /// A call still unanswered this long before its `call_timeout` ends is cancelled
 /// (a fifth of the timeout, at most this much), so that the cluster can say in
 /// time whether it took the call back. If the cancel finds it not parked yet (it
@@ -167,6 +171,8 @@ enum Kind {
         session: SessionId,
     },
     CloseSession,
+    /// The client's own `Status` request, to learn the cluster's members.
+    Members,
     /// A `Call` or a `Create`: both are numbered in a session and exactly-once.
     Call {
         session: SessionId,
@@ -271,7 +277,12 @@ impl Timing {
 
 #[derive(Debug)]
 pub(crate) struct Core {
+    /// The addresses the client was given, then those of the cluster's members as
+    /// a replica last described them (`learn_members`), and leaders named in
+    /// redirects: where to fail over to.
     addrs: Vec<String>,
+    /// The addresses the client was given; always kept in `addrs`.
+    given: Vec<String>,
     timing: Timing,
     link: Link,
     /// The index (modulo the list) of the address tried after the next failure.
@@ -319,6 +330,7 @@ impl Core {
             close_wait: opts.attempt_timeout.min(CLOSE_WAIT_MAX),
         };
         let mut core = Core {
+            given: addrs.clone(),
             addrs,
             timing,
             link: Link::Idle,
@@ -509,9 +521,15 @@ impl Core {
         let Link::Connecting { target } = &self.link else { return };
         tracing::debug!(%target, %replica, ?leader, resend = self.pending.len(), "connected");
         self.link = Link::Up { target: target.clone(), replica };
+        if let Some(leader) = leader {
+            self.learn_addr(&leader);
+        }
+        // First, ask who the members are, so that a client given one address can
+        // fail over to the others.
+        self.ask_members(now);
         // Unfinished requests go again, unchanged and in order: the replicas answer
         // a retried call from their session table instead of running it twice.
-        for p in self.pending.values_mut() {
+        for p in self.pending.values_mut().filter(|p| p.kind != Kind::Members) {
             p.send(&mut self.out, now);
         }
     }
@@ -555,7 +573,10 @@ impl Core {
             }
             ServerFrame::Status { id, status } => {
                 self.progress();
-                if self.pending.get(&id).is_some_and(|p| p.kind == Kind::Status) {
+                if self.pending.get(&id).is_some_and(|p| p.kind == Kind::Members) {
+                    self.pending.remove(&id);
+                    self.learn_members(&status);
+                } else if self.pending.get(&id).is_some_and(|p| p.kind == Kind::Status) {
                     if let Some(Pending { waiter: Waiter::Status(w), .. }) =
                         self.pending.remove(&id)
                     {
@@ -571,6 +592,9 @@ impl Core {
                     leader.as_deref().unwrap_or("unknown")
                 );
                 let leader = leader.filter(|l| l != target);
+                if let Some(leader) = &leader {
+                    self.learn_addr(leader);
+                }
                 self.fail_over(now, leader, why);
             }
             ServerFrame::Error { id, kind, message } => {
@@ -725,7 +749,9 @@ impl Core {
                 Kind::Call { session: s, .. }
                 | Kind::Cancel { session: s, .. }
                 | Kind::KeepAlive { session: s } => s == session,
-                Kind::OpenSession { .. } | Kind::CloseSession | Kind::Status => false,
+                Kind::OpenSession { .. } | Kind::CloseSession | Kind::Status | Kind::Members => {
+                    false
+                }
             })
             .map(|(id, _)| *id)
             .collect();
@@ -815,6 +841,8 @@ impl Core {
         for id in abandoned {
             self.pending.remove(&id);
         }
+        // Members come and go: refresh the list of where to fail over to.
+        self.ask_members(now);
         if self.pending.values().any(|p| matches!(p.kind, Kind::KeepAlive { .. })) {
             return;
         }
@@ -1005,6 +1033,8 @@ impl Core {
         self.last_error = why;
         self.out.clear();
         self.effects.push(Effect::Disconnect);
+        // The next connection asks again.
+        self.pending.retain(|_, p| p.kind != Kind::Members);
         for p in self.pending.values_mut() {
             if matches!(p.attempt, Attempt::Sent { .. }) {
                 p.attempt = Attempt::Unsent;
@@ -1031,6 +1061,58 @@ impl Core {
             self.connect(target);
         } else {
             self.link = Link::Waiting { target, at: now + delay };
+        }
+    }
+
+    /// Asks the connected replica for its status (members and leader), unless a
+    /// request for it is outstanding already. Any replica answers `Status`, in
+    /// every version of the protocol.
+    fn ask_members(&mut self, now: Instant) {
+        if !matches!(self.link, Link::Up { .. })
+            || self.pending.values().any(|p| p.kind == Kind::Members)
+        {
+            return;
+        }
+        let id = self.take_id();
+        if let Ok(frame) = framed(&ClientFrame::Status { id }) {
+            self.add_pending(now, id, Kind::Members, frame, Waiter::None, None);
+        }
+    }
+
+    /// Takes the members a replica described as the addresses to fail over to,
+    /// after the given ones. Addresses that do not parse are skipped: they come
+    /// from the network. A replica that knows no members (it is joining) changes
+    /// nothing.
+    fn learn_members(&mut self, status: &StatusReport) {
+        let mut learned: Vec<String> = Vec::new();
+        let described = status.members.iter().map(|m| &m.addr).chain(status.leader.as_ref());
+        for addr in described {
+            match parse_addr(addr) {
+                Ok(addr) if !learned.contains(&addr) && !self.given.contains(&addr) => {
+                    learned.push(addr)
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(%e, "ignoring a member address"),
+            }
+            if learned.len() >= LEARNED_ADDRS_MAX {
+                break;
+            }
+        }
+        if status.members.is_empty() {
+            return;
+        }
+        let addrs: Vec<String> = self.given.iter().cloned().chain(learned).collect();
+        if addrs != self.addrs {
+            tracing::debug!(?addrs, "replica addresses learned from the cluster");
+            self.addrs = addrs;
+        }
+    }
+
+    /// Adds one address the cluster named (a leader), if it is new and valid.
+    fn learn_addr(&mut self, addr: &str) {
+        let Ok(addr) = parse_addr(addr) else { return };
+        if !self.addrs.contains(&addr) && self.addrs.len() < self.given.len() + LEARNED_ADDRS_MAX {
+            self.addrs.push(addr);
         }
     }
 
@@ -1192,24 +1274,29 @@ mod tests {
         frames
     }
 
-    /// The frames the core queued for the connection, decoded (and taken).
+    /// The frames the core queued for the connection, decoded (and taken), without
+    /// the core's own `Status` requests for the members (see `members_asked`).
     fn sent(core: &mut Core) -> Vec<ClientFrame> {
-        decode_all(&std::mem::take(core.outgoing()))
+        let frames = decode_all(&std::mem::take(core.outgoing()));
+        frames.into_iter().filter(|f| !matches!(f, ClientFrame::Status { .. })).collect()
     }
 
     fn reply(id: u64, reply: Reply) -> ServerFrame {
         ServerFrame::Reply { id, slot: Slot(1), position: 1, reply }
     }
 
-    /// Connects to the first address and opens session 5.
+    /// Connects to the first address, answers the members request (with the two
+    /// addresses the client was given) and opens session 5.
     fn open(f: &mut Fixture) {
         assert_eq!(f.core.take_effects(), [Effect::Connect("a:1".to_string())]);
         f.core.on_connected(f.now, ReplicaId(0), None);
-        let [ClientFrame::Request { id, request: Request::OpenSession { nonce, lease_ms } }] =
-            sent(&mut f.core)[..]
+        let [ClientFrame::Status { id: asked }, ClientFrame::Request { id, request: Request::OpenSession { nonce, lease_ms } }] =
+            decode_all(&std::mem::take(f.core.outgoing()))[..]
         else {
-            panic!("the first request opens the session");
+            panic!("the client asks for the members, then opens the session");
         };
+        let status = status_with(&["a:1", "b:2"]);
+        f.core.on_frame(f.now, ServerFrame::Status { id: asked, status });
         assert_eq!((nonce, lease_ms), (NONCE_SEED + id, 10_000));
         f.core.on_frame(f.now, reply(id, Reply::SessionOpened { nonce, session: SessionId(5) }));
         assert_eq!(f.ready.try_recv().unwrap(), Ok(SessionId(5)));
@@ -1435,8 +1522,85 @@ mod tests {
         );
         assert!(f.core.outgoing().is_empty());
         f.core.on_connected(f.now, ReplicaId(2), None);
-        assert_eq!(*f.core.outgoing(), before, "resent unchanged, in order");
+        let out = std::mem::take(f.core.outgoing());
+        assert!(out.ends_with(&before), "resent unchanged, in order");
+        let asked = decode_all(&out[..out.len() - before.len()]);
+        assert!(matches!(asked[..], [ClientFrame::Status { .. }]), "after asking for the members");
         assert!(answer.try_recv().is_err(), "still waiting");
+    }
+
+    fn member(addr: &str) -> concoord_object::protocol::MemberStatus {
+        concoord_object::protocol::MemberStatus {
+            replica: ReplicaId(0),
+            addr: addr.to_string(),
+            role: "voter".into(),
+            commit_slot: None,
+            lag: None,
+            last_heard_ms: None,
+        }
+    }
+
+    fn status_with(members: &[&str]) -> Box<StatusReport> {
+        Box::new(StatusReport {
+            replica: ReplicaId(0),
+            addr: "a:1".into(),
+            role: "leader".into(),
+            leader: None,
+            ballot: "1.0".into(),
+            commit_slot: Slot(1),
+            applied_slot: Slot(1),
+            snapshot_slot: Slot(0),
+            durable: false,
+            object_type: "Counter".into(),
+            objects: vec![],
+            sessions: 0,
+            members: members.iter().map(|a| member(a)).collect(),
+        })
+    }
+
+    /// The id of the core's own `Status` request among the queued frames (taken).
+    fn members_asked(core: &mut Core) -> u64 {
+        let frames = decode_all(&std::mem::take(core.outgoing()));
+        let ids: Vec<u64> = frames
+            .iter()
+            .filter_map(|f| match f {
+                ClientFrame::Status { id } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids.len(), 1, "one request for the members: {frames:?}");
+        ids[0]
+    }
+
+    #[test]
+    fn a_client_given_one_address_fails_over_to_the_members_it_learned() {
+        let now = crate::clock::now();
+        let (ready, _ready) = oneshot::channel();
+        let mut core =
+            Core::new(vec!["a:1".into()], &ClientOptions::default(), now, NONCE_SEED, ready);
+        assert_eq!(core.take_effects(), [Effect::Connect("a:1".to_string())]);
+        core.on_connected(now, ReplicaId(0), None);
+        let id = members_asked(&mut core);
+        // Addresses from the network are checked: the bad ones are skipped.
+        let status = status_with(&["a:1", "m:7", "no port", "n:8", "m:7"]);
+        core.on_frame(now, ServerFrame::Status { id, status });
+        assert_eq!(core.addrs, ["a:1", "m:7", "n:8"]);
+        // A replica that knows no members yet changes nothing.
+        core.ask_members(now);
+        let id = members_asked(&mut core);
+        core.on_frame(now, ServerFrame::Status { id, status: status_with(&[]) });
+        assert_eq!(core.addrs, ["a:1", "m:7", "n:8"]);
+
+        core.on_disconnected(now, "a:1 died".into());
+        assert_eq!(core.take_effects(), [Effect::Disconnect, Effect::Connect("m:7".into())]);
+        core.on_connect_failed(now, ConnectError::Failed("refused".into()));
+        assert_eq!(core.take_effects(), [Effect::Disconnect, Effect::Connect("n:8".into())]);
+        // A leader named in a redirect is kept too.
+        core.on_connected(now, ReplicaId(2), None);
+        members_asked(&mut core);
+        core.on_frame(now, ServerFrame::Redirect { id: 1, leader: Some("z:9".into()) });
+        assert_eq!(core.take_effects(), [Effect::Disconnect, Effect::Connect("z:9".into())]);
+        assert_eq!(core.addrs, ["a:1", "m:7", "n:8", "z:9"]);
     }
 
     #[test]

@@ -65,7 +65,8 @@ pub fn parse_addrs(addrs: &str) -> Result<Vec<String>, ClientError> {
     Ok(out)
 }
 
-fn parse_addr(entry: &str) -> Result<String, ClientError> {
+/// Parses one `host:port` (no list), as `parse_addrs` does each entry.
+pub(crate) fn parse_addr(entry: &str) -> Result<String, ClientError> {
     let bad = |why: &str| ClientError::BadAddress(format!("{entry:?}: {why}"));
     let Some((host, port)) = entry.rsplit_once(':') else {
         return Err(bad(
