@@ -207,5 +207,7 @@ pub async fn status_of(
             }
         }
     };
-    tokio::time::timeout(timeout, exchange).await.map_err(|_| ClientError::Timeout)?
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+        ClientError::Unavailable(format!("{addr} did not answer Status within {timeout:?}"))
+    })?
 }
