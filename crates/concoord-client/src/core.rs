@@ -36,6 +36,9 @@ const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(1);
 /// `close` waits at most this long (and at most `attempt_timeout`) for the cluster
 /// to confirm that the session ended.
 const CLOSE_WAIT_MAX: Duration = Duration::from_secs(1);
+/// The longest wait the core schedules (about 30 years); longer options are
+/// clamped to it.
+const FOREVER: Duration = Duration::from_secs(1 << 30);
 /// Most replica addresses learned from the cluster that the client keeps (besides
 /// the ones it was given).
 const LEARNED_ADDRS_MAX: usize = 64;
@@ -115,9 +118,10 @@ struct Bound {
 }
 
 impl Bound {
-    fn new(now: Instant, timeout: Duration) -> Bound {
-        let deadline = now + timeout;
-        Bound { deadline, cancel_at: deadline - (timeout / 5).min(CANCEL_RESERVE_MAX) }
+    /// `None` for a timeout too long to reach (past what `Instant` can hold).
+    fn new(now: Instant, timeout: Duration) -> Option<Bound> {
+        let deadline = now.checked_add(timeout)?;
+        Some(Bound { deadline, cancel_at: deadline - (timeout / 5).min(CANCEL_RESERVE_MAX) })
     }
 }
 
@@ -271,7 +275,7 @@ impl Timing {
     /// The limits of something asked at `now`, with `timeout` instead of
     /// `call_timeout` when given.
     fn bound(&self, now: Instant, timeout: Option<Duration>) -> Option<Bound> {
-        timeout.or(self.call_timeout).map(|t| Bound::new(now, t))
+        timeout.or(self.call_timeout).and_then(|t| Bound::new(now, t))
     }
 }
 
@@ -321,12 +325,14 @@ impl Core {
     ) -> Core {
         assert!(!addrs.is_empty(), "parse_addrs never returns an empty list");
         let lease_ms = u64::try_from(opts.lease.as_millis()).unwrap_or(u64::MAX);
+        // Durations are added to instants: anything longer than `FOREVER` is as good
+        // as forever, and must not overflow.
         let timing = Timing {
             lease_ms,
-            keepalive_every: (opts.lease / 3).max(Duration::from_millis(1)),
-            attempt_timeout: opts.attempt_timeout,
+            keepalive_every: (opts.lease.min(FOREVER) / 3).max(Duration::from_millis(1)),
+            attempt_timeout: opts.attempt_timeout.min(FOREVER),
             call_timeout: opts.call_timeout,
-            give_up_after: opts.give_up_after,
+            give_up_after: opts.give_up_after.min(FOREVER),
             close_wait: opts.attempt_timeout.min(CLOSE_WAIT_MAX),
         };
         let mut core = Core {
@@ -1488,6 +1494,41 @@ mod tests {
         f.core.on_tick(cancel_at);
         assert_eq!(answer.try_recv().unwrap(), Err(ClientError::Timeout));
         assert!(sent(&mut f.core).is_empty(), "no cancel for a call never sent");
+    }
+
+    #[test]
+    fn a_timeout_too_long_to_reach_means_no_bound() {
+        let mut f = started(ClientOptions {
+            call_timeout: Some(Duration::MAX),
+            attempt_timeout: Duration::MAX,
+            give_up_after: Duration::MAX,
+            ..ClientOptions::default()
+        });
+        open(&mut f);
+        let (waiter, _answer) = oneshot::channel();
+        let timeout = Some(Duration::MAX);
+        let command =
+            Command::Call { object: "o".into(), method: "m".into(), args: vec![], timeout, waiter };
+        f.core.on_command(f.now, command);
+        assert_eq!(numbers(&sent(&mut f.core)).len(), 1, "sent, with no deadline");
+        assert!(f.core.pending.values().all(|p| p.deadline.is_none() && p.cancel_at.is_none()));
+        f.core.on_tick(f.now + Duration::from_secs(3_600));
+        // An endless lease, too.
+        let (ready, _ready) = oneshot::channel();
+        let opts = ClientOptions { lease: Duration::MAX, ..ClientOptions::default() };
+        let mut core = Core::new(vec!["a:1".into()], &opts, f.now, NONCE_SEED, ready);
+        core.on_connected(f.now, ReplicaId(0), None);
+        let opened =
+            decode_all(&std::mem::take(core.outgoing())).into_iter().find_map(|f| match f {
+                ClientFrame::Request { id, request: Request::OpenSession { nonce, .. } } => {
+                    Some((id, nonce))
+                }
+                _ => None,
+            });
+        let (id, nonce) = opened.expect("the session is opened");
+        core.on_frame(f.now, reply(id, Reply::SessionOpened { nonce, session: SessionId(5) }));
+        core.on_tick(f.now + Duration::from_secs(3_600));
+        assert_eq!(core.session(), Some(SessionId(5)));
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl std::error::Error for TimedOut {}
 fn seconds(what: &str, value: f64) -> Result<Duration> {
     match Duration::try_from_secs_f64(value) {
         Ok(d) if !d.is_zero() => Ok(d),
-        _ => bail!("{what} must be a positive number of seconds, not {value}"),
+        _ => bail!("{what} must be a number of seconds above 0 (and below 2^64), not {value}"),
     }
 }
 
