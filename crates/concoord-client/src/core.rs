@@ -47,6 +47,11 @@ const LEARNED_ADDRS_MAX: usize = 64;
 /// time whether it took the call back. If the cancel finds it not parked yet (it
 /// has not been applied), another cancel follows after `CANCEL_RETRY`.
 const CANCEL_RESERVE_MAX: Duration = Duration::from_millis(500);
+/// A replica that has sent nothing at all for this long since a call went to it,
+/// when the call reaches its cancel point, is left for another (see
+/// `on_cancel_point`); a live one answers within a round trip, if only the
+/// members request every connection starts with.
+const SILENCE_MIN: Duration = Duration::from_millis(200);
 const CANCEL_RETRY: Duration = Duration::from_millis(500);
 
 pub(crate) type ValueWaiter = oneshot::Sender<Result<Value, ClientError>>;
@@ -295,6 +300,9 @@ pub(crate) struct Core {
     failures: u32,
     /// When the current run of failures began; `None` while replicas answer.
     outage_since: Option<Instant>,
+    /// When the current connection last brought anything (its `Welcome`, then
+    /// any frame).
+    heard_at: Option<Instant>,
     last_error: String,
     session: Session,
     /// `Client::connect`'s waiter, until the first session opens.
@@ -343,6 +351,7 @@ impl Core {
             next_addr: 0,
             failures: 0,
             outage_since: None,
+            heard_at: None,
             last_error: "no attempt yet".to_string(),
             session: Session::None,
             ready: Some(ready),
@@ -527,6 +536,7 @@ impl Core {
         let Link::Connecting { target } = &self.link else { return };
         tracing::debug!(%target, %replica, ?leader, resend = self.pending.len(), "connected");
         self.link = Link::Up { target: target.clone(), replica };
+        self.heard_at = Some(now);
         if let Some(leader) = leader {
             self.learn_addr(&leader);
         }
@@ -572,6 +582,7 @@ impl Core {
 
     pub(crate) fn on_frame(&mut self, now: Instant, frame: ServerFrame) {
         let Link::Up { target, .. } = &self.link else { return };
+        self.heard_at = Some(now);
         match frame {
             ServerFrame::Reply { id, reply, .. } => {
                 self.progress();
@@ -967,6 +978,15 @@ impl Core {
         if !p.maybe_sent {
             return self.drop_pending(id, ClientError::Timeout);
         }
+        // Nothing at all came back on this connection since the call went out (a
+        // paused or cut-off replica): the call and its cancel go to another replica
+        // now, not after `attempt_timeout`, which may be longer than the call has.
+        let silent = match p.attempt {
+            Attempt::Sent { at } => {
+                now >= at + SILENCE_MIN && self.heard_at.is_none_or(|heard| heard <= at)
+            }
+            Attempt::Unsent | Attempt::Parked | Attempt::Busy { .. } => false,
+        };
         let Session::Open { id: open, next } = self.session else { return };
         if open != session {
             return;
@@ -980,7 +1000,11 @@ impl Core {
                 let kind = Kind::Cancel { session, request: next, target };
                 self.add_pending(now, cancel_id, kind, frame, Waiter::None, None);
             }
-            Err(e) => self.drop_pending(id, e),
+            Err(e) => return self.drop_pending(id, e),
+        }
+        if let (true, Link::Up { target, .. }) = (silent, &self.link) {
+            let why = format!("{target} answered nothing since a call that is near its timeout");
+            self.fail_over(now, None, why);
         }
     }
 
@@ -1480,6 +1504,32 @@ mod tests {
         let cancelled = concoord_object::ObjectError::new("CancelledError", "gone");
         f.core.on_frame(deadline, reply(id, Reply::Error(cancelled)));
         assert!(f.core.pending.is_empty(), "nothing left to do");
+    }
+
+    #[test]
+    fn a_replica_silent_since_a_call_went_out_is_left_at_the_calls_cancel_point() {
+        let mut f = with_call_timeout();
+        let _answer = call(&mut f, "increment");
+        let before = std::mem::take(f.core.outgoing());
+        f.core.on_tick(f.now + Duration::from_millis(800));
+        assert_eq!(
+            f.core.take_effects(),
+            [Effect::Disconnect, Effect::Connect("b:2".to_string())],
+            "not after the 5 s attempt timeout: the call has 1 s"
+        );
+        f.core.on_connected(f.now + Duration::from_millis(801), ReplicaId(1), None);
+        let resent = sent(&mut f.core);
+        assert_eq!(resent[0], decode_all(&before)[0], "the call, unchanged, then its cancel");
+        assert_eq!(cancel_of(&resent[1..])[2], 1, "the cancel of call 1");
+
+        // A replica that answers something (here, another call) is not left.
+        let mut f = with_call_timeout();
+        let _slow = call(&mut f, "slow");
+        let _quick = call(&mut f, "quick");
+        let ids: Vec<u64> = numbers(&sent(&mut f.core)).iter().map(|n| n[0]).collect();
+        f.core.on_frame(f.now + Duration::from_millis(10), reply(ids[1], Reply::Value(Value::Nil)));
+        f.core.on_tick(f.now + Duration::from_millis(800));
+        assert!(f.core.take_effects().is_empty());
     }
 
     #[test]

@@ -127,3 +127,24 @@ fn the_blocking_client_is_bounded_too() {
     drop(client);
     drop(cluster);
 }
+
+#[tokio::test]
+async fn a_call_to_a_replica_gone_silent_is_moved_to_another_within_its_timeout() {
+    let cluster = Cluster::start(2, None).await;
+    within(10, async {
+        // The attempt timeout is longer than the call has.
+        let opts = ClientOptions {
+            attempt_timeout: Duration::from_secs(5),
+            ..bounded(Duration::from_secs(1))
+        };
+        let client = Client::connect(&cluster.addrs(), opts).await.unwrap();
+        cluster.set(0, Behaviour::Silent);
+        let start = Instant::now();
+        let result = client.call("default", "increment", vec![]).await;
+        println!("a call to a silent replica ended after {:?}: {result:?}", start.elapsed());
+        assert_eq!(result, Ok(Value::Nil), "run by replica 1 before its cancel");
+        assert_eq!(cluster.executions_of("increment"), (1, 0));
+        client.close().await;
+    })
+    .await;
+}
