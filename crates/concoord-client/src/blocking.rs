@@ -8,6 +8,7 @@ use crate::{Client, ClientError, ClientOptions};
 use concoord_object::protocol::StatusReport;
 use concoord_object::{Call, CallError, Value};
 use concoord_wire::SessionId;
+use std::time::Duration;
 use tokio::runtime::{Builder, Runtime};
 
 /// A synchronous ConCoord client. It is `Send + Sync`: threads may share one (by
@@ -33,9 +34,20 @@ impl BlockingClient {
         Ok(BlockingClient { client, runtime })
     }
 
-    /// `Client::call`, blocking.
+    /// `Client::call`, blocking, and bounded by `call_timeout` in the same way.
     pub fn call(&self, object: &str, method: &str, args: Vec<Value>) -> Result<Value, ClientError> {
         self.runtime.block_on(self.client.call(object, method, args))
+    }
+
+    /// `Client::call_with_timeout`, blocking.
+    pub fn call_with_timeout(
+        &self,
+        object: &str,
+        method: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<Value, ClientError> {
+        self.runtime.block_on(self.client.call_with_timeout(object, method, args, timeout))
     }
 
     /// `Client::create`, blocking.

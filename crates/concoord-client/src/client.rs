@@ -33,7 +33,9 @@ pub struct Client {
 
 impl Client {
     /// Connects to the first reachable replica of `addrs` (`"host:port, host:port"`),
-    /// follows it to the leader, and opens a session through the log.
+    /// follows it to the leader, and opens a session through the log. With a
+    /// `call_timeout`, it fails with `Timeout` when no session opened within it
+    /// (a session opened too late holds nothing and ends after its lease).
     pub async fn connect(addrs: &str, opts: ClientOptions) -> Result<Client, ClientError> {
         let addrs = parse_addrs(addrs)?;
         let (ready, session) = oneshot::channel();
@@ -50,35 +52,90 @@ impl Client {
 
     /// Calls `method` of the object instance `object` with `args` and returns its
     /// result. A blocking method (a held lock's `acquire`) returns when the call is
-    /// woken, or fails with `Timeout` after `call_timeout` if one is set.
+    /// woken.
+    ///
+    /// With a `call_timeout`, the call returns within it, whatever the cluster
+    /// does (connecting, failing over, redirects and cancelling all count). Shortly
+    /// before the end (a fifth of the timeout, at most 500 ms) a call still
+    /// unanswered is cancelled through the log, and the call ends with:
+    /// - its result, if it completed before the cancel was ordered;
+    /// - `Timeout` if it certainly had no effect: it was never sent, or the cluster
+    ///   took it back (a parked `acquire` is then never granted);
+    /// - `MaybeExecuted` if it reached a replica and neither its result nor the
+    ///   cancel's confirmation arrived in time. The client keeps cancelling it in
+    ///   the background; closing the client releases anything it may have acquired.
     pub async fn call(
         &self,
         object: &str,
         method: &str,
         args: Vec<Value>,
     ) -> Result<Value, ClientError> {
+        self.call_inner(object, method, args, None).await
+    }
+
+    /// `call` with its own timeout instead of the options' `call_timeout`.
+    pub async fn call_with_timeout(
+        &self,
+        object: &str,
+        method: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<Value, ClientError> {
+        self.call_inner(object, method, args, Some(timeout)).await
+    }
+
+    async fn call_inner(
+        &self,
+        object: &str,
+        method: &str,
+        args: Vec<Value>,
+        timeout: Option<Duration>,
+    ) -> Result<Value, ClientError> {
         let (waiter, answer) = oneshot::channel();
         let (object, method) = (object.to_string(), method.to_string());
-        self.command(Command::Call { object, method, args, waiter }).await?;
+        self.command(Command::Call { object, method, args, timeout, waiter }).await?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// Creates the object instance `name` of type `type_name` (`"Counter"`, or the
     /// original's `"concoord.object.counter.Counter"`) with constructor `args`. A
     /// no-op if it exists with that type; `Raised(ValueError)` if with another.
+    /// Bounded by `call_timeout` like a call.
     pub async fn create(
         &self,
         name: &str,
         type_name: &str,
         args: Vec<Value>,
     ) -> Result<(), ClientError> {
+        self.create_inner(name, type_name, args, None).await
+    }
+
+    /// `create` with its own timeout instead of the options' `call_timeout`.
+    pub async fn create_with_timeout(
+        &self,
+        name: &str,
+        type_name: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        self.create_inner(name, type_name, args, Some(timeout)).await
+    }
+
+    async fn create_inner(
+        &self,
+        name: &str,
+        type_name: &str,
+        args: Vec<Value>,
+        timeout: Option<Duration>,
+    ) -> Result<(), ClientError> {
         let (waiter, answer) = oneshot::channel();
         let (name, type_name) = (name.to_string(), type_name.to_string());
-        self.command(Command::Create { name, type_name, args, waiter }).await?;
+        self.command(Command::Create { name, type_name, args, timeout, waiter }).await?;
         answer.await.map_err(|_| stopped())?.map(drop)
     }
 
-    /// The status of the replica this client is connected to.
+    /// The status of the replica this client is connected to (bounded by
+    /// `call_timeout`, then `Timeout`).
     pub async fn status(&self) -> Result<StatusReport, ClientError> {
         let (waiter, answer) = oneshot::channel();
         self.command(Command::Status { waiter }).await?;
@@ -150,5 +207,7 @@ pub async fn status_of(
             }
         }
     };
-    tokio::time::timeout(timeout, exchange).await.map_err(|_| ClientError::Timeout)?
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+        ClientError::Unavailable(format!("{addr} did not answer Status within {timeout:?}"))
+    })?
 }

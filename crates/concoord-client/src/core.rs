@@ -8,6 +8,7 @@
 //! drop the connection, exit. It never touches a socket or reads the clock; it does
 //! hold the callers' oneshot senders, and answering one is its only side effect.
 
+use crate::options::parse_addr;
 use crate::{ClientError, ClientOptions};
 use concoord_object::machine::{Reply, Request};
 use concoord_object::protocol::{
@@ -35,8 +36,22 @@ const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(1);
 /// `close` waits at most this long (and at most `attempt_timeout`) for the cluster
 /// to confirm that the session ended.
 const CLOSE_WAIT_MAX: Duration = Duration::from_secs(1);
-/// A call past its `call_timeout` is cancelled; if the cancel finds it not parked
-/// yet (it has not been applied), another cancel follows after this delay.
+/// The longest wait the core schedules (about 30 years); longer options are
+/// clamped to it.
+const FOREVER: Duration = Duration::from_secs(1 << 30);
+/// Most replica addresses learned from the cluster that the client keeps (besides
+/// the ones it was given).
+const LEARNED_ADDRS_MAX: usize = 64;
+/// A call still unanswered this long before its `call_timeout` ends is cancelled
+/// (a fifth of the timeout, at most this much), so that the cluster can say in
+/// time whether it took the call back. If the cancel finds it not parked yet (it
+/// has not been applied), another cancel follows after `CANCEL_RETRY`.
+const CANCEL_RESERVE_MAX: Duration = Duration::from_millis(500);
+/// A replica that has sent nothing at all for this long since a call went to it,
+/// when the call reaches its cancel point, is left for another (see
+/// `on_cancel_point`); a live one answers within a round trip, if only the
+/// members request every connection starts with.
+const SILENCE_MIN: Duration = Duration::from_millis(200);
 const CANCEL_RETRY: Duration = Duration::from_millis(500);
 
 pub(crate) type ValueWaiter = oneshot::Sender<Result<Value, ClientError>>;
@@ -46,16 +61,19 @@ pub(crate) type SessionWaiter = oneshot::Sender<Result<SessionId, ClientError>>;
 /// What a `Client` handle asks the driver to do.
 #[derive(Debug)]
 pub(crate) enum Command {
+    /// `timeout`, when given, replaces `call_timeout` for this call.
     Call {
         object: String,
         method: String,
         args: Vec<Value>,
+        timeout: Option<Duration>,
         waiter: ValueWaiter,
     },
     Create {
         name: String,
         type_name: String,
         args: Vec<Value>,
+        timeout: Option<Duration>,
         waiter: ValueWaiter,
     },
     Status {
@@ -92,7 +110,24 @@ pub(crate) enum ConnectError {
 struct Queued {
     op: Op,
     waiter: ValueWaiter,
-    deadline: Option<Instant>,
+    bound: Option<Bound>,
+}
+
+/// The time limits of one call, from its timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Bound {
+    /// The caller has its answer by then, whatever happens.
+    deadline: Instant,
+    /// From then on the call is taken back (cancelled), or, never sent, not sent.
+    cancel_at: Instant,
+}
+
+impl Bound {
+    /// `None` for a timeout too long to reach (past what `Instant` can hold).
+    fn new(now: Instant, timeout: Duration) -> Option<Bound> {
+        let deadline = now.checked_add(timeout)?;
+        Some(Bound { deadline, cancel_at: deadline - (timeout / 5).min(CANCEL_RESERVE_MAX) })
+    }
 }
 
 #[derive(Debug)]
@@ -111,12 +146,29 @@ struct Pending {
     attempt: Attempt,
     /// The backoff before the next resend after `Busy`.
     busy_delay: Duration,
-    /// `call_timeout`, for calls (then the time to cancel again, once cancelling).
+    /// When its caller must have an answer (the end of its timeout), while it
+    /// has one.
     deadline: Option<Instant>,
-    /// The caller's timeout passed and the call is being cancelled: it ends with
-    /// `Timeout` if the cancel takes it back, or with its own result if it completed
-    /// first. It never ends with "unknown": the cluster tells which happened.
+    /// When to send the next `Cancel` of this call (first the bound's `cancel_at`,
+    /// then, while the cluster finds nothing to take back yet, `CANCEL_RETRY`s).
+    cancel_at: Option<Instant>,
+    /// The call is being cancelled: it ends with `Timeout` if the cancel takes it
+    /// back, with its own result if it completed first, and with `MaybeExecuted`
+    /// if neither is known by its deadline (then the cancel goes on without a
+    /// caller, so that a parked call is not granted later to one who left).
     cancelling: bool,
+    /// Its bytes were queued for a connection at least once, so a replica may have
+    /// ordered it. A call that never was certainly had no effect.
+    maybe_sent: bool,
+}
+
+impl Pending {
+    /// Queues the frame (again) on the current connection.
+    fn send(&mut self, out: &mut Vec<u8>, now: Instant) {
+        out.extend_from_slice(&self.frame);
+        self.attempt = Attempt::Sent { at: now };
+        self.maybe_sent = true;
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +180,8 @@ enum Kind {
         session: SessionId,
     },
     CloseSession,
+    /// The client's own `Status` request, to learn the cluster's members.
+    Members,
     /// A `Call` or a `Create`: both are numbered in a session and exactly-once.
     Call {
         session: SessionId,
@@ -222,9 +276,22 @@ struct Timing {
     close_wait: Duration,
 }
 
+impl Timing {
+    /// The limits of something asked at `now`, with `timeout` instead of
+    /// `call_timeout` when given.
+    fn bound(&self, now: Instant, timeout: Option<Duration>) -> Option<Bound> {
+        timeout.or(self.call_timeout).and_then(|t| Bound::new(now, t))
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Core {
+    /// The addresses the client was given, then those of the cluster's members as
+    /// a replica last described them (`learn_members`), and leaders named in
+    /// redirects: where to fail over to.
     addrs: Vec<String>,
+    /// The addresses the client was given; always kept in `addrs`.
+    given: Vec<String>,
     timing: Timing,
     link: Link,
     /// The index (modulo the list) of the address tried after the next failure.
@@ -233,6 +300,9 @@ pub(crate) struct Core {
     failures: u32,
     /// When the current run of failures began; `None` while replicas answer.
     outage_since: Option<Instant>,
+    /// When the current connection last brought anything (its `Welcome`, then
+    /// any frame).
+    heard_at: Option<Instant>,
     last_error: String,
     session: Session,
     /// `Client::connect`'s waiter, until the first session opens.
@@ -263,21 +333,25 @@ impl Core {
     ) -> Core {
         assert!(!addrs.is_empty(), "parse_addrs never returns an empty list");
         let lease_ms = u64::try_from(opts.lease.as_millis()).unwrap_or(u64::MAX);
+        // Durations are added to instants: anything longer than `FOREVER` is as good
+        // as forever, and must not overflow.
         let timing = Timing {
             lease_ms,
-            keepalive_every: (opts.lease / 3).max(Duration::from_millis(1)),
-            attempt_timeout: opts.attempt_timeout,
+            keepalive_every: (opts.lease.min(FOREVER) / 3).max(Duration::from_millis(1)),
+            attempt_timeout: opts.attempt_timeout.min(FOREVER),
             call_timeout: opts.call_timeout,
-            give_up_after: opts.give_up_after,
+            give_up_after: opts.give_up_after.min(FOREVER),
             close_wait: opts.attempt_timeout.min(CLOSE_WAIT_MAX),
         };
         let mut core = Core {
+            given: addrs.clone(),
             addrs,
             timing,
             link: Link::Idle,
             next_addr: 0,
             failures: 0,
             outage_since: None,
+            heard_at: None,
             last_error: "no attempt yet".to_string(),
             session: Session::None,
             ready: Some(ready),
@@ -292,7 +366,10 @@ impl Core {
             out: Vec::new(),
             effects: Vec::new(),
         };
-        core.start_session(now);
+        // Opening the first session is bounded like a call: `connect` fails with
+        // `Timeout` when no session opened in time.
+        let bound = core.timing.bound(now, None);
+        core.start_session(now, bound.map(|b| b.deadline));
         core
     }
 
@@ -339,7 +416,7 @@ impl Core {
         }
         let up = matches!(self.link, Link::Up { .. });
         for p in self.pending.values() {
-            if let Some(at) = p.deadline {
+            for at in [p.deadline, p.cancel_at].into_iter().flatten() {
                 consider(at);
             }
             match p.attempt {
@@ -349,8 +426,8 @@ impl Core {
             }
         }
         for q in &self.queued {
-            if let Some(at) = q.deadline {
-                consider(at);
+            if let Some(bound) = q.bound {
+                consider(bound.cancel_at);
             }
         }
         if let Link::Waiting { at, .. } = self.link {
@@ -383,24 +460,23 @@ impl Core {
             }
             return;
         }
-        let deadline = self.timing.call_timeout.map(|t| now + t);
-        let (op, waiter) = match command {
-            Command::Call { object, method, args, waiter } => {
-                (Op::Call { object, method, args }, waiter)
+        let (op, waiter, timeout) = match command {
+            Command::Call { object, method, args, timeout, waiter } => {
+                (Op::Call { object, method, args }, waiter, timeout)
             }
-            Command::Create { name, type_name, args, waiter } => {
-                (Op::Create { name, type_name, args }, waiter)
+            Command::Create { name, type_name, args, timeout, waiter } => {
+                (Op::Create { name, type_name, args }, waiter, timeout)
             }
             Command::Status { waiter } => return self.on_status(now, waiter),
             Command::Close { done } => return self.on_close(now, done),
         };
-        let queued = Queued { op, waiter, deadline };
+        let queued = Queued { op, waiter, bound: self.timing.bound(now, timeout) };
         match self.session {
             Session::Open { .. } => self.issue(now, queued),
             Session::Opening => self.queued.push_back(queued),
             Session::None => {
                 self.queued.push_back(queued);
-                self.start_session(now);
+                self.start_session(now, None);
             }
         }
     }
@@ -409,7 +485,8 @@ impl Core {
         let id = self.take_id();
         match framed(&ClientFrame::Status { id }) {
             Ok(frame) => {
-                self.add_pending(now, id, Kind::Status, frame, Waiter::Status(waiter), None)
+                let deadline = self.timing.bound(now, None).map(|b| b.deadline);
+                self.add_pending(now, id, Kind::Status, frame, Waiter::Status(waiter), deadline)
             }
             Err(e) => Waiter::Status(waiter).fail(e),
         }
@@ -459,11 +536,17 @@ impl Core {
         let Link::Connecting { target } = &self.link else { return };
         tracing::debug!(%target, %replica, ?leader, resend = self.pending.len(), "connected");
         self.link = Link::Up { target: target.clone(), replica };
+        self.heard_at = Some(now);
+        if let Some(leader) = leader {
+            self.learn_addr(&leader);
+        }
+        // First, ask who the members are, so that a client given one address can
+        // fail over to the others.
+        self.ask_members(now);
         // Unfinished requests go again, unchanged and in order: the replicas answer
         // a retried call from their session table instead of running it twice.
-        for p in self.pending.values_mut() {
-            self.out.extend_from_slice(&p.frame);
-            p.attempt = Attempt::Sent { at: now };
+        for p in self.pending.values_mut().filter(|p| p.kind != Kind::Members) {
+            p.send(&mut self.out, now);
         }
     }
 
@@ -499,6 +582,7 @@ impl Core {
 
     pub(crate) fn on_frame(&mut self, now: Instant, frame: ServerFrame) {
         let Link::Up { target, .. } = &self.link else { return };
+        self.heard_at = Some(now);
         match frame {
             ServerFrame::Reply { id, reply, .. } => {
                 self.progress();
@@ -506,7 +590,10 @@ impl Core {
             }
             ServerFrame::Status { id, status } => {
                 self.progress();
-                if self.pending.get(&id).is_some_and(|p| p.kind == Kind::Status) {
+                if self.pending.get(&id).is_some_and(|p| p.kind == Kind::Members) {
+                    self.pending.remove(&id);
+                    self.learn_members(&status);
+                } else if self.pending.get(&id).is_some_and(|p| p.kind == Kind::Status) {
                     if let Some(Pending { waiter: Waiter::Status(w), .. }) =
                         self.pending.remove(&id)
                     {
@@ -522,6 +609,9 @@ impl Core {
                     leader.as_deref().unwrap_or("unknown")
                 );
                 let leader = leader.filter(|l| l != target);
+                if let Some(leader) = &leader {
+                    self.learn_addr(leader);
+                }
                 self.fail_over(now, leader, why);
             }
             ServerFrame::Error { id, kind, message } => {
@@ -601,6 +691,15 @@ impl Core {
                 self.finish_close();
             }
             (Kind::Call { .. }, Waiter::Value(w), Reply::Value(v)) => drop(w.send(Ok(v))),
+            // Its caller was told `MaybeExecuted`; the cancel came too late.
+            (Kind::Call { session, request }, Waiter::None, Reply::Value(_) | Reply::Error(_)) => {
+                tracing::warn!(
+                    ?session,
+                    ?request,
+                    "a call that timed out (maybe executed) completed after all: its effect \
+                     stands, and whatever it acquired is held by this session"
+                )
+            }
             (Kind::Call { .. }, Waiter::Value(w), Reply::Error(e)) => {
                 drop(w.send(Err(ClientError::Raised(e))))
             }
@@ -621,7 +720,7 @@ impl Core {
                         .values_mut()
                         .find(|p| p.cancelling && p.kind == Kind::Call { session, request: target })
                     {
-                        p.deadline = Some(retry);
+                        p.cancel_at = Some(retry);
                     }
                 }
             }
@@ -667,7 +766,9 @@ impl Core {
                 Kind::Call { session: s, .. }
                 | Kind::Cancel { session: s, .. }
                 | Kind::KeepAlive { session: s } => s == session,
-                Kind::OpenSession { .. } | Kind::CloseSession | Kind::Status => false,
+                Kind::OpenSession { .. } | Kind::CloseSession | Kind::Status | Kind::Members => {
+                    false
+                }
             })
             .map(|(id, _)| *id)
             .collect();
@@ -677,7 +778,7 @@ impl Core {
         if self.closing.is_some() {
             return self.finish_close();
         }
-        self.start_session(now);
+        self.start_session(now, None);
     }
 
     pub(crate) fn on_tick(&mut self, now: Instant) {
@@ -692,16 +793,19 @@ impl Core {
         {
             self.give_up();
         }
-        let expired: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline.is_some_and(|at| now >= at))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            self.on_call_timeout(now, id);
+        let due = |at: Option<Instant>| at.is_some_and(|at| now >= at);
+        let cancel: Vec<u64> =
+            self.pending.iter().filter(|(_, p)| due(p.cancel_at)).map(|(id, _)| *id).collect();
+        for id in cancel {
+            self.on_cancel_point(now, id);
         }
-        for q in extract(&mut self.queued, |q| q.deadline.is_some_and(|at| now >= at)) {
+        let expired: Vec<u64> =
+            self.pending.iter().filter(|(_, p)| due(p.deadline)).map(|(id, _)| *id).collect();
+        for id in expired {
+            self.on_deadline(now, id);
+        }
+        // Never sent, and too late to be taken back if it were: it had no effect.
+        for q in extract(&mut self.queued, |q| due(q.bound.map(|b| b.cancel_at))) {
             let _ = q.waiter.send(Err(ClientError::Timeout));
         }
         let up = matches!(self.link, Link::Up { .. });
@@ -709,8 +813,7 @@ impl Core {
             if matches!(p.attempt, Attempt::Busy { until } if now >= until) {
                 p.attempt = Attempt::Unsent;
                 if up {
-                    self.out.extend_from_slice(&p.frame);
-                    p.attempt = Attempt::Sent { at: now };
+                    p.send(&mut self.out, now);
                 }
             }
         }
@@ -755,6 +858,8 @@ impl Core {
         for id in abandoned {
             self.pending.remove(&id);
         }
+        // Members come and go: refresh the list of where to fail over to.
+        self.ask_members(now);
         if self.pending.values().any(|p| matches!(p.kind, Kind::KeepAlive { .. })) {
             return;
         }
@@ -771,8 +876,9 @@ impl Core {
         let Session::Open { id: session, next } = self.session else {
             unreachable!("calls are issued only in an open session");
         };
-        let Queued { op, waiter, deadline } = queued;
-        if deadline.is_some_and(|at| now >= at) {
+        let Queued { op, waiter, bound } = queued;
+        if bound.is_some_and(|b| now >= b.cancel_at) {
+            // Too late to send it and still be able to take it back in time.
             let _ = waiter.send(Err(ClientError::Timeout));
             return;
         }
@@ -795,7 +901,7 @@ impl Core {
                 Request::Call { session, request: next, acked, object, method, args }
             }
             Op::Create { name, type_name, args } => {
-                Request::Create { session, request: next, name, type_name, args }
+                Request::Create { session, request: next, name, type_name, args, acked }
             }
         };
         let id = self.take_id();
@@ -808,10 +914,15 @@ impl Core {
         };
         self.session = Session::Open { id: session, next: RequestNumber(next.0 + 1) };
         let kind = Kind::Call { session, request: next };
-        self.add_pending(now, id, kind, frame, Waiter::Value(waiter), deadline);
+        self.add_pending(now, id, kind, frame, Waiter::Value(waiter), bound.map(|b| b.deadline));
+        if let (Some(bound), Some(p)) = (bound, self.pending.get_mut(&id)) {
+            p.cancel_at = Some(bound.cancel_at);
+        }
     }
 
-    fn start_session(&mut self, now: Instant) {
+    /// Opens a session, unless one is open or opening; `deadline` bounds the
+    /// attempt (for `connect`; later sessions are reopened for as long as it takes).
+    fn start_session(&mut self, now: Instant, deadline: Option<Instant>) {
         if self.session != Session::None {
             return;
         }
@@ -822,7 +933,7 @@ impl Core {
         match framed(&ClientFrame::Request { id, request }) {
             Ok(frame) => {
                 self.session = Session::Opening;
-                self.add_pending(now, id, Kind::OpenSession { nonce }, frame, waiter, None);
+                self.add_pending(now, id, Kind::OpenSession { nonce }, frame, waiter, deadline);
             }
             Err(e) => waiter.fail(e),
         }
@@ -837,41 +948,50 @@ impl Core {
         waiter: Waiter,
         deadline: Option<Instant>,
     ) {
-        let mut attempt = Attempt::Unsent;
-        if matches!(self.link, Link::Up { .. }) {
-            self.out.extend_from_slice(&frame);
-            attempt = Attempt::Sent { at: now };
-        }
-        let pending = Pending {
+        let mut pending = Pending {
             kind,
             frame,
             waiter,
-            attempt,
+            attempt: Attempt::Unsent,
             busy_delay: BUSY_DELAY_MIN,
             deadline,
+            cancel_at: None,
             cancelling: false,
+            maybe_sent: false,
         };
+        if matches!(self.link, Link::Up { .. }) {
+            pending.send(&mut self.out, now);
+        }
         let previous = self.pending.insert(id, pending);
         assert!(previous.is_none(), "request ids are never reused");
         self.ensure_link(now);
     }
 
-    /// A call's `call_timeout` passed: ask the cluster to take it back (through the
-    /// log, so it is ordered against whatever would wake it), and answer the caller
-    /// when the cluster says which came first.
-    fn on_call_timeout(&mut self, now: Instant, id: u64) {
+    /// A call is near the end of its timeout (or a cancel found nothing to take
+    /// back yet): ask the cluster to take it back, through the log, so the cancel
+    /// is ordered against whatever would wake it; the cluster's answers say which
+    /// came first. A call never sent needs no cancel: it ends now, with no effect.
+    fn on_cancel_point(&mut self, now: Instant, id: u64) {
         let Some(p) = self.pending.get_mut(&id) else { return };
-        let Kind::Call { session, request: target } = p.kind else {
-            return self.drop_pending(id, ClientError::Timeout);
-        };
-        let Session::Open { id: open, next } = self.session else {
-            return self.drop_pending(id, ClientError::Timeout);
-        };
-        if open != session {
+        p.cancel_at = None;
+        let Kind::Call { session, request: target } = p.kind else { return };
+        if !p.maybe_sent {
             return self.drop_pending(id, ClientError::Timeout);
         }
+        // Nothing at all came back on this connection since the call went out (a
+        // paused or cut-off replica): the call and its cancel go to another replica
+        // now, not after `attempt_timeout`, which may be longer than the call has.
+        let silent = match p.attempt {
+            Attempt::Sent { at } => {
+                now >= at + SILENCE_MIN && self.heard_at.is_none_or(|heard| heard <= at)
+            }
+            Attempt::Unsent | Attempt::Parked | Attempt::Busy { .. } => false,
+        };
+        let Session::Open { id: open, next } = self.session else { return };
+        if open != session {
+            return;
+        }
         p.cancelling = true;
-        p.deadline = None;
         let cancel_id = self.take_id();
         let request = Request::Cancel { session, request: next, target };
         match framed(&ClientFrame::Request { id: cancel_id, request }) {
@@ -880,7 +1000,31 @@ impl Core {
                 let kind = Kind::Cancel { session, request: next, target };
                 self.add_pending(now, cancel_id, kind, frame, Waiter::None, None);
             }
-            Err(e) => self.drop_pending(id, e),
+            Err(e) => return self.drop_pending(id, e),
+        }
+        if let (true, Link::Up { target, .. }) = (silent, &self.link) {
+            let why = format!("{target} answered nothing since a call that is near its timeout");
+            self.fail_over(now, None, why);
+        }
+    }
+
+    /// The end of a call's timeout (or of `connect`'s, or a status request's):
+    /// its caller gets an answer now. A call that may have reached a replica, and
+    /// that the cluster neither answered nor took back, is `MaybeExecuted`, and is
+    /// still cancelled in the background.
+    fn on_deadline(&mut self, now: Instant, id: u64) {
+        let Some(p) = self.pending.get_mut(&id) else { return };
+        p.deadline = None;
+        if !matches!(p.kind, Kind::Call { .. }) || !p.maybe_sent {
+            return self.drop_pending(id, ClientError::Timeout);
+        }
+        tracing::info!(
+            kind = ?p.kind,
+            "a call timed out with its outcome unknown; cancelling it in the background"
+        );
+        std::mem::replace(&mut p.waiter, Waiter::None).fail(ClientError::MaybeExecuted);
+        if !p.cancelling && p.cancel_at.is_none() {
+            self.on_cancel_point(now, id);
         }
     }
 
@@ -919,6 +1063,8 @@ impl Core {
         self.last_error = why;
         self.out.clear();
         self.effects.push(Effect::Disconnect);
+        // The next connection asks again.
+        self.pending.retain(|_, p| p.kind != Kind::Members);
         for p in self.pending.values_mut() {
             if matches!(p.attempt, Attempt::Sent { .. }) {
                 p.attempt = Attempt::Unsent;
@@ -945,6 +1091,58 @@ impl Core {
             self.connect(target);
         } else {
             self.link = Link::Waiting { target, at: now + delay };
+        }
+    }
+
+    /// Asks the connected replica for its status (members and leader), unless a
+    /// request for it is outstanding already. Any replica answers `Status`, in
+    /// every version of the protocol.
+    fn ask_members(&mut self, now: Instant) {
+        if !matches!(self.link, Link::Up { .. })
+            || self.pending.values().any(|p| p.kind == Kind::Members)
+        {
+            return;
+        }
+        let id = self.take_id();
+        if let Ok(frame) = framed(&ClientFrame::Status { id }) {
+            self.add_pending(now, id, Kind::Members, frame, Waiter::None, None);
+        }
+    }
+
+    /// Takes the members a replica described as the addresses to fail over to,
+    /// after the given ones. Addresses that do not parse are skipped: they come
+    /// from the network. A replica that knows no members (it is joining) changes
+    /// nothing.
+    fn learn_members(&mut self, status: &StatusReport) {
+        let mut learned: Vec<String> = Vec::new();
+        let described = status.members.iter().map(|m| &m.addr).chain(status.leader.as_ref());
+        for addr in described {
+            match parse_addr(addr) {
+                Ok(addr) if !learned.contains(&addr) && !self.given.contains(&addr) => {
+                    learned.push(addr)
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(%e, "ignoring a member address"),
+            }
+            if learned.len() >= LEARNED_ADDRS_MAX {
+                break;
+            }
+        }
+        if status.members.is_empty() {
+            return;
+        }
+        let addrs: Vec<String> = self.given.iter().cloned().chain(learned).collect();
+        if addrs != self.addrs {
+            tracing::debug!(?addrs, "replica addresses learned from the cluster");
+            self.addrs = addrs;
+        }
+    }
+
+    /// Adds one address the cluster named (a leader), if it is new and valid.
+    fn learn_addr(&mut self, addr: &str) {
+        let Ok(addr) = parse_addr(addr) else { return };
+        if !self.addrs.contains(&addr) && self.addrs.len() < self.given.len() + LEARNED_ADDRS_MAX {
+            self.addrs.push(addr);
         }
     }
 
@@ -1106,24 +1304,29 @@ mod tests {
         frames
     }
 
-    /// The frames the core queued for the connection, decoded (and taken).
+    /// The frames the core queued for the connection, decoded (and taken), without
+    /// the core's own `Status` requests for the members (see `members_asked`).
     fn sent(core: &mut Core) -> Vec<ClientFrame> {
-        decode_all(&std::mem::take(core.outgoing()))
+        let frames = decode_all(&std::mem::take(core.outgoing()));
+        frames.into_iter().filter(|f| !matches!(f, ClientFrame::Status { .. })).collect()
     }
 
     fn reply(id: u64, reply: Reply) -> ServerFrame {
         ServerFrame::Reply { id, slot: Slot(1), position: 1, reply }
     }
 
-    /// Connects to the first address and opens session 5.
+    /// Connects to the first address, answers the members request (with the two
+    /// addresses the client was given) and opens session 5.
     fn open(f: &mut Fixture) {
         assert_eq!(f.core.take_effects(), [Effect::Connect("a:1".to_string())]);
         f.core.on_connected(f.now, ReplicaId(0), None);
-        let [ClientFrame::Request { id, request: Request::OpenSession { nonce, lease_ms } }] =
-            sent(&mut f.core)[..]
+        let [ClientFrame::Status { id: asked }, ClientFrame::Request { id, request: Request::OpenSession { nonce, lease_ms } }] =
+            decode_all(&std::mem::take(f.core.outgoing()))[..]
         else {
-            panic!("the first request opens the session");
+            panic!("the client asks for the members, then opens the session");
         };
+        let status = status_with(&["a:1", "b:2"]);
+        f.core.on_frame(f.now, ServerFrame::Status { id: asked, status });
         assert_eq!((nonce, lease_ms), (NONCE_SEED + id, 10_000));
         f.core.on_frame(f.now, reply(id, Reply::SessionOpened { nonce, session: SessionId(5) }));
         assert_eq!(f.ready.try_recv().unwrap(), Ok(SessionId(5)));
@@ -1131,18 +1334,24 @@ mod tests {
 
     fn call(f: &mut Fixture, method: &str) -> oneshot::Receiver<Result<Value, ClientError>> {
         let (waiter, answer) = oneshot::channel();
-        let command =
-            Command::Call { object: "o".into(), method: method.into(), args: vec![], waiter };
+        let command = Command::Call {
+            object: "o".into(),
+            method: method.into(),
+            args: vec![],
+            timeout: None,
+            waiter,
+        };
         f.core.on_command(f.now, command);
         answer
     }
 
-    /// [frame id, request number, acked] of each call frame.
+    /// [frame id, request number, acked] of each call (or creation) frame.
     fn numbers(frames: &[ClientFrame]) -> Vec<[u64; 3]> {
         frames
             .iter()
             .map(|f| match f {
-                ClientFrame::Request { id, request: Request::Call { request, acked, .. } } => {
+                ClientFrame::Request { id, request: Request::Call { request, acked, .. } }
+                | ClientFrame::Request { id, request: Request::Create { request, acked, .. } } => {
                     [*id, request.0, acked.0]
                 }
                 other => panic!("expected a call, got {other:?}"),
@@ -1174,6 +1383,38 @@ mod tests {
         assert_eq!(numbers(&sent(&mut f.core))[0][1..], [6, 4], "4 and 5 are still waiting");
     }
 
+    /// A creation pipelined behind unanswered calls acknowledges only what the
+    /// client has, like a call (issue 13: it used to acknowledge everything below it).
+    #[test]
+    fn a_create_acknowledges_only_the_replies_the_client_has() {
+        let mut f = started(ClientOptions::default());
+        open(&mut f);
+        let _a = call(&mut f, "a");
+        let (waiter, _created) = oneshot::channel();
+        let create = Command::Create {
+            name: "n".into(),
+            type_name: "Lock".into(),
+            args: vec![],
+            timeout: None,
+            waiter,
+        };
+        f.core.on_command(f.now, create);
+        let frames = numbers(&sent(&mut f.core));
+        assert_eq!(frames[1][1..], [2, 1], "call 1 is unanswered, so nothing is acknowledged");
+        f.core.on_frame(f.now, reply(frames[0][0], Reply::Value(Value::Nil)));
+        f.core.on_frame(f.now, reply(frames[1][0], Reply::Value(Value::Nil)));
+        let (waiter, _created) = oneshot::channel();
+        let create = Command::Create {
+            name: "m".into(),
+            type_name: "Lock".into(),
+            args: vec![],
+            timeout: None,
+            waiter,
+        };
+        f.core.on_command(f.now, create);
+        assert_eq!(numbers(&sent(&mut f.core))[0][1..], [3, 3]);
+    }
+
     /// The one `Cancel` among `frames`: [frame id, request number, target].
     fn cancel_of(frames: &[ClientFrame]) -> [u64; 3] {
         match frames {
@@ -1188,9 +1429,10 @@ mod tests {
         let mut answer = call(f, "acquire");
         let id = numbers(&sent(&mut f.core))[0][0];
         f.core.on_frame(f.now, reply(id, Reply::Parked));
-        let timeout = f.now + Duration::from_secs(1);
-        assert_eq!(f.core.next_deadline(), Some(timeout));
-        f.core.on_tick(timeout);
+        // A fifth of the 1 s timeout is kept for the cancel round.
+        let cancel_at = f.now + Duration::from_millis(800);
+        assert_eq!(f.core.next_deadline(), Some(cancel_at));
+        f.core.on_tick(cancel_at);
         assert!(answer.try_recv().is_err(), "no answer until the cluster says which came first");
         (answer, id)
     }
@@ -1244,6 +1486,118 @@ mod tests {
     }
 
     #[test]
+    fn at_its_deadline_an_unconfirmed_call_is_maybe_executed_and_still_cancelled() {
+        let mut f = with_call_timeout();
+        let (mut answer, id) = timed_out_call(&mut f);
+        let [cancel_id, ..] = cancel_of(&sent(&mut f.core));
+        let deadline = f.now + Duration::from_secs(1);
+        assert_eq!(f.core.next_deadline(), Some(deadline));
+        f.core.on_tick(deadline);
+        assert_eq!(answer.try_recv().unwrap(), Err(ClientError::MaybeExecuted));
+        // The cluster had not applied the call yet: the cancel is repeated, with
+        // no caller waiting any more, until the call is taken back.
+        f.core.on_frame(deadline, reply(cancel_id, Reply::Value(Value::Bool(false))));
+        f.core.on_tick(deadline + CANCEL_RETRY);
+        let [again, _, target] = cancel_of(&sent(&mut f.core));
+        assert_eq!(target, 1);
+        f.core.on_frame(deadline, reply(again, Reply::Value(Value::Bool(true))));
+        let cancelled = concoord_object::ObjectError::new("CancelledError", "gone");
+        f.core.on_frame(deadline, reply(id, Reply::Error(cancelled)));
+        assert!(f.core.pending.is_empty(), "nothing left to do");
+    }
+
+    #[test]
+    fn a_replica_silent_since_a_call_went_out_is_left_at_the_calls_cancel_point() {
+        let mut f = with_call_timeout();
+        let _answer = call(&mut f, "increment");
+        let before = std::mem::take(f.core.outgoing());
+        f.core.on_tick(f.now + Duration::from_millis(800));
+        assert_eq!(
+            f.core.take_effects(),
+            [Effect::Disconnect, Effect::Connect("b:2".to_string())],
+            "not after the 5 s attempt timeout: the call has 1 s"
+        );
+        f.core.on_connected(f.now + Duration::from_millis(801), ReplicaId(1), None);
+        let resent = sent(&mut f.core);
+        assert_eq!(resent[0], decode_all(&before)[0], "the call, unchanged, then its cancel");
+        assert_eq!(cancel_of(&resent[1..])[2], 1, "the cancel of call 1");
+
+        // A replica that answers something (here, another call) is not left.
+        let mut f = with_call_timeout();
+        let _slow = call(&mut f, "slow");
+        let _quick = call(&mut f, "quick");
+        let ids: Vec<u64> = numbers(&sent(&mut f.core)).iter().map(|n| n[0]).collect();
+        f.core.on_frame(f.now + Duration::from_millis(10), reply(ids[1], Reply::Value(Value::Nil)));
+        f.core.on_tick(f.now + Duration::from_millis(800));
+        assert!(f.core.take_effects().is_empty());
+    }
+
+    #[test]
+    fn a_call_never_sent_ends_with_timeout_when_it_could_no_longer_be_taken_back() {
+        let mut f = with_call_timeout();
+        // The connection breaks; reconnecting fails, so nothing goes out.
+        f.core.on_disconnected(f.now, "reset".into());
+        f.core.take_effects();
+        let mut answer = call(&mut f, "increment");
+        let cancel_at = f.now + Duration::from_millis(800);
+        assert_eq!(f.core.next_deadline(), Some(cancel_at));
+        f.core.on_tick(cancel_at);
+        assert_eq!(answer.try_recv().unwrap(), Err(ClientError::Timeout));
+        assert!(sent(&mut f.core).is_empty(), "no cancel for a call never sent");
+    }
+
+    #[test]
+    fn a_timeout_too_long_to_reach_means_no_bound() {
+        let mut f = started(ClientOptions {
+            call_timeout: Some(Duration::MAX),
+            attempt_timeout: Duration::MAX,
+            give_up_after: Duration::MAX,
+            ..ClientOptions::default()
+        });
+        open(&mut f);
+        let (waiter, _answer) = oneshot::channel();
+        let timeout = Some(Duration::MAX);
+        let command =
+            Command::Call { object: "o".into(), method: "m".into(), args: vec![], timeout, waiter };
+        f.core.on_command(f.now, command);
+        assert_eq!(numbers(&sent(&mut f.core)).len(), 1, "sent, with no deadline");
+        assert!(f.core.pending.values().all(|p| p.deadline.is_none() && p.cancel_at.is_none()));
+        f.core.on_tick(f.now + Duration::from_secs(3_600));
+        // An endless lease, too.
+        let (ready, _ready) = oneshot::channel();
+        let opts = ClientOptions { lease: Duration::MAX, ..ClientOptions::default() };
+        let mut core = Core::new(vec!["a:1".into()], &opts, f.now, NONCE_SEED, ready);
+        core.on_connected(f.now, ReplicaId(0), None);
+        let opened =
+            decode_all(&std::mem::take(core.outgoing())).into_iter().find_map(|f| match f {
+                ClientFrame::Request { id, request: Request::OpenSession { nonce, .. } } => {
+                    Some((id, nonce))
+                }
+                _ => None,
+            });
+        let (id, nonce) = opened.expect("the session is opened");
+        core.on_frame(f.now, reply(id, Reply::SessionOpened { nonce, session: SessionId(5) }));
+        core.on_tick(f.now + Duration::from_secs(3_600));
+        assert_eq!(core.session(), Some(SessionId(5)));
+    }
+
+    #[test]
+    fn connecting_is_bounded_by_the_call_timeout() {
+        let opts = ClientOptions {
+            call_timeout: Some(Duration::from_secs(1)),
+            ..ClientOptions::default()
+        };
+        let mut f = started(opts);
+        assert_eq!(f.core.take_effects(), [Effect::Connect("a:1".to_string())]);
+        f.core.on_connected(f.now, ReplicaId(0), None);
+        sent(&mut f.core);
+        let deadline = f.now + Duration::from_secs(1);
+        assert_eq!(f.core.next_deadline(), Some(deadline));
+        f.core.on_tick(deadline);
+        assert_eq!(f.ready.try_recv().unwrap(), Err(ClientError::Timeout));
+    }
+
+    #[test]
     fn a_redirect_moves_every_unfinished_request_to_the_leader_byte_for_byte() {
         let mut f = started(ClientOptions::default());
         open(&mut f);
@@ -1259,8 +1613,87 @@ mod tests {
         );
         assert!(f.core.outgoing().is_empty());
         f.core.on_connected(f.now, ReplicaId(2), None);
-        assert_eq!(*f.core.outgoing(), before, "resent unchanged, in order");
+        let out = std::mem::take(f.core.outgoing());
+        assert!(out.ends_with(&before), "resent unchanged, in order");
+        let asked = decode_all(&out[..out.len() - before.len()]);
+        assert!(matches!(asked[..], [ClientFrame::Status { .. }]), "after asking for the members");
         assert!(answer.try_recv().is_err(), "still waiting");
+    }
+
+    fn member(addr: &str) -> concoord_object::protocol::MemberStatus {
+        concoord_object::protocol::MemberStatus {
+            replica: ReplicaId(0),
+            addr: addr.to_string(),
+            role: "voter".into(),
+            commit_slot: None,
+            lag: None,
+            last_heard_ms: None,
+        }
+    }
+
+    fn status_with(members: &[&str]) -> Box<StatusReport> {
+        Box::new(StatusReport {
+            replica: ReplicaId(0),
+            addr: "a:1".into(),
+            role: "leader".into(),
+            leader: None,
+            ballot: "1.0".into(),
+            commit_slot: Slot(1),
+            applied_slot: Slot(1),
+            snapshot_slot: Slot(0),
+            durable: false,
+            object_type: "Counter".into(),
+            objects: vec![],
+            sessions: 0,
+            members: members.iter().map(|a| member(a)).collect(),
+            cluster: Some("00000000000000c1".into()),
+            join_problem: None,
+        })
+    }
+
+    /// The id of the core's own `Status` request among the queued frames (taken).
+    fn members_asked(core: &mut Core) -> u64 {
+        let frames = decode_all(&std::mem::take(core.outgoing()));
+        let ids: Vec<u64> = frames
+            .iter()
+            .filter_map(|f| match f {
+                ClientFrame::Status { id } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids.len(), 1, "one request for the members: {frames:?}");
+        ids[0]
+    }
+
+    #[test]
+    fn a_client_given_one_address_fails_over_to_the_members_it_learned() {
+        let now = crate::clock::now();
+        let (ready, _ready) = oneshot::channel();
+        let mut core =
+            Core::new(vec!["a:1".into()], &ClientOptions::default(), now, NONCE_SEED, ready);
+        assert_eq!(core.take_effects(), [Effect::Connect("a:1".to_string())]);
+        core.on_connected(now, ReplicaId(0), None);
+        let id = members_asked(&mut core);
+        // Addresses from the network are checked: the bad ones are skipped.
+        let status = status_with(&["a:1", "m:7", "no port", "n:8", "m:7"]);
+        core.on_frame(now, ServerFrame::Status { id, status });
+        assert_eq!(core.addrs, ["a:1", "m:7", "n:8"]);
+        // A replica that knows no members yet changes nothing.
+        core.ask_members(now);
+        let id = members_asked(&mut core);
+        core.on_frame(now, ServerFrame::Status { id, status: status_with(&[]) });
+        assert_eq!(core.addrs, ["a:1", "m:7", "n:8"]);
+
+        core.on_disconnected(now, "a:1 died".into());
+        assert_eq!(core.take_effects(), [Effect::Disconnect, Effect::Connect("m:7".into())]);
+        core.on_connect_failed(now, ConnectError::Failed("refused".into()));
+        assert_eq!(core.take_effects(), [Effect::Disconnect, Effect::Connect("n:8".into())]);
+        // A leader named in a redirect is kept too.
+        core.on_connected(now, ReplicaId(2), None);
+        members_asked(&mut core);
+        core.on_frame(now, ServerFrame::Redirect { id: 1, leader: Some("z:9".into()) });
+        assert_eq!(core.take_effects(), [Effect::Disconnect, Effect::Connect("z:9".into())]);
+        assert_eq!(core.addrs, ["a:1", "m:7", "n:8", "z:9"]);
     }
 
     #[test]

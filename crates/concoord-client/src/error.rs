@@ -25,12 +25,23 @@ pub enum ClientError {
     /// No replica answered for `give_up_after`, or the client was closed.
     #[error("service unavailable: {0}")]
     Unavailable(String),
-    /// The call did not finish within `call_timeout`, and the cluster took it back:
-    /// it had no effect and never will (a parked `acquire` is not granted later).
-    /// A call that completed before the cancel was ordered returns its result
-    /// instead, so a caller never has to guess.
-    #[error("call timed out and was cancelled: it had no effect")]
+    /// The call did not finish within `call_timeout`, and it certainly had no
+    /// effect and never will: either it was never sent to any replica, or the
+    /// cluster took it back (a parked `acquire` is not granted later). A call that
+    /// completed before the cancel was ordered returns its result instead.
+    /// `Client::connect` fails with it when no session opened in time.
+    #[error("timed out: it had no effect (never sent, or cancelled by the cluster)")]
     Timeout,
+    /// The call did not finish within `call_timeout`, and it may or may not have
+    /// taken effect: it reached a replica, and no replica confirmed in time either
+    /// its result or that it was taken back (the cluster is unreachable, or in the
+    /// middle of a leader change). Its session may hold what it acquired. The client
+    /// keeps cancelling it in the background; to release whatever the session may
+    /// hold at once, close the client (ending the session).
+    #[error(
+        "timed out: it may or may not have taken effect (no replica confirmed either way in          time); close the client to release anything its session may hold"
+    )]
+    MaybeExecuted,
     /// A replica broke the client protocol, or a request cannot be sent at all
     /// (too large).
     #[error("protocol error: {0}")]

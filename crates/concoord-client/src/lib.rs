@@ -39,6 +39,13 @@
 //! answer a retried call from their replicated session table, so it never runs
 //! twice. `Busy` is retried after a short backoff. A call whose session the cluster
 //! ended fails with `SessionExpired`, and later calls run in a new session.
+//!
+//! Bounded calls: with `ClientOptions::call_timeout` (or `Client::call_with_timeout`)
+//! a call returns within its timeout, whatever the cluster does. A call that did not
+//! finish ends with `ClientError::Timeout` when it certainly had no effect (it was
+//! never sent, or the cluster confirmed that it took it back) and with
+//! `ClientError::MaybeExecuted` when it reached a replica and no replica confirmed
+//! its outcome in time.
 
 mod blocking;
 mod client;

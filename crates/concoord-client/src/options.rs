@@ -17,8 +17,13 @@ pub struct ClientOptions {
     /// A request with no answer at all (not even "parked") for this long counts as
     /// a broken connection: the client fails over and resends.
     pub attempt_timeout: Duration,
-    /// How long a call may take in all, parked time included. `None`: a parked call
-    /// waits until it is woken.
+    /// How long a call may take in all, parked time, connecting, failing over and
+    /// cancelling included: the call returns within it. A call still unanswered a
+    /// fifth of it (at most 500 ms) before its end is cancelled through the log; it
+    /// then ends with its result, `Timeout` (certainly no effect) or `MaybeExecuted`
+    /// (no replica confirmed either in time). It also bounds `connect` and `status`.
+    /// `None`: a parked call waits until it is woken, and a call fails only once no
+    /// replica has answered for `give_up_after`.
     pub call_timeout: Option<Duration>,
     /// How long connecting to one replica (and its `Welcome`) may take.
     pub connect_timeout: Duration,
@@ -60,7 +65,8 @@ pub fn parse_addrs(addrs: &str) -> Result<Vec<String>, ClientError> {
     Ok(out)
 }
 
-fn parse_addr(entry: &str) -> Result<String, ClientError> {
+/// Parses one `host:port` (no list), as `parse_addrs` does each entry.
+pub(crate) fn parse_addr(entry: &str) -> Result<String, ClientError> {
     let bad = |why: &str| ClientError::BadAddress(format!("{entry:?}: {why}"));
     let Some((host, port)) = entry.rsplit_once(':') else {
         return Err(bad(

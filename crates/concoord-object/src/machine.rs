@@ -81,13 +81,19 @@ pub enum Request {
         args: Vec<Value>,
     },
     /// Creates the instance `name` of type `type_name`, unless it exists with that
-    /// type already (then this is a no-op returning `None`).
+    /// type already (then this is a no-op returning `None`). `acked` as for `Call`:
+    /// a creation is pipelined like any call, so it acknowledges only what its
+    /// client says it has. It comes last, and a missing one is 0 (acknowledges
+    /// nothing), so creations encoded before it existed still decode: from older
+    /// clients, and from logs and snapshots written by older replicas.
     Create {
         session: SessionId,
         request: RequestNumber,
         name: String,
         type_name: String,
         args: Vec<Value>,
+        #[serde(default)]
+        acked: RequestNumber,
     },
     /// The caller gave up waiting for its call `target` (same session). If that call
     /// is still parked, its object forgets it and it is answered with
@@ -288,11 +294,11 @@ impl Machine {
                 },
                 responses,
             ),
-            Request::Create { session, request, name, type_name, args } => self.on_call(
+            Request::Create { session, request, name, type_name, args, acked } => self.on_call(
                 slot,
                 session,
                 request,
-                request,
+                acked,
                 |m, _| m.create(&name, &type_name, &args),
                 responses,
             ),
@@ -695,6 +701,7 @@ mod tests {
                 name: "lock".into(),
                 type_name: "TestLock".into(),
                 args: vec![],
+                acked: RequestNumber(1),
             });
             log
         }
@@ -788,6 +795,7 @@ mod tests {
             name: "mutex".into(),
             type_name: "Lock".into(),
             args: vec![],
+            acked: RequestNumber(1),
         });
         call_on(&mut t, a, 2, "mutex", "acquire");
         call_on(&mut t, b, 1, "mutex", "acquire");
@@ -894,6 +902,7 @@ mod tests {
                 name: "o".into(),
                 type_name: type_name.into(),
                 args: ctor,
+                acked: RequestNumber(1),
             });
             for (i, (m, args)) in setup.into_iter().enumerate() {
                 t.step(Request::Call {
@@ -934,6 +943,7 @@ mod tests {
             name: "cv".into(),
             type_name: "Condition".into(),
             args: vec![],
+            acked: RequestNumber(1),
         });
         call_on(&mut t, b, 1, "cv", "acquire");
         call_on(&mut t, b, 2, "cv", "wait");
@@ -962,6 +972,117 @@ mod tests {
         // It still gets the lock when released.
         t.call(a, 2, "release");
         assert!(matches!(t.reply_to(b, 1), Some(Reply::Value(Value::Int(_)))));
+    }
+
+    /// Issue 13, bug 1 (a): a client pipelines `Call #1` and `Create #2`; both are
+    /// applied, the leader dies before answering, and the client resends #1. The
+    /// `Create` did not acknowledge #1 (the client never had its reply), so the retry
+    /// is answered from the session table.
+    #[test]
+    fn a_create_pipelined_after_a_call_does_not_acknowledge_that_call() {
+        let mut t = Log::new();
+        let a = t.open();
+        t.step(call_request(a, 1, 1, "acquire"));
+        let granted = t.reply_to(a, 1).cloned();
+        assert!(matches!(granted, Some(Reply::Value(Value::Int(_)))));
+        t.step(create_request(a, 2, 1, "other"));
+        assert_eq!(t.reply_to(a, 2), Some(&Reply::Value(Value::Nil)));
+        // The replies were lost with the leader: the client resends #1 unchanged.
+        assert_eq!(t.step(call_request(a, 1, 1, "acquire")), Execution::Duplicate);
+        assert_eq!(t.reply_to(a, 1).cloned(), granted, "the retry gets the original reply");
+    }
+
+    /// Issue 13, bug 1 (b): `Call #1` is dropped at a leader change and `Create #2`
+    /// is applied first. #1, resent, must still run and be answered.
+    #[test]
+    fn a_call_applied_after_a_later_create_still_runs() {
+        let mut t = Log::new();
+        let a = t.open();
+        t.step(create_request(a, 2, 1, "other"));
+        assert_eq!(t.reply_to(a, 2), Some(&Reply::Value(Value::Nil)));
+        assert_eq!(t.step(call_request(a, 1, 1, "acquire")), Execution::Executed);
+        assert!(matches!(t.reply_to(a, 1), Some(Reply::Value(Value::Int(_)))));
+        assert_eq!(t.machine.query("lock", "grants", &[]), Ok(Value::Int(1)));
+    }
+
+    /// A `Cancel` acknowledges nothing, whatever its own number.
+    #[test]
+    fn a_cancel_does_not_acknowledge_earlier_requests() {
+        let mut t = Log::new();
+        let (a, b) = (t.open(), t.open());
+        t.step(call_request(a, 1, 1, "acquire"));
+        t.step(call_request(b, 1, 1, "release"));
+        let refused = t.reply_to(b, 1).cloned();
+        assert!(matches!(refused, Some(Reply::Error(_))));
+        cancel(&mut t, b, 2, 1);
+        assert_eq!(t.step(call_request(b, 1, 1, "release")), Execution::Duplicate);
+        assert_eq!(t.reply_to(b, 1).cloned(), refused);
+    }
+
+    fn call_request(session: SessionId, request: u64, acked: u64, method: &str) -> Request {
+        Request::Call {
+            session,
+            request: RequestNumber(request),
+            acked: RequestNumber(acked),
+            object: "lock".into(),
+            method: method.into(),
+            args: vec![],
+        }
+    }
+
+    fn create_request(session: SessionId, request: u64, acked: u64, name: &str) -> Request {
+        Request::Create {
+            session,
+            request: RequestNumber(request),
+            name: name.into(),
+            type_name: "Counter".into(),
+            args: vec![],
+            acked: RequestNumber(acked),
+        }
+    }
+
+    /// A `Create` without `acked` (from an older client, or in a log or snapshot
+    /// written before the field existed) decodes, and acknowledges nothing.
+    #[test]
+    fn a_create_encoded_without_acked_decodes_and_acknowledges_nothing() {
+        #[derive(Serialize)]
+        enum Before {
+            #[allow(dead_code)]
+            OpenSession { nonce: u64, lease_ms: u64 },
+            #[allow(dead_code)]
+            KeepAlive { session: SessionId },
+            #[allow(dead_code)]
+            CloseSession { session: SessionId },
+            #[allow(dead_code)]
+            Call { session: SessionId },
+            Create {
+                session: SessionId,
+                request: RequestNumber,
+                name: String,
+                type_name: String,
+                args: Vec<Value>,
+            },
+        }
+        let before = Before::Create {
+            session: SessionId(4),
+            request: RequestNumber(9),
+            name: "n".into(),
+            type_name: "Counter".into(),
+            args: vec![Value::Int(1)],
+        };
+        let expected = Request::Create {
+            session: SessionId(4),
+            request: RequestNumber(9),
+            name: "n".into(),
+            type_name: "Counter".into(),
+            args: vec![Value::Int(1)],
+            acked: RequestNumber(0),
+        };
+        // The log's compact form, and the client protocol's form with field names.
+        let compact = rmp_serde::to_vec(&before).unwrap();
+        assert_eq!(Request::decode(&compact), Ok(expected.clone()));
+        let named = rmp_serde::to_vec_named(&before).unwrap();
+        assert_eq!(Request::decode(&named), Ok(expected));
     }
 
     #[test]
@@ -1049,6 +1170,7 @@ mod tests {
             name: "lock".into(),
             type_name: "tests.TestLock".into(),
             args: vec![],
+            acked: RequestNumber(3),
         };
         t.step(create_again);
         assert_eq!(t.reply_to(a, 3), Some(&Reply::Value(Value::Nil)), "same type by alias: no-op");

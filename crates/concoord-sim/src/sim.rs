@@ -1841,6 +1841,7 @@ impl Sim {
                         name: name.into(),
                         type_name: type_name.into(),
                         args: object_args(arg),
+                        acked: request,
                     };
                     (seq, ObjectMsg::Log(create), None)
                 } else {

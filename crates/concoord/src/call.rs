@@ -1,15 +1,25 @@
 //! `concoord call`: calls one method of one object on a running cluster, with JSON
 //! arguments, and prints the result as JSON. A method that raises exits with status
-//! 1 and prints the exception (`ValueError: ...`).
+//! 1 and prints the exception (`ValueError: ...`). With `--timeout`, the whole
+//! command (connecting, `--create`, the call) ends within it, and a timeout exits
+//! with status 3 (the call had no effect) or 4 (it may or may not have).
 
 use crate::json;
 use anyhow::{bail, Result};
 use concoord_client::{Client, ClientError, ClientOptions};
+use std::fmt;
 use std::time::Duration;
+use tokio::time::Instant;
+
+/// Exit status of a command that timed out and certainly had no effect.
+pub const EXIT_TIMEOUT: i32 = 3;
+/// Exit status of a command that timed out after its call may have taken effect.
+pub const EXIT_MAYBE_EXECUTED: i32 = 4;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Replicas of the cluster: host:port[,host:port...].
+    /// Replicas of the cluster: host:port[,host:port...]. One is enough: the
+    /// client learns the other members from it.
     #[arg(short = 'b', long = "boot", env = "CONCOORD_BOOT")]
     boot: String,
     /// The object instance to call (the cluster's `-o` instance is `default`).
@@ -21,7 +31,12 @@ pub struct Args {
     /// Token, if the replicas require one.
     #[arg(long = "token", env = "CONCOORD_TOKEN")]
     token: Option<String>,
-    /// Give up after this many seconds (default: wait, as for a blocking call).
+    /// Give up after this many seconds in all: connecting, --create and the call.
+    /// A parked call still waiting shortly before then is cancelled. Exit status 3:
+    /// timed out, and the call had no effect; 4: timed out, and it may or may not
+    /// have taken effect (no replica confirmed either way in time). Without it, a
+    /// blocking call waits until it is woken, and the command fails (status 1)
+    /// once no replica has answered for 15 s.
     #[arg(long = "timeout")]
     timeout: Option<f64>,
     /// Session lease in seconds: what the call acquires is released this long after
@@ -38,20 +53,75 @@ pub struct Args {
     args: Vec<String>,
 }
 
+/// A command that ran out of time: what to tell the user, and the exit status.
+#[derive(Debug)]
+pub struct TimedOut {
+    pub code: i32,
+    message: String,
+}
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+fn seconds(what: &str, value: f64) -> Result<Duration> {
+    match Duration::try_from_secs_f64(value) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => bail!("{what} must be a number of seconds above 0 (and below 2^64), not {value}"),
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
+    let budget = args.timeout.map(|t| seconds("--timeout", t)).transpose()?;
+    let lease = seconds("--lease", args.lease)?.max(Duration::from_secs(1));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
+        let start = Instant::now();
+        let remaining = || budget.map(|b| b.saturating_sub(start.elapsed()));
         let mut options = ClientOptions { token: args.token.clone(), ..ClientOptions::default() };
-        options.call_timeout = args.timeout.map(Duration::from_secs_f64);
-        options.lease = Duration::from_secs_f64(args.lease.max(1.0));
+        // Bounds opening the session; each call below gets what is left.
+        options.call_timeout = budget;
+        options.lease = lease;
         // From a shell, say so soon when no replica answers at all.
         options.give_up_after = Duration::from_secs(15);
-        let client = Client::connect(&args.boot, options).await?;
+        let timed_out = |e: ClientError, doing: &str| -> anyhow::Error {
+            let Some(budget) = budget else { return e.into() };
+            let (code, outcome) = match e {
+                ClientError::Timeout => (EXIT_TIMEOUT, "it had no effect"),
+                ClientError::MaybeExecuted => (
+                    EXIT_MAYBE_EXECUTED,
+                    "it may or may not have taken effect (no replica confirmed either way in time)",
+                ),
+                other => return other.into(),
+            };
+            let message = format!("timed out after {budget:?} {doing}: {outcome}");
+            TimedOut { code, message }.into()
+        };
+        let client = Client::connect(&args.boot, options).await.map_err(|e| {
+            timed_out(e, &format!("connecting to {} (no replica opened a session)", args.boot))
+        })?;
         if let Some(type_name) = &args.create {
-            client.create(&args.object, type_name, Vec::new()).await?;
+            let created = match remaining() {
+                Some(left) => {
+                    client.create_with_timeout(&args.object, type_name, vec![], left).await
+                }
+                None => client.create(&args.object, type_name, Vec::new()).await,
+            };
+            if let Err(e) = created {
+                return Err(timed_out(e, &format!("creating {}", args.object)));
+            }
         }
-        let call_args = args.args.iter().map(|a| json::parse_arg(a)).collect();
-        let result = client.call(&args.object, &args.method, call_args).await;
+        let call_args: Vec<_> = args.args.iter().map(|a| json::parse_arg(a)).collect();
+        let result = match remaining() {
+            Some(left) => {
+                client.call_with_timeout(&args.object, &args.method, call_args, left).await
+            }
+            None => client.call(&args.object, &args.method, call_args).await,
+        };
         if args.hold {
             if let Ok(value) = &result {
                 println!("{}", json::to_json(value));
@@ -61,7 +131,11 @@ pub fn run(args: Args) -> Result<()> {
             // Held until interrupted; the client keeps the session alive meanwhile.
             let _ = tokio::signal::ctrl_c().await;
         }
-        client.close().await;
+        match remaining() {
+            // Closing waits for the cluster only as long as the command may still take.
+            Some(left) if !args.hold => drop(tokio::time::timeout(left, client.close()).await),
+            _ => client.close().await,
+        }
         match result {
             Ok(_) if args.hold => Ok(()),
             Ok(value) => {
@@ -69,7 +143,7 @@ pub fn run(args: Args) -> Result<()> {
                 Ok(())
             }
             Err(ClientError::Raised(e)) => bail!("{}: {}", e.kind, e.message),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(timed_out(e, &format!("calling {}.{}", args.object, args.method))),
         }
     })
 }

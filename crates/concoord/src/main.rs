@@ -51,7 +51,8 @@ fn main() {
     let result = run(cli);
     if let Err(e) = result {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        let code = e.downcast_ref::<call::TimedOut>().map_or(1, |t| t.code);
+        std::process::exit(code);
     }
 }
 

@@ -45,8 +45,8 @@ async fn calls_return_values_and_raised_exceptions() {
                 Request::Call { session: s, request, acked, .. } if s == session => {
                     Some((request.0, acked.0))
                 }
-                Request::Create { session: s, request, .. } if s == session => {
-                    Some((request.0, request.0))
+                Request::Create { session: s, request, acked, .. } if s == session => {
+                    Some((request.0, acked.0))
                 }
                 _ => None,
             })

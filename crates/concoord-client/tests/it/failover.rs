@@ -133,6 +133,35 @@ async fn a_parked_call_survives_failover_and_is_woken_on_the_new_replica() {
 }
 
 #[tokio::test]
+async fn a_client_given_one_address_fails_over_to_the_members_it_learned() {
+    let cluster = Cluster::start(3, None).await;
+    within(10, async {
+        let holder = connect(&cluster.addrs()).await;
+        // The waiter knows one replica; the others it learns from it.
+        let waiter = connect(&cluster.addr(0)).await;
+        holder.create("mutex", "Lock", vec![]).await.unwrap();
+        assert_eq!(holder.call("mutex", "acquire", vec![]).await, Ok(Value::Bool(true)));
+        let parked = {
+            let waiter = waiter.clone();
+            tokio::spawn(async move { waiter.call("mutex", "acquire", vec![]).await })
+        };
+        cluster.until("the waiter is parked", |c| c.parked().len() == 1).await;
+        cluster.kill(0);
+        cluster
+            .until("the parked call is resent to another replica", |c| {
+                c.calls_of("acquire").iter().any(|call| call.0 != 0 && call.2 == waiter.session())
+            })
+            .await;
+        assert_eq!(holder.call("mutex", "release", vec![]).await, Ok(Value::Nil));
+        assert_eq!(parked.await.unwrap(), Ok(Value::Bool(true)));
+        assert_eq!(waiter.call("default", "increment", vec![]).await, Ok(Value::Nil));
+        holder.close().await;
+        waiter.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn with_no_replica_reachable_calls_fail_as_unavailable() {
     // Addresses nothing listens on.
     let mut addrs = Vec::new();

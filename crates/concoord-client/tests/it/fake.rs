@@ -10,7 +10,8 @@
 use concoord_object::builtins::register_all;
 use concoord_object::machine::{Execution, Machine, Reply, Request, Response};
 use concoord_object::protocol::{
-    self, ClientFrame, ErrorKind, ServerFrame, StatusReport, CLIENT_FRAME_MAX, PROTOCOL_VERSION,
+    self, ClientFrame, ErrorKind, MemberStatus, ServerFrame, StatusReport, CLIENT_FRAME_MAX,
+    PROTOCOL_VERSION,
 };
 use concoord_object::{CallId, Types, Value};
 use concoord_wire::frame;
@@ -72,6 +73,8 @@ struct State {
     hellos: usize,
     /// Calls answered `Parked`, in order.
     parked: Vec<CallId>,
+    /// Every replica's address: the members each one's `Status` lists.
+    members: Vec<String>,
 }
 
 struct Replica {
@@ -111,6 +114,7 @@ impl Cluster {
             applied: Vec::new(),
             hellos: 0,
             parked: Vec::new(),
+            members: Vec::new(),
         }));
         let mut replicas = Vec::new();
         for index in 0..n {
@@ -127,6 +131,7 @@ impl Cluster {
             let task = tokio::spawn(replica.accept(listener));
             replicas.push(Replica { addr, behaviour, task });
         }
+        lock(&state).members = replicas.iter().map(|r| r.addr.clone()).collect();
         Cluster { state, replicas }
     }
 
@@ -435,7 +440,19 @@ impl ReplicaTask {
             object_type: "Counter".to_string(),
             objects: state.machine.object_names().map(str::to_string).collect(),
             sessions: state.machine.session_count() as u64,
-            members: Vec::new(),
+            members: state
+                .members
+                .iter()
+                .enumerate()
+                .map(|(i, addr)| MemberStatus {
+                    replica: ReplicaId(i as u64),
+                    addr: addr.clone(),
+                    role: "voter".to_string(),
+                    commit_slot: None,
+                    lag: None,
+                    last_heard_ms: None,
+                })
+                .collect(),
             cluster: Some("00000000000000fa".to_string()),
             join_problem: None,
         }

@@ -6,6 +6,7 @@ mod blocking;
 mod failover;
 mod fake;
 mod sessions;
+mod timeouts;
 
 use concoord_client::{Client, ClientOptions};
 use std::future::Future;

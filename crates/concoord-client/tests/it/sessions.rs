@@ -46,7 +46,9 @@ async fn a_parked_call_times_out_after_the_call_timeout() {
         assert_eq!(holder.call("mutex", "acquire", vec![]).await, Ok(Value::Bool(true)));
         let start = Instant::now();
         assert_eq!(waiter.call("mutex", "acquire", vec![]).await, Err(ClientError::Timeout));
-        assert!(start.elapsed() >= call_timeout, "timed out after {:?}", start.elapsed());
+        // It waited until the cancel point, a fifth of the timeout before its end.
+        let waited = start.elapsed();
+        assert!(waited >= call_timeout * 4 / 5, "timed out after {waited:?}");
         // It was cancelled through the log: the lock forgot it, and the release
         // leaves the lock free instead of granting it to a caller who left.
         assert_eq!(cluster.parked().len(), 1, "it was parked, not unanswered");

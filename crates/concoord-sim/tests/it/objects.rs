@@ -106,6 +106,7 @@ impl World {
                 name: name.into(),
                 type_name: type_name.into(),
                 args,
+                acked: request,
             };
             let out = w.apply(&create);
             assert!(out.iter().any(|r| r.reply == Reply::Value(Value::Nil)), "create {name}");

@@ -6,6 +6,7 @@
 // possible, and clusters must not compete for the machine's two cores.
 #![allow(clippy::await_holding_lock)]
 
+mod bounds;
 mod cluster;
 mod faults;
 mod harness;

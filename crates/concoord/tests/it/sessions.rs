@@ -73,6 +73,41 @@ async fn a_parked_call_survives_the_leader_crash() {
     waiter.close().await;
 }
 
+/// Issue 8, item 7: a client given one address (as in the README) learns the
+/// other members from it, so a parked acquire survives that replica's death.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_given_only_the_leaders_address_fails_over_when_the_leader_dies() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3, Setup::default()).await;
+    let leader = cluster.leader().await;
+    let leader_addr = cluster.addrs[leader].clone();
+    let holder = cluster.client().await;
+    holder.create("mutex", "Lock", vec![]).await.unwrap();
+    assert_eq!(holder.call("mutex", "acquire", vec![]).await.unwrap(), Value::Bool(true));
+    // Without the other members it would give up after 10 s of refused connections.
+    let options = ClientOptions { give_up_after: Duration::from_secs(10), ..cluster.options() };
+    let waiter = concoord_client::Client::connect(&leader_addr, options).await.unwrap();
+    let wait = {
+        let waiter = waiter.clone();
+        tokio::spawn(async move { waiter.call("mutex", "acquire", vec![]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!wait.is_finished(), "the lock is held: the waiter must be parked");
+    let killed = tokio::time::Instant::now();
+    cluster.kill(leader);
+    holder.call("mutex", "release", vec![]).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .expect("the waiter is answered")
+        .unwrap();
+    println!("the parked acquire completed {:?} after the leader was killed", killed.elapsed());
+    assert_eq!(got, Ok(Value::Bool(true)), "granted through the new leader");
+    let status = waiter.status().await.unwrap();
+    assert_ne!(status.addr, leader_addr, "the waiter is connected elsewhere now");
+    holder.close().await;
+    waiter.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_acquire_is_cancelled_and_never_granted_later() {
     let _serial = serial();

@@ -139,6 +139,7 @@ async fn malformed_truncated_and_oversized_frames_get_errors() {
             name: "big".into(),
             type_name: "Log".into(),
             args: vec![Value::Bytes(vec![0; 600 * 1024])],
+            acked: RequestNumber(1),
         };
         send(&mut s, &ClientFrame::Request { id: 6, request });
         expect_error(recv(&mut s), ErrorKind::RequestTooLarge);
