@@ -178,7 +178,7 @@ pub async fn status_of(
     let [addr] = addrs.as_slice() else {
         return Err(ClientError::BadAddress(format!("{addr:?}: give one replica's host:port")));
     };
-    let (mut conn, _) = conn::connect(addr.clone(), token.map(str::to_string), timeout)
+    let (mut conn, _) = conn::connect(addr.clone(), token.map(str::to_string), None, timeout)
         .await
         .map_err(|e| match e {
             ConnectError::Refused { kind: ErrorKind::BadToken, .. } => ClientError::BadToken,

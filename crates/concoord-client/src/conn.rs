@@ -46,6 +46,7 @@ pub(crate) struct Received {
 pub(crate) async fn connect(
     target: String,
     token: Option<String>,
+    cluster: Option<String>,
     timeout: Duration,
 ) -> Result<(Connection, Welcome), ConnectError> {
     let handshake = async {
@@ -56,7 +57,7 @@ pub(crate) async fn connect(
             ConnectError::Failed(format!("cannot set TCP_NODELAY on {target}: {e}"))
         })?;
         let mut conn = Connection { target: target.clone(), stream, buf: Vec::new(), start: 0 };
-        let hello = framed(&ClientFrame::Hello { version: PROTOCOL_VERSION, token })
+        let hello = framed(&ClientFrame::Hello { version: PROTOCOL_VERSION, token, cluster })
             .map_err(|e| ConnectError::Failed(e.to_string()))?;
         conn.write_all(&hello).await.map_err(ConnectError::Failed)?;
         match conn.read_frame().await.map_err(ConnectError::Failed)? {

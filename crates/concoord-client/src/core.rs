@@ -292,6 +292,9 @@ pub(crate) struct Core {
     addrs: Vec<String>,
     /// The addresses the client was given; always kept in `addrs`.
     given: Vec<String>,
+    /// The cluster this client talks to: pinned from the first `Status` that names
+    /// one, then named in every `Hello`.
+    cluster: Option<String>,
     timing: Timing,
     link: Link,
     /// The index (modulo the list) of the address tried after the next failure.
@@ -345,6 +348,7 @@ impl Core {
         };
         let mut core = Core {
             given: addrs.clone(),
+            cluster: None,
             addrs,
             timing,
             link: Link::Idle,
@@ -589,9 +593,13 @@ impl Core {
                 self.on_reply(now, id, reply);
             }
             ServerFrame::Status { id, status } => {
+                let target = target.clone();
                 self.progress();
                 if self.pending.get(&id).is_some_and(|p| p.kind == Kind::Members) {
                     self.pending.remove(&id);
+                    if let Some(why) = self.check_cluster(&target, &status) {
+                        return self.fail_over(now, None, why);
+                    }
                     self.learn_members(&status);
                 } else if self.pending.get(&id).is_some_and(|p| p.kind == Kind::Status) {
                     if let Some(Pending { waiter: Waiter::Status(w), .. }) =
@@ -1113,6 +1121,29 @@ impl Core {
     /// after the given ones. Addresses that do not parse are skipped: they come
     /// from the network. A replica that knows no members (it is joining) changes
     /// nothing.
+    /// Pins the cluster the first replica that reports one belongs to; from then on
+    /// every `Hello` names it (a replica of another cluster refuses the connection),
+    /// and a replica that reports another cluster is left for the next. A process
+    /// founded on an old member's address must never answer this client's calls.
+    fn check_cluster(&mut self, target: &str, status: &StatusReport) -> Option<String> {
+        let theirs = status.cluster.as_ref()?;
+        match &self.cluster {
+            None => {
+                self.cluster = Some(theirs.clone());
+                None
+            }
+            Some(mine) if mine != theirs => {
+                Some(format!("{target} belongs to cluster {theirs}, not {mine}"))
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// The cluster this client talks to, once a replica has reported it.
+    pub(crate) fn cluster(&self) -> Option<String> {
+        self.cluster.clone()
+    }
+
     fn learn_members(&mut self, status: &StatusReport) {
         let mut learned: Vec<String> = Vec::new();
         let described = status.members.iter().map(|m| &m.addr).chain(status.leader.as_ref());
@@ -1694,6 +1725,30 @@ mod tests {
         core.on_frame(now, ServerFrame::Redirect { id: 1, leader: Some("z:9".into()) });
         assert_eq!(core.take_effects(), [Effect::Disconnect, Effect::Connect("z:9".into())]);
         assert_eq!(core.addrs, ["a:1", "m:7", "n:8", "z:9"]);
+    }
+
+    #[test]
+    fn the_client_pins_its_cluster_and_leaves_a_replica_of_another() {
+        let now = crate::clock::now();
+        let (ready, _ready) = oneshot::channel();
+        let addrs = vec!["a:1".to_string(), "b:2".to_string()];
+        let mut core = Core::new(addrs, &ClientOptions::default(), now, NONCE_SEED, ready);
+        assert_eq!(core.take_effects(), [Effect::Connect("a:1".to_string())]);
+        assert_eq!(core.cluster(), None);
+        core.on_connected(now, ReplicaId(0), None);
+        let id = members_asked(&mut core);
+        core.on_frame(now, ServerFrame::Status { id, status: status_with(&["a:1", "b:2"]) });
+        assert_eq!(core.cluster().as_deref(), Some("00000000000000c1"), "pinned");
+        // Another replica reports another cluster: the client moves on.
+        core.on_disconnected(now, "a:1 died".into());
+        assert_eq!(core.take_effects(), [Effect::Disconnect, Effect::Connect("b:2".into())]);
+        core.on_connected(now, ReplicaId(1), None);
+        let id = members_asked(&mut core);
+        let mut stranger = status_with(&["b:2"]);
+        stranger.cluster = Some("00000000000000ff".into());
+        core.on_frame(now, ServerFrame::Status { id, status: stranger });
+        assert_eq!(core.take_effects(), [Effect::Disconnect, Effect::Connect("a:1".into())]);
+        assert_eq!(core.cluster().as_deref(), Some("00000000000000c1"), "still pinned");
     }
 
     #[test]

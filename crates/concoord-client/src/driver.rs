@@ -60,8 +60,9 @@ pub(crate) async fn run(
                 Effect::Connect(target) => {
                     conn = None;
                     let token = dialer.token.clone();
-                    connecting =
-                        Some(Box::pin(conn::connect(target, token, dialer.connect_timeout)));
+                    let cluster = core.cluster();
+                    let timeout = dialer.connect_timeout;
+                    connecting = Some(Box::pin(conn::connect(target, token, cluster, timeout)));
                 }
                 Effect::Exit => {
                     if let Some(c) = &mut conn {

@@ -25,7 +25,15 @@ pub const REQUEST_BYTES_MAX: usize = 256 * 1024;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ClientFrame {
     /// The first frame on every connection.
-    Hello { version: u32, token: Option<String> },
+    Hello {
+        version: u32,
+        token: Option<String>,
+        /// The cluster the client expects (16 hex digits, from a replica's `Status`):
+        /// a replica of another cluster refuses it with `OtherCluster`. Absent for a
+        /// client that has not learned it yet.
+        #[serde(default)]
+        cluster: Option<String>,
+    },
     /// A request, answered by one or more `ServerFrame`s carrying the same `id`.
     /// A `Call` of a query method is served by a read barrier instead of the log.
     Request { id: u64, request: Request },
@@ -70,6 +78,9 @@ pub enum ErrorKind {
     Busy,
     /// The replica is not ready to serve (it is still joining); try another one.
     NotReady,
+    /// `Hello` named a cluster this replica does not belong to (a process founded on
+    /// an old member's address); the connection is closed. Try another replica.
+    OtherCluster,
 }
 
 impl fmt::Display for ErrorKind {
@@ -83,6 +94,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::RequestTooLarge => "request too large",
             ErrorKind::Busy => "busy",
             ErrorKind::NotReady => "not ready",
+            ErrorKind::OtherCluster => "another cluster",
         };
         f.write_str(s)
     }
@@ -165,7 +177,11 @@ mod tests {
     #[test]
     fn frames_round_trip() {
         let frames = vec![
-            ClientFrame::Hello { version: PROTOCOL_VERSION, token: Some("t".into()) },
+            ClientFrame::Hello {
+                version: PROTOCOL_VERSION,
+                token: Some("t".into()),
+                cluster: None,
+            },
             ClientFrame::Request {
                 id: 7,
                 request: Request::Call {

@@ -98,6 +98,7 @@ pub enum Event {
 pub struct Shared {
     pub replica: ReplicaId,
     pub leader: Option<String>,
+    pub cluster: Option<ClusterId>,
 }
 
 /// Settings the connection tasks check on their own.
@@ -378,7 +379,7 @@ async fn serve_client(
         let _ = tx.try_send(client_frame(&ServerFrame::Error { id: None, kind, message }));
     };
     match protocol::decode::<ClientFrame>(first) {
-        Ok(ClientFrame::Hello { version, token }) => {
+        Ok(ClientFrame::Hello { version, token, cluster }) => {
             if version != PROTOCOL_VERSION {
                 refuse(
                     ErrorKind::BadVersion,
@@ -395,6 +396,18 @@ async fn serve_client(
                 return;
             }
             let s = shared.borrow().clone();
+            let mine = s.cluster.map(|c| c.to_string());
+            if let (Some(wanted), Some(mine)) = (&cluster, &mine) {
+                if wanted != mine {
+                    refuse(
+                        ErrorKind::OtherCluster,
+                        format!("this replica belongs to cluster {mine}, not {wanted}"),
+                    );
+                    drop(tx);
+                    let _ = writer.await;
+                    return;
+                }
+            }
             let welcome = ServerFrame::Welcome {
                 version: PROTOCOL_VERSION,
                 replica: s.replica,
@@ -638,7 +651,11 @@ mod tests {
             },
         ];
         let client = [
-            ClientFrame::Hello { version: PROTOCOL_VERSION, token: Some("t".into()) },
+            ClientFrame::Hello {
+                version: PROTOCOL_VERSION,
+                token: Some("t".into()),
+                cluster: None,
+            },
             ClientFrame::Request {
                 id: 3,
                 request: Request::Call {

@@ -241,7 +241,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         .map_err(|e| ServerError::Machine(e.to_string()))?;
 
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_MAX);
-    let (shared_tx, shared_rx) = watch::channel(Shared { replica: replica.id(), leader: None });
+    let (shared_tx, shared_rx) =
+        watch::channel(Shared { replica: replica.id(), leader: None, cluster: replica.cluster() });
     let gate = Arc::new(Gate::new(config.token.clone(), object_type.clone()));
     let hello = PeerHello {
         version: PROTOCOL_VERSION,
@@ -1020,10 +1021,12 @@ impl Server {
         }
         let leader = self.replica.leader_hint().and_then(|l| self.addr_of(l));
         let id = self.replica.id();
+        let cluster = self.replica.cluster();
         let changed = self.shared.send_if_modified(|s| {
-            let changed = s.leader != leader || s.replica != id;
+            let changed = s.leader != leader || s.replica != id || s.cluster != cluster;
             s.leader = leader.clone();
             s.replica = id;
+            s.cluster = cluster;
             changed
         });
         let leading = self.replica.is_leader();

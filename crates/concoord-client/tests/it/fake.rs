@@ -335,7 +335,7 @@ impl ReplicaTask {
             };
             let Some(frame) = frame else { break };
             if !welcomed {
-                let ClientFrame::Hello { version, token } = frame else { break };
+                let ClientFrame::Hello { version, token, .. } = frame else { break };
                 lock(&self.state).hellos += 1;
                 let (kind, message) = if version != PROTOCOL_VERSION {
                     (ErrorKind::BadVersion, "unknown version")

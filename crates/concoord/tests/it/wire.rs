@@ -40,7 +40,8 @@ fn recv(s: &mut TcpStream) -> Option<ServerFrame> {
 }
 
 fn hello(s: &mut TcpStream, token: Option<&str>) -> ServerFrame {
-    send(s, &ClientFrame::Hello { version: PROTOCOL_VERSION, token: token.map(String::from) });
+    let token = token.map(String::from);
+    send(s, &ClientFrame::Hello { version: PROTOCOL_VERSION, token, cluster: None });
     recv(s).expect("an answer to hello")
 }
 
@@ -100,7 +101,7 @@ async fn malformed_truncated_and_oversized_frames_get_errors() {
 
         // Wrong protocol version.
         let mut s = connect(&addr);
-        send(&mut s, &ClientFrame::Hello { version: 99, token: None });
+        send(&mut s, &ClientFrame::Hello { version: 99, token: None, cluster: None });
         expect_error(recv(&mut s), ErrorKind::BadVersion);
 
         // A truncated frame, then the client vanishes.
@@ -316,4 +317,28 @@ async fn a_follower_serves_commands_and_queries_by_forwarding_them_to_its_leader
     .await
     .unwrap();
     still_serves(&cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_naming_another_cluster_is_refused() {
+    let _serial = serial();
+    let cluster = Cluster::start(1, Setup::default()).await;
+    let mine = cluster.status(0).await.unwrap().cluster.expect("the replica reports its cluster");
+    let addr = cluster.addrs[0].clone();
+    tokio::task::spawn_blocking(move || {
+        let mut s = connect(&addr);
+        let hello = |cluster: &str| ClientFrame::Hello {
+            version: PROTOCOL_VERSION,
+            token: None,
+            cluster: Some(cluster.to_string()),
+        };
+        send(&mut s, &hello("00000000000000ff"));
+        expect_error(recv(&mut s), ErrorKind::OtherCluster);
+        assert!(closed(&mut s), "the connection is closed after OtherCluster");
+        let mut s = connect(&addr);
+        send(&mut s, &hello(&mine));
+        assert!(matches!(recv(&mut s), Some(ServerFrame::Welcome { .. })));
+    })
+    .await
+    .unwrap();
 }
