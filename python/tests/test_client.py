@@ -161,7 +161,8 @@ def test_failover_from_a_dead_address_and_learning_the_members(shared_cluster, s
     Counter(client=shared_client, instance=name, create=True)
     leader = shared_cluster.leader()
     follower = next(r for r in shared_cluster.live() if r is not leader)
-    # Port 1 refuses at once; then a follower redirects to the leader.
+    # Port 1 refuses at once; then the follower serves the calls by forwarding them
+    # to its leader (docs/protocol.md §4), so the client may stay where it is.
     with Client(["127.0.0.1:1", follower.addr]) as client:
         client.call(name, "increment")
         assert client.call(name, "getvalue") == 1
@@ -169,7 +170,8 @@ def test_failover_from_a_dead_address_and_learning_the_members(shared_cluster, s
             known = set(client._shell.core.addrs)
         assert {r.addr for r in shared_cluster.live()} <= known, "it learned every member"
         status = client.status()
-        assert status["role"] == "leader" and status["addr"] == leader.addr
+        assert status["addr"] in {r.addr for r in shared_cluster.live()}
+        assert status["role"] in ("leader", "follower")
 
 
 def test_calls_fail_with_unavailable_when_the_cluster_is_gone(cluster_factory):

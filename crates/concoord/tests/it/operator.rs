@@ -222,3 +222,46 @@ async fn a_joiner_that_is_not_admitted_says_why_on_its_own_side() {
         joiner.kill();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_replica_whose_only_boot_address_is_gone_rejoins_through_the_members_it_knew() {
+    let _serial = serial();
+    let setup = Setup { extra: vec!["--remove-dead-after".into(), "2".into()], ..Setup::default() };
+    let mut cluster = Cluster::start(5, setup).await;
+    // Replica 1 joined through the founder alone.
+    let boot = cluster.replicas[1].as_ref().unwrap().args.clone();
+    let i = boot.iter().position(|a| a == "-b").unwrap();
+    assert_eq!(boot[i + 1], cluster.addrs[0], "replica 1's only boot address is the founder");
+    let client = cluster.client().await;
+    client.call("default", "increment", vec![]).await.unwrap();
+    let founder_id = cluster.status(0).await.unwrap().replica;
+    let second_id = cluster.status(1).await.unwrap().replica;
+
+    // The founder dies for good and is removed; replica 1 is paused until it is
+    // removed too.
+    cluster.kill(0);
+    cluster
+        .wait_leader_status("the founder removed", |s| {
+            s.members.iter().all(|m| m.replica != founder_id)
+        })
+        .await;
+    cluster.signal(1, "STOP");
+    cluster
+        .wait_leader_status("replica 1 removed", |s| {
+            s.members.iter().all(|m| m.replica != second_id)
+        })
+        .await;
+    cluster.signal(1, "CONT");
+
+    // It learns it was removed and rejoins under a fresh identity; its -b names only
+    // the dead founder, so it must ask the members it knew.
+    cluster
+        .wait_leader_status("replica 1 back as a voter", |s| {
+            s.members.iter().filter(|m| m.role == "voter").count() == 4
+                && s.members.iter().any(|m| m.addr == cluster.addrs[1] && m.replica != second_id)
+        })
+        .await;
+    let value = client.call("default", "getvalue", vec![]).await.unwrap();
+    assert_eq!(value, Value::Int(1));
+    client.close().await;
+}
