@@ -51,7 +51,11 @@ fn main() {
     let result = run(cli);
     if let Err(e) = result {
         eprintln!("error: {e:#}");
-        let code = e.downcast_ref::<call::TimedOut>().map_or(1, |t| t.code);
+        let code = e
+            .downcast_ref::<call::TimedOut>()
+            .map(|t| t.code)
+            .or_else(|| e.downcast_ref::<status::Unhealthy>().map(|u| u.code))
+            .unwrap_or(1);
         std::process::exit(code);
     }
 }

@@ -157,3 +157,53 @@ fn replica_options_are_checked() {
     let mut replica = spawn_replica(&args, &scratch.0.join("replica.log"));
     replica.kill();
 }
+
+/// `concoord status` as a health check: its exit code.
+fn status_code(boot: &str) -> (Option<i32>, String) {
+    let out = Command::new(BIN).args(["status", "-b", boot]).output().expect("run status");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_exit_codes_tell_healthy_degraded_and_down_apart() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3, Setup::default()).await;
+    let boot = cluster.boot();
+    let (code, out) = status_code(&boot);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("health: healthy"), "{out}");
+
+    // `status --json | head -c 1`: the closed pipe is no panic.
+    let mut child = Command::new(BIN)
+        .args(["status", "-b", &boot, "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert!(status.code().is_some(), "status died on a closed pipe: {status:?}");
+    assert_ne!(status.code(), Some(101), "status panicked on a closed pipe");
+
+    let leader = cluster.leader().await;
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    cluster.kill(follower);
+    let (code, out) = status_code(&boot);
+    assert_eq!(code, Some(2), "one voter of three down is degraded:\n{out}");
+    assert!(out.contains("does not answer"), "{out}");
+    // Each member once, however many replicas list the dead one.
+    let dead = &cluster.addrs[follower];
+    assert_eq!(out.lines().filter(|l| l.starts_with(dead.as_str())).count(), 1, "{out}");
+
+    let other = (0..3).find(|i| *i != leader && *i != follower).unwrap();
+    cluster.kill(other);
+    let mut last = String::new();
+    for _ in 0..40 {
+        let (code, out) = status_code(&boot);
+        if code == Some(3) {
+            return;
+        }
+        last = out;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("two voters of three down never reported as down (exit 3):\n{last}");
+}
