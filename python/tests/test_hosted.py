@@ -6,8 +6,9 @@ that ends releasing a lock, a durable replica recovering its object from a
 snapshot, a replica of different code refused, and a host that crashes or returns
 what cannot be sent stopping its replica with a clear message."""
 
-import os
+import pathlib
 import socket
+import subprocess
 import sys
 import textwrap
 import time
@@ -17,7 +18,7 @@ import pytest
 from concoord.client import Client
 from concoord.clientproxy import ClientProxy
 from concoord.exception import RemoteError, Timeout
-from conftest import Replica
+from conftest import Replica, concoord_bin
 from test_proxies import in_thread, wait_parked
 
 MODULES = {
@@ -328,3 +329,56 @@ def test_a_replica_of_different_code_is_refused(modules, cluster_factory, tmp_pa
         assert cluster.status(joiner)["role"] == "joining"
     finally:
         joiner.kill()
+
+
+def concoord_object(cwd, *args):
+    return subprocess.run(
+        [concoord_bin(), "object"] + list(args), cwd=str(cwd), capture_output=True, text=True
+    )
+
+
+def test_the_tutorial_with_generated_proxies(modules, cluster_factory, monkeypatch):
+    import concoord.object.semaphore
+
+    (modules / "tutsemaphore.py").write_text(
+        pathlib.Path(concoord.object.semaphore.__file__).read_text()
+    )
+    done = concoord_object(modules, "-o", "tencounter.TenCounter")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(str(modules / "tencounterproxy.py"))
+    done = concoord_object(modules, "-o", "tutsemaphore.Semaphore", "-p", "1", "-s")
+    assert done.returncode == 0, done.stderr
+    monkeypatch.syspath_prepend(str(modules))
+    from tencounterproxy import TenCounter
+    from tutsemaphoreproxy import Semaphore
+
+    counters = cluster_factory(2, object="tencounter.TenCounter")
+    c = TenCounter(counters.boot)
+    c.increment()
+    c.increment()
+    assert c.getvalue() == 20
+    assert str(c) == "The counter value is 20"
+    c.__concoordinit__(5)
+    assert c.getvalue() == 5
+    c.proxy.disconnect()
+
+    semaphores = cluster_factory(1, object="tutsemaphore.Semaphore")
+    a, b = Semaphore(semaphores.boot), Semaphore(semaphores.boot)
+    try:
+        assert a.acquire() is True
+        waiting = in_thread(b.acquire)
+        wait_parked(b.proxy._client)
+        assert repr(a) != "" and a.release() is None
+        assert waiting() is True
+    finally:
+        a.proxy.disconnect()
+        b.proxy.disconnect()
+
+
+def test_the_safety_check_names_lines_and_reasons(modules):
+    done = concoord_object(modules, "-o", "faulty.Faulty", "-s")
+    assert done.returncode != 0
+    assert "faulty.py:2: imports os" in done.stderr
+    assert not (modules / "faultyproxy.py").exists()
+    done = concoord_object(modules, "-o", "faulty.Faulty", "-p", "2")
+    assert done.returncode != 0 and "concoord.aio" in done.stderr
