@@ -7,8 +7,9 @@ which keeps the name. Everything else, trouble reaching the cluster or with the
 session, is a ``ConCoordError`` subclass that says what happened and, above all,
 whether the call may have taken effect.
 
-What it deliberately is not: the original's ``BlockingReturn``/``UnblockingReturn``
-(the object side of blocking, for hosted Python objects) are not here yet.
+The original's ``BlockingReturn`` and ``UnblockingReturn`` are here too: they are
+raised *by hosted objects' methods* (the object side of blocking), never by the
+client.
 """
 
 import builtins
@@ -85,3 +86,27 @@ def remote_exception(kind, message):
             # Some built-ins need more constructor arguments (UnicodeDecodeError).
             pass
     return RemoteError(kind, message)
+
+
+class BlockingReturn(Exception):
+    """Raised by a hosted object's method to park its caller: the call waits, in
+    replicated state, until a later command wakes it (``concoord.host.wake``, or
+    ``UnblockingReturn``). The method must first keep its ``_concoord_command``
+    (for example in a queue) to wake it later. Changes the method made stay.
+    ``returnvalue`` is accepted for the original's code and ignored."""
+
+    def __init__(self, returnvalue=None):
+        super().__init__(returnvalue)
+        self.returnvalue = returnvalue
+
+
+class UnblockingReturn(Exception):
+    """Raised by a hosted object's method to return ``returnvalue`` to its caller
+    and wake the parked calls in ``unblockeddict`` (``{command: value}``), each
+    with its own value (the original woke every one with None). Raising ends the
+    method: ``concoord.host.wake`` wakes a call without ending it."""
+
+    def __init__(self, returnvalue=None, unblockeddict=None):
+        super().__init__(returnvalue)
+        self.returnvalue = returnvalue
+        self.unblockeddict = unblockeddict if unblockeddict is not None else {}

@@ -13,6 +13,7 @@ use crate::value::{IntoValue, Value};
 use concoord_wire::{RequestNumber, SessionId, Slot, Time};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// One call: the caller's session and its request number there.
 #[derive(
@@ -211,10 +212,10 @@ pub trait ObjectType: Object + Sized + 'static {
     fn restore(bytes: &[u8]) -> Result<Self, ObjectError>;
 }
 
-type Construct = fn(&[Value]) -> Result<Box<dyn Object>, ObjectError>;
-type Restore = fn(&[u8]) -> Result<Box<dyn Object>, ObjectError>;
+type Construct = Arc<dyn Fn(&[Value]) -> Result<Box<dyn Object>, ObjectError> + Send + Sync>;
+type Restore = Arc<dyn Fn(&[u8]) -> Result<Box<dyn Object>, ObjectError> + Send + Sync>;
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Entry {
     canonical: &'static str,
     construct: Construct,
@@ -241,15 +242,30 @@ impl Types {
     /// Registers `T` under its `TYPE_NAME` and any extra `aliases` (for example the
     /// original's dotted name `concoord.object.counter.Counter`).
     pub fn register<T: ObjectType>(&mut self, aliases: &[&str]) {
-        let entry = Entry {
-            canonical: T::TYPE_NAME,
-            construct: |args| Ok(Box::new(T::construct(args)?)),
-            restore: |bytes| Ok(Box::new(T::restore(bytes)?)),
-        };
-        self.by_name.insert(T::TYPE_NAME.to_string(), entry);
+        self.register_with(
+            T::TYPE_NAME,
+            aliases,
+            |args| Ok(Box::new(T::construct(args)?)),
+            |bytes| Ok(Box::new(T::restore(bytes)?)),
+        );
+    }
+
+    /// Registers a type known only at run time under `canonical` and `aliases`, built
+    /// and restored by closures: an object whose code lives outside this process (a
+    /// Python class run by the replica's object host) has state the closures share.
+    /// The closures must be as deterministic as `ObjectType::construct` and `restore`.
+    pub fn register_with(
+        &mut self,
+        canonical: &'static str,
+        aliases: &[&str],
+        construct: impl Fn(&[Value]) -> Result<Box<dyn Object>, ObjectError> + Send + Sync + 'static,
+        restore: impl Fn(&[u8]) -> Result<Box<dyn Object>, ObjectError> + Send + Sync + 'static,
+    ) {
+        let entry = Entry { canonical, construct: Arc::new(construct), restore: Arc::new(restore) };
         for alias in aliases {
-            self.by_name.insert((*alias).to_string(), entry);
+            self.by_name.insert((*alias).to_string(), entry.clone());
         }
+        self.by_name.insert(canonical.to_string(), entry);
     }
 
     /// The type's own name (`TYPE_NAME`) for a name or alias.

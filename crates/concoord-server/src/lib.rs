@@ -6,6 +6,7 @@
 //! barrier with one fdatasync per batch of events (group commit).
 
 pub mod clock;
+pub mod host;
 pub mod net;
 pub mod server;
 pub mod storage;

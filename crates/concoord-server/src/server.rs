@@ -12,6 +12,7 @@
 //! `concoord-paxos` (ordering) and `concoord-object` (sessions, objects).
 
 use crate::clock::Clock;
+use crate::host::{Host, HostConfig};
 use crate::net::{self, ConnId, Event, Gate, Links, PeerHello, Shared};
 use crate::storage::{Identity, Storage, StorageError};
 use concoord_object::machine::{Machine, Reply, Request, Response};
@@ -72,6 +73,8 @@ pub struct Config {
     /// How long a removed replica keeps serving as an acceptor and catch-up source
     /// before it rejoins under a fresh identity.
     pub removed_linger: Duration,
+    /// How to run the Python object host, when `object_type` is a Python class.
+    pub host: HostConfig,
 }
 
 impl Config {
@@ -91,6 +94,7 @@ impl Config {
             paxos,
             snapshot_every: 4_096,
             removed_linger: Duration::from_secs(10),
+            host: HostConfig::default(),
         }
     }
 }
@@ -100,7 +104,7 @@ impl Config {
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
-    #[error("unknown object type {0:?}: give a built-in by short name (Counter) or dotted name (concoord.object.counter.Counter); `concoord replica --list-objects` lists them")]
+    #[error("unknown object type {0:?}: give a built-in by short name (Counter) or dotted name (concoord.object.counter.Counter), or a Python class as module.Class; `concoord replica --list-objects` lists the built-ins")]
     UnknownObject(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -108,6 +112,8 @@ pub enum ServerError {
     Config(String),
     #[error("the object machine failed: {0}")]
     Machine(String),
+    #[error("the Python object host failed: {0}; this replica stops rather than answer from an object it can no longer trust (the others keep serving)")]
+    Host(String),
 }
 
 /// A started replica.
@@ -142,7 +148,7 @@ impl Running {
 
 /// Binds, recovers or creates this replica's state, and starts its event loop.
 pub async fn start(config: Config) -> Result<Running, ServerError> {
-    let types = object_types();
+    let (types, host) = crate::host::types_for(&config.object_type, object_types(), &config.host)?;
     let object_type = types
         .canonical(&config.object_type)
         .ok_or_else(|| ServerError::UnknownObject(config.object_type.clone()))?
@@ -276,6 +282,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         clock,
         replica,
         machine,
+        host,
         applied: Slot::ZERO,
         last_snapshot: Slot::ZERO,
         log_bytes_since_snapshot: 0,
@@ -397,6 +404,8 @@ struct Server {
     clock: Clock,
     replica: Replica,
     machine: Machine,
+    /// The Python object host, when the default object is a Python class.
+    host: Option<Host>,
     applied: Slot,
     last_snapshot: Slot,
     /// Bytes of log applied since the last snapshot, and that snapshot's size.
@@ -816,6 +825,7 @@ impl Server {
                         Ok(v) => Reply::Value(v),
                         Err(e) => Reply::Error(e),
                     };
+                    self.check_host()?;
                     let frame = ServerFrame::Reply {
                         id: waiter.1,
                         slot: self.applied,
@@ -890,6 +900,7 @@ impl Server {
         for command in &value.commands {
             let Command::App(bytes) = command else { continue };
             self.machine.apply(slot, value.timestamp, bytes, &mut responses);
+            self.check_host()?;
             if !self.control.is_empty() {
                 if let Ok(Request::KeepAlive { session } | Request::CloseSession { session }) =
                     Request::decode(bytes)
@@ -939,6 +950,15 @@ impl Server {
         Ok(())
     }
 
+    /// A failed object host stops the replica before any reply computed with it
+    /// leaves.
+    fn check_host(&self) -> Result<(), ServerError> {
+        match self.host.as_ref().and_then(Host::failure) {
+            Some(reason) => Err(ServerError::Host(reason)),
+            None => Ok(()),
+        }
+    }
+
     fn answer(&mut self, response: Response) {
         let parked = response.reply == Reply::Parked;
         let waiters = if parked {
@@ -973,7 +993,7 @@ impl Server {
     }
 
     fn install(&mut self, snapshot: &Snapshot) -> Result<(), ServerError> {
-        match Machine::restore(object_types(), &snapshot.data) {
+        match Machine::restore(self.machine.types().clone(), &snapshot.data) {
             Ok(machine) => {
                 tracing::info!(
                     "replica {} installed a snapshot of slot {} ({} bytes)",
@@ -1113,9 +1133,9 @@ impl Server {
         let cluster = self.replica.cluster();
         self.remember_members();
         self.replica = Replica::join(id, self.addr.clone(), opts, cluster, now);
-        let mut machine = Machine::new(object_types());
-        let _ = machine.create_default(DEFAULT_OBJECT, &self.object_type);
-        self.machine = machine;
+        // The old machine goes first: a hosted Python class has one instance.
+        self.machine = Machine::new(self.machine.types().clone());
+        let _ = self.machine.create_default(DEFAULT_OBJECT, &self.object_type);
         self.applied = Slot::ZERO;
         self.last_snapshot = Slot::ZERO;
         self.last_snapshot_bytes = 0;

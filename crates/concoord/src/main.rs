@@ -1,4 +1,4 @@
-//! The `concoord` command: `replica`, `logdaemon`, and our own `call`, `status`,
+//! The `concoord` command: `replica`, `object`, `logdaemon`, and our own `call`, `status`,
 //! `bench` and `dev`. Each subcommand lives in its own module; this file only parses
 //! arguments and sets up logging.
 
@@ -8,6 +8,7 @@ mod dev;
 mod json;
 mod logdaemon;
 mod netlog;
+mod object;
 mod replica;
 mod status;
 
@@ -29,6 +30,8 @@ struct Cli {
 enum Command {
     /// Start a replica (found a cluster, or join one with -b).
     Replica(replica::Args),
+    /// Write a client proxy module for a Python class (module.Class).
+    Object(object::Args),
     /// Receive log lines from replicas started with -l and print them.
     Logdaemon(logdaemon::Args),
     /// Call a method of an object on a running cluster (JSON arguments and result).
@@ -63,6 +66,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Replica(args) => replica::run(args),
+        Command::Object(args) => object::run(args),
         Command::Logdaemon(args) => logdaemon::run(args),
         Command::Call(args) => call::run(args),
         Command::Status(args) => status::run(args),

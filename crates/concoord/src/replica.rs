@@ -59,9 +59,14 @@ pub struct Args {
     /// the last snapshot is as large as that snapshot).
     #[arg(long = "snapshot-every", default_value_t = 4096)]
     snapshot_every: u64,
-    /// Print the object types a replica can host, then exit.
+    /// Print the built-in object types, then exit (any Python class given as
+    /// module.Class can be hosted too).
     #[arg(long = "list-objects")]
     list_objects: bool,
+    /// A hosted Python object whose method (or snapshot) runs longer than this many
+    /// seconds stops the replica. The interpreter is $CONCOORD_PYTHON, else python3.
+    #[arg(long = "host-timeout", default_value_t = 60.0)]
+    host_timeout: f64,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -122,6 +127,9 @@ pub fn run(args: Args) -> Result<()> {
     config.paxos.election_timeout_min =
         Span::from_millis(args.election_timeout_ms.max(args.heartbeat_ms * 3));
     config.snapshot_every = args.snapshot_every.max(1);
+    // A NaN, a negative or an infinite value still makes a duration.
+    let host_timeout = if args.host_timeout >= 0.1 { args.host_timeout.min(1e7) } else { 0.1 };
+    config.host.timeout = std::time::Duration::from_secs_f64(host_timeout);
 
     crate::init_logging(args.debug, args.logger.as_deref(), &format!("replica {addr}:{port}"));
     let runtime = tokio::runtime::Builder::new_current_thread()

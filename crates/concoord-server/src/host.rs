@@ -1,0 +1,792 @@
+//! The object host: a replica whose `-o` names a Python class (`module.Class`) runs
+//! `python3 -m concoord.host module.Class` as a child process and applies the log's
+//! commands to the one instance living there, over a pipe.
+//!
+//! `HostedObject` is an ordinary `Object`: the machine, sessions, exactly-once,
+//! parked calls and snapshots work unchanged. Each call is one frame written to the
+//! host's stdin and one frame read from its stdout (little-endian u32 length +
+//! MessagePack, as the client protocol), synchronously, because applying is
+//! synchronous. The host answers with the method's result (or exception, or "park"),
+//! plus the parked calls the method woke. Snapshots are the host's pickle bytes,
+//! carried opaque in the machine's snapshot.
+//!
+//! A host that crashes, stops answering for `timeout`, sends something this side
+//! cannot read, or reports that a result cannot be encoded has *failed*: every
+//! later use of the object does nothing, and the server, which checks `failure`
+//! after each apply before any reply leaves, stops the replica with the reason.
+//! A replica never answers from a host it no longer trusts, so it cannot diverge.
+//!
+//! What it deliberately is not: a sandbox. The Python code runs with the replica's
+//! rights; determinism is the class author's contract (docs/python.md).
+
+use concoord_object::{
+    CallId, Ctx, MethodInfo, MethodKind, Object, ObjectError, Outcome, Types, Value,
+};
+use concoord_wire::{RequestNumber, SessionId};
+use serde::Serialize;
+use std::io::{BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Version of the replica-host protocol, checked in the host's hello.
+pub const HOST_PROTOCOL_VERSION: i64 = 1;
+/// Largest frame either side sends (a snapshot's pickle travels in one frame).
+pub const HOST_FRAME_MAX: usize = 256 * 1024 * 1024;
+/// How long the host may take to import the class and say hello.
+const HELLO_TIMEOUT_MIN: Duration = Duration::from_secs(30);
+/// Most methods a hosted class may expose.
+const METHODS_MAX: usize = 4_096;
+
+/// How to start the object host.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// The Python interpreter (`CONCOORD_PYTHON`, else `python3`).
+    pub python: String,
+    /// A call (or snapshot) that takes longer than this stops the replica.
+    pub timeout: Duration,
+}
+
+impl Default for HostConfig {
+    fn default() -> HostConfig {
+        HostConfig {
+            python: std::env::var("CONCOORD_PYTHON").unwrap_or_else(|_| "python3".into()),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running object host, shared by the hosted type's registry entry and its
+/// instance.
+#[derive(Clone, Debug)]
+pub struct Host {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// `module.Class@digest`: the type's name in the registry, snapshots and hellos.
+    type_name: &'static str,
+    /// `module.Class`, as `-o` gave it.
+    class: String,
+    methods: &'static [MethodInfo],
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    pipe: Option<Pipe>,
+    /// Why the host is no longer trusted; set once, never cleared.
+    failed: Option<String>,
+    /// Live `HostedObject`s (0 or 1, briefly 2 while a snapshot is installed).
+    instances: usize,
+    timeout: Duration,
+}
+
+#[derive(Debug)]
+struct Pipe {
+    child: Child,
+    stdin: ChildStdin,
+    /// Frames read from the host's stdout by the reader thread.
+    frames: Receiver<Result<Vec<u8>, String>>,
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        if let Some(mut pipe) = self.pipe.take() {
+            pipe.stop();
+        }
+    }
+}
+
+impl Pipe {
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// How the child ended, if it did.
+    fn exit_status(&mut self) -> String {
+        match self.child.try_wait() {
+            Ok(Some(status)) => format!("it exited ({status})"),
+            Ok(None) => "it closed its output".into(),
+            Err(e) => format!("its status is unknown ({e})"),
+        }
+    }
+}
+
+impl Host {
+    /// Starts `python -m concoord.host class`, reads its hello, and returns the
+    /// host. The type is named `class@digest`, the digest being the host's hash of
+    /// the class's module source, so replicas of different code refuse each other.
+    pub fn start(class: &str, config: &HostConfig) -> Result<Host, String> {
+        let mut pythonpath = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .map_err(|e| format!("cannot read the current directory: {e}"))?;
+        if let Some(existing) = std::env::var_os("PYTHONPATH") {
+            pythonpath.push(':');
+            pythonpath.push_str(&existing.to_string_lossy());
+        }
+        let mut child = Command::new(&config.python)
+            .args(["-m", "concoord.host", class])
+            .env("PYTHONHASHSEED", "0")
+            .env("PYTHONPATH", pythonpath)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start the Python object host with {:?}: {e} (install Python 3 and the \
+                     concoord package, or set CONCOORD_PYTHON to the interpreter)",
+                    config.python
+                )
+            })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            return Err("the object host's pipes could not be opened".into());
+        };
+        let (tx, frames) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("concoord-host-reader".into())
+            .spawn(move || read_frames(stdout, &tx))
+            .map_err(|e| format!("cannot start the object host's reader thread: {e}"))?;
+        let mut pipe = Pipe { child, stdin, frames };
+        let hello = match pipe.frames.recv_timeout(config.timeout.max(HELLO_TIMEOUT_MIN)) {
+            Ok(Ok(body)) => body,
+            Ok(Err(e)) => {
+                let status = pipe.exit_status();
+                pipe.stop();
+                return Err(format!(
+                    "the object host for {class} stopped before it was ready ({e}; {status}): its \
+                     error is above; check that {:?} has the concoord package and that {class} \
+                     can be imported from the current directory or PYTHONPATH",
+                    config.python
+                ));
+            }
+            Err(_) => {
+                pipe.stop();
+                return Err(format!("the object host for {class} did not start in time"));
+            }
+        };
+        let hello = match decode_hello(&hello) {
+            Ok(h) => h,
+            Err(e) => {
+                pipe.stop();
+                return Err(format!("the object host for {class}: {e}"));
+            }
+        };
+        if hello.class != class {
+            pipe.stop();
+            return Err(format!("the object host loaded {}, not {class}", hello.class));
+        }
+        let type_name: &'static str =
+            Box::leak(format!("{}@{}", hello.class, hello.digest).into_boxed_str());
+        let methods: &'static [MethodInfo] = Box::leak(
+            hello
+                .methods
+                .into_iter()
+                .map(|(name, readonly, args)| MethodInfo {
+                    name: Box::leak(name.into_boxed_str()),
+                    kind: if readonly { MethodKind::Query } else { MethodKind::Command },
+                    args: Box::leak(
+                        args.into_iter()
+                            .map(|a| &*Box::leak(a.into_boxed_str()))
+                            .collect::<Vec<&'static str>>()
+                            .into_boxed_slice(),
+                    ),
+                })
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        );
+        let state = State { pipe: Some(pipe), failed: None, instances: 0, timeout: config.timeout };
+        let shared =
+            Shared { type_name, class: class.to_string(), methods, state: Mutex::new(state) };
+        Ok(Host { shared: Arc::new(shared) })
+    }
+
+    /// `module.Class@digest`.
+    pub fn type_name(&self) -> &'static str {
+        self.shared.type_name
+    }
+
+    /// Registers the hosted type under its name and the `-o` class name.
+    pub fn register(&self, types: &mut Types) {
+        let (construct, restore) = (self.clone(), self.clone());
+        types.register_with(
+            self.shared.type_name,
+            &[self.shared.class.as_str()],
+            move |args| construct.construct(args),
+            move |bytes| restore.restore(bytes),
+        );
+    }
+
+    /// Why the host failed, once it has: the replica must stop.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.lock().failed.clone()
+    }
+
+    fn construct(&self, args: &[Value]) -> Result<Box<dyn Object>, ObjectError> {
+        if !args.is_empty() {
+            return Err(ObjectError::type_error(format!(
+                "{} is built once, with no arguments, by each replica",
+                self.shared.class
+            )));
+        }
+        let mut state = self.shared.lock();
+        if state.instances > 0 {
+            return Err(ObjectError::type_error(format!(
+                "{} is a hosted Python class: a cluster has one instance of it, 'default'",
+                self.shared.class
+            )));
+        }
+        expect_ok(state.exchange(&("construct",))?)?;
+        state.instances += 1;
+        Ok(Box::new(HostedObject { host: self.clone() }))
+    }
+
+    fn restore(&self, bytes: &[u8]) -> Result<Box<dyn Object>, ObjectError> {
+        let mut state = self.shared.lock();
+        expect_ok(state.exchange(&("restore", Bin(bytes)))?)?;
+        state.instances += 1;
+        Ok(Box::new(HostedObject { host: self.clone() }))
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the pipe half-written in a way
+        // that matters: the replica stops on any panic.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    /// Sends one message and reads the host's answer. Any failure marks the host
+    /// failed (and stops it) and comes back as a `RuntimeError` that no client will
+    /// see: the server stops the replica before replying.
+    fn exchange<M: Serialize>(&mut self, message: &M) -> Result<Vec<Value>, ObjectError> {
+        if let Some(reason) = &self.failed {
+            return Err(ObjectError::runtime_error(format!("the object host failed: {reason}")));
+        }
+        match self.try_exchange(message) {
+            Ok(Answer::Reply(fields)) => Ok(fields),
+            Ok(Answer::Fatal(reason)) => Err(self.fail(reason)),
+            Err(reason) => Err(self.fail(reason)),
+        }
+    }
+
+    fn try_exchange<M: Serialize>(&mut self, message: &M) -> Result<Answer, String> {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return Err("the object host is not running".into());
+        };
+        let body = rmp_serde::to_vec(message)
+            .map_err(|e| format!("cannot encode a message for the object host: {e}"))?;
+        let framed = frame(&body)?;
+        if let Err(e) = pipe.stdin.write_all(&framed).and_then(|()| pipe.stdin.flush()) {
+            return Err(format!("cannot write to the object host ({e}); {}", pipe.exit_status()));
+        }
+        let reply = match pipe.frames.recv_timeout(self.timeout) {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => return Err(format!("{e}; {}", pipe.exit_status())),
+            Err(RecvTimeoutError::Timeout) => {
+                return Err(format!(
+                    "the object host did not answer within {:?} (a method that never returns?)",
+                    self.timeout
+                ))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(format!("the object host's output ended; {}", pipe.exit_status()))
+            }
+        };
+        decode_answer(&reply)
+    }
+
+    fn fail(&mut self, reason: String) -> ObjectError {
+        tracing::error!("the Python object host failed: {reason}");
+        if let Some(mut pipe) = self.pipe.take() {
+            pipe.stop();
+        }
+        self.failed = Some(reason.clone());
+        ObjectError::runtime_error(format!("the object host failed: {reason}"))
+    }
+}
+
+/// The one instance of a hosted class on this replica.
+#[derive(Debug)]
+pub struct HostedObject {
+    host: Host,
+}
+
+impl Drop for HostedObject {
+    fn drop(&mut self) {
+        let mut state = self.host.shared.lock();
+        state.instances = state.instances.saturating_sub(1);
+    }
+}
+
+impl HostedObject {
+    /// Runs a command-like message whose answer may carry wake-ups, applying them.
+    fn exchange_waking<M: Serialize>(
+        &self,
+        ctx: &mut Ctx<'_>,
+        message: &M,
+    ) -> Result<Vec<Value>, ObjectError> {
+        let mut state = self.host.shared.lock();
+        let fields = state.exchange(message)?;
+        match parse_wakes(&fields) {
+            Ok(wakes) => {
+                for (call, result) in wakes {
+                    match result {
+                        Ok(v) => ctx.wake(call, v),
+                        Err(e) => ctx.wake_error(call, e),
+                    }
+                }
+                Ok(fields)
+            }
+            Err(reason) => Err(state.fail(reason)),
+        }
+    }
+
+    fn failed(&self, e: ObjectError) -> Outcome {
+        Outcome::Raise(e)
+    }
+}
+
+impl Object for HostedObject {
+    fn type_name(&self) -> &'static str {
+        self.host.shared.type_name
+    }
+
+    fn methods(&self) -> &'static [MethodInfo] {
+        self.host.shared.methods
+    }
+
+    fn call(&mut self, ctx: &mut Ctx<'_>, method: &str, args: &[Value]) -> Outcome {
+        let call = ctx.call();
+        let message = (
+            "call",
+            call.session.0,
+            call.request.0,
+            ctx.fencing_token(),
+            ctx.timestamp().0,
+            method,
+            args,
+        );
+        let fields = match self.exchange_waking(ctx, &message) {
+            Ok(f) => f,
+            Err(e) => return self.failed(e),
+        };
+        match parse_outcome(&fields) {
+            Ok(outcome) => outcome,
+            Err(reason) => self.failed(self.host.shared.lock().fail(reason)),
+        }
+    }
+
+    fn query(&self, method: &str, args: &[Value]) -> Option<Result<Value, ObjectError>> {
+        let is_query =
+            self.methods().iter().any(|m| m.name == method && m.kind == MethodKind::Query);
+        if !is_query {
+            return None;
+        }
+        let mut state = self.host.shared.lock();
+        let fields = match state.exchange(&("query", method, args)) {
+            Ok(f) => f,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(match parse_outcome(&fields) {
+            Ok(Outcome::Return(v)) => Ok(v),
+            Ok(Outcome::Raise(e)) => Err(e),
+            Ok(Outcome::Park) => Err(state.fail(format!("the read-only method {method} parked"))),
+            Err(reason) => Err(state.fail(reason)),
+        })
+    }
+
+    fn session_closed(&mut self, ctx: &mut Ctx<'_>, session: SessionId) {
+        let message = ("closed", session.0, ctx.fencing_token(), ctx.timestamp().0);
+        if let Ok(fields) = self.exchange_waking(ctx, &message) {
+            if tag(&fields) != Some("done") {
+                self.host.shared.lock().fail(format!("unexpected answer to closed: {fields:?}"));
+            }
+        }
+    }
+
+    fn cancel(&mut self, ctx: &mut Ctx<'_>, call: CallId) -> bool {
+        let message =
+            ("cancel", call.session.0, call.request.0, ctx.fencing_token(), ctx.timestamp().0);
+        let Ok(fields) = self.exchange_waking(ctx, &message) else { return false };
+        match (tag(&fields), fields.get(1)) {
+            (Some("cancelled"), Some(Value::Bool(b))) => *b,
+            _ => {
+                self.host.shared.lock().fail(format!("unexpected answer to cancel: {fields:?}"));
+                false
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, ObjectError> {
+        let mut state = self.host.shared.lock();
+        let fields = state.exchange(&("snapshot",))?;
+        match (tag(&fields), fields.get(1)) {
+            (Some("state"), Some(Value::Bytes(b))) => Ok(b.clone()),
+            _ => Err(state.fail(format!("unexpected answer to snapshot: {fields:?}"))),
+        }
+    }
+}
+
+/// The registry for a replica of `-o object_type`: the built-ins, plus the Python
+/// class `object_type` run by a new object host when it names no built-in.
+pub fn types_for(
+    object_type: &str,
+    builtins: Types,
+    config: &HostConfig,
+) -> Result<(Types, Option<Host>), crate::ServerError> {
+    if builtins.contains(object_type) {
+        return Ok((builtins, None));
+    }
+    let is_dotted = object_type.split('.').count() >= 2
+        && object_type.split('.').all(|part| {
+            part.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+                && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+        });
+    if !is_dotted {
+        return Err(crate::ServerError::UnknownObject(object_type.to_string()));
+    }
+    let host = Host::start(object_type, config).map_err(crate::ServerError::Host)?;
+    let mut types = builtins;
+    host.register(&mut types);
+    tracing::info!("hosting the Python class {} ({})", object_type, host.type_name());
+    Ok((types, Some(host)))
+}
+
+/// Bytes serialized as MessagePack bin (serde's default for `&[u8]` is an array).
+struct Bin<'a>(&'a [u8]);
+
+impl Serialize for Bin<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+/// What the host answered: a reply's fields (tag first), or a fatal report.
+#[derive(Debug, PartialEq)]
+enum Answer {
+    Reply(Vec<Value>),
+    Fatal(String),
+}
+
+/// The frame for `body`: little-endian u32 length, then the body.
+fn frame(body: &[u8]) -> Result<Vec<u8>, String> {
+    if body.len() > HOST_FRAME_MAX {
+        return Err(format!(
+            "a message of {} bytes for the object host exceeds {HOST_FRAME_MAX} bytes",
+            body.len()
+        ));
+    }
+    let mut framed = Vec::with_capacity(4 + body.len());
+    framed.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    framed.extend_from_slice(body);
+    Ok(framed)
+}
+
+/// The reader thread: frames from the host's stdout, until it ends or breaks the
+/// framing.
+fn read_frames(stdout: impl Read, tx: &std::sync::mpsc::Sender<Result<Vec<u8>, String>>) {
+    let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+    loop {
+        let frame = read_frame(&mut reader);
+        let stop = frame.is_err();
+        if tx.send(frame).is_err() || stop {
+            return;
+        }
+    }
+}
+
+fn read_frame(reader: &mut impl Read) -> Result<Vec<u8>, String> {
+    let mut header = [0u8; 4];
+    reader.read_exact(&mut header).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => "the object host closed its output".to_string(),
+        _ => format!("cannot read from the object host: {e}"),
+    })?;
+    let len = u32::from_le_bytes(header) as usize;
+    if len == 0 || len > HOST_FRAME_MAX {
+        return Err(format!(
+            "the object host sent a frame of {len} bytes (allowed: 1 to {HOST_FRAME_MAX}); did \
+             something write to its standard output?"
+        ));
+    }
+    let mut body = vec![0u8; len];
+    reader
+        .read_exact(&mut body)
+        .map_err(|e| format!("the object host's output ended inside a frame: {e}"))?;
+    Ok(body)
+}
+
+/// Decodes one answer: a non-empty list whose first item is a string tag.
+fn decode_answer(body: &[u8]) -> Result<Answer, String> {
+    let value: Value = rmp_serde::from_slice(body)
+        .map_err(|e| format!("the object host sent an unreadable frame: {e}"))?;
+    let Value::List(fields) = value else {
+        return Err(format!("the object host sent {} instead of a list", value.type_name()));
+    };
+    match (tag(&fields), fields.get(1)) {
+        (Some("fatal"), Some(Value::Str(reason))) => Ok(Answer::Fatal(reason.clone())),
+        (Some(_), _) => Ok(Answer::Reply(fields)),
+        (None, _) => Err("the object host sent a message without a tag".into()),
+    }
+}
+
+fn tag(fields: &[Value]) -> Option<&str> {
+    match fields.first() {
+        Some(Value::Str(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn expect_ok(fields: Vec<Value>) -> Result<(), ObjectError> {
+    match parse_outcome_tagged(&fields) {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(e)) => Err(e),
+        None => Err(ObjectError::runtime_error(format!("unexpected answer: {fields:?}"))),
+    }
+}
+
+/// `["ok"]` / `["return", v, ...]` or `["raise", kind, message, ...]`.
+fn parse_outcome_tagged(fields: &[Value]) -> Option<Result<Value, ObjectError>> {
+    match (tag(fields), fields.get(1), fields.get(2)) {
+        (Some("ok"), _, _) => Some(Ok(Value::Nil)),
+        (Some("return"), Some(v), _) => Some(Ok(v.clone())),
+        (Some("raise"), Some(Value::Str(kind)), Some(Value::Str(message))) => {
+            Some(Err(ObjectError::new(kind.clone(), message.clone())))
+        }
+        _ => None,
+    }
+}
+
+/// A call's outcome: `["return", value, wakes]`, `["raise", kind, message, wakes]`
+/// or `["park", wakes]`.
+fn parse_outcome(fields: &[Value]) -> Result<Outcome, String> {
+    if tag(fields) == Some("park") {
+        return Ok(Outcome::Park);
+    }
+    match parse_outcome_tagged(fields) {
+        Some(Ok(v)) => Ok(Outcome::Return(v)),
+        Some(Err(e)) => Ok(Outcome::Raise(e)),
+        None => Err(format!("the object host sent an unexpected answer: {fields:?}")),
+    }
+}
+
+/// A parked call the host woke, with its result.
+type HostWake = (CallId, Result<Value, ObjectError>);
+
+/// The wake-ups in an answer (its last field, a list): `[session, request, true,
+/// value]` or `[session, request, false, kind, message]`.
+fn parse_wakes(fields: &[Value]) -> Result<Vec<HostWake>, String> {
+    let Some(Value::List(wakes)) = fields.last() else {
+        return Err(format!("the object host's answer has no wake-up list: {fields:?}"));
+    };
+    let mut out = Vec::with_capacity(wakes.len());
+    for wake in wakes {
+        let parsed = match wake {
+            Value::List(w) => match w.as_slice() {
+                [Value::Int(s), Value::Int(r), Value::Bool(true), v] if *s >= 0 && *r >= 0 => {
+                    Some((call_id(*s, *r), Ok(v.clone())))
+                }
+                [Value::Int(s), Value::Int(r), Value::Bool(false), Value::Str(k), Value::Str(m)]
+                    if *s >= 0 && *r >= 0 =>
+                {
+                    Some((call_id(*s, *r), Err(ObjectError::new(k.clone(), m.clone()))))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        out.push(parsed.ok_or_else(|| format!("the object host sent a bad wake-up: {wake:?}"))?);
+    }
+    Ok(out)
+}
+
+fn call_id(session: i64, request: i64) -> CallId {
+    CallId { session: SessionId(session as u64), request: RequestNumber(request as u64) }
+}
+
+/// The host's hello: `["hello", version, class, digest, [[name, readonly, [arg,
+/// ...]], ...]]`.
+#[derive(Debug, PartialEq)]
+struct Hello {
+    class: String,
+    digest: String,
+    methods: Vec<(String, bool, Vec<String>)>,
+}
+
+fn decode_hello(body: &[u8]) -> Result<Hello, String> {
+    let fields = match decode_answer(body)? {
+        Answer::Fatal(reason) => return Err(reason),
+        Answer::Reply(fields) => fields,
+    };
+    let [Value::Str(t), Value::Int(version), Value::Str(class), Value::Str(digest), Value::List(ms)] =
+        fields.as_slice()
+    else {
+        return Err(format!("the object host's hello is malformed: {fields:?}"));
+    };
+    if t != "hello" {
+        return Err(format!("the object host began with {t:?}, not a hello"));
+    }
+    if *version != HOST_PROTOCOL_VERSION {
+        return Err(format!(
+            "the object host speaks protocol {version}, this replica {HOST_PROTOCOL_VERSION}: \
+             install the concoord Python package of the same release as the binary"
+        ));
+    }
+    if ms.len() > METHODS_MAX {
+        return Err(format!("the class has more than {METHODS_MAX} methods"));
+    }
+    let mut methods = Vec::with_capacity(ms.len());
+    for m in ms {
+        let Value::List(m) = m else { return Err(format!("bad method entry {m:?}")) };
+        let [Value::Str(name), Value::Bool(readonly), Value::List(args)] = m.as_slice() else {
+            return Err(format!("bad method entry {m:?}"));
+        };
+        let mut names = Vec::with_capacity(args.len());
+        for a in args {
+            let Value::Str(a) = a else { return Err(format!("bad argument name {a:?}")) };
+            names.push(a.clone());
+        }
+        methods.push((name.clone(), *readonly, names));
+    }
+    Ok(Hello { class: class.clone(), digest: digest.clone(), methods })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(v: &Value) -> Vec<u8> {
+        rmp_serde::to_vec(v).unwrap()
+    }
+
+    fn s(x: &str) -> Value {
+        Value::Str(x.into())
+    }
+
+    #[test]
+    fn a_call_message_is_a_msgpack_array_with_bytes_as_bin() {
+        let args = [Value::Int(5), s("x")];
+        let body =
+            rmp_serde::to_vec(&("call", 7u64, 3u64, 42u64, 1_000u64, "add", &args[..])).unwrap();
+        // fixarray of 7, fixstr "call", then the integers and the args array.
+        assert_eq!(body[0], 0x97);
+        assert_eq!(&body[1..6], b"\xa4call");
+        let back: Value = rmp_serde::from_slice(&body).unwrap();
+        assert_eq!(
+            back,
+            Value::List(vec![
+                s("call"),
+                Value::Int(7),
+                Value::Int(3),
+                Value::Int(42),
+                Value::Int(1_000),
+                s("add"),
+                Value::List(args.to_vec()),
+            ])
+        );
+        let body = rmp_serde::to_vec(&("restore", Bin(b"\x80\x04."))).unwrap();
+        assert_eq!(body, b"\x92\xa7restore\xc4\x03\x80\x04.");
+    }
+
+    #[test]
+    fn frames_are_length_prefixed_and_bounded() {
+        assert_eq!(frame(b"\x91\xa2ok").unwrap(), b"\x04\x00\x00\x00\x91\xa2ok");
+        let mut input: &[u8] = b"\x04\x00\x00\x00\x91\xa2ok\x02\x00\x00";
+        assert_eq!(read_frame(&mut input).unwrap(), b"\x91\xa2ok");
+        assert!(read_frame(&mut input).unwrap_err().contains("closed its output"));
+        let mut zero: &[u8] = b"\x00\x00\x00\x00";
+        assert!(read_frame(&mut zero).unwrap_err().contains("0 bytes"));
+        let mut huge: &[u8] = b"\xff\xff\xff\xff";
+        assert!(read_frame(&mut huge).unwrap_err().contains("standard output"));
+        let mut cut: &[u8] = b"\x05\x00\x00\x00\x91";
+        assert!(read_frame(&mut cut).unwrap_err().contains("inside a frame"));
+    }
+
+    #[test]
+    fn outcomes_and_wakes_decode_and_garbage_is_an_error() {
+        let ret = Value::List(vec![
+            s("return"),
+            Value::Int(10),
+            Value::List(vec![
+                Value::List(vec![Value::Int(2), Value::Int(9), Value::Bool(true), Value::Nil]),
+                Value::List(vec![
+                    Value::Int(3),
+                    Value::Int(1),
+                    Value::Bool(false),
+                    s("RuntimeError"),
+                    s("gone"),
+                ]),
+            ]),
+        ]);
+        let Answer::Reply(fields) = decode_answer(&encode(&ret)).unwrap() else { panic!() };
+        assert_eq!(parse_outcome(&fields).unwrap(), Outcome::Return(Value::Int(10)));
+        let wakes = parse_wakes(&fields).unwrap();
+        assert_eq!(wakes[0], (call_id(2, 9), Ok(Value::Nil)));
+        assert_eq!(wakes[1], (call_id(3, 1), Err(ObjectError::runtime_error("gone"))));
+
+        let raise = Value::List(vec![s("raise"), s("KeyError"), s("'k'"), Value::List(vec![])]);
+        let Answer::Reply(fields) = decode_answer(&encode(&raise)).unwrap() else { panic!() };
+        assert_eq!(parse_outcome(&fields).unwrap(), Outcome::Raise(ObjectError::key_error("'k'")));
+        let park = Value::List(vec![s("park"), Value::List(vec![])]);
+        let Answer::Reply(fields) = decode_answer(&encode(&park)).unwrap() else { panic!() };
+        assert_eq!(parse_outcome(&fields).unwrap(), Outcome::Park);
+
+        let fatal = Value::List(vec![s("fatal"), s("getset() returned a set")]);
+        assert_eq!(
+            decode_answer(&encode(&fatal)).unwrap(),
+            Answer::Fatal("getset() returned a set".into())
+        );
+        // Garbage never panics: not msgpack, not a list, no tag, bad wakes.
+        assert!(decode_answer(b"\xc1").is_err());
+        assert!(decode_answer(&encode(&Value::Int(1))).is_err());
+        assert!(decode_answer(&encode(&Value::List(vec![Value::Int(1)]))).is_err());
+        assert!(parse_outcome(&[s("return")]).is_err());
+        let bad = [
+            s("park"),
+            Value::List(vec![Value::List(vec![
+                Value::Int(-1),
+                Value::Int(1),
+                Value::Bool(true),
+                Value::Nil,
+            ])]),
+        ];
+        assert!(parse_wakes(&bad).is_err());
+        assert!(parse_wakes(&[s("park"), Value::Int(3)]).is_err());
+    }
+
+    #[test]
+    fn the_hello_names_the_class_digest_and_methods() {
+        let hello = Value::List(vec![
+            s("hello"),
+            Value::Int(HOST_PROTOCOL_VERSION),
+            s("tencounter.TenCounter"),
+            s("0123abcd"),
+            Value::List(vec![
+                Value::List(vec![s("increment"), Value::Bool(false), Value::List(vec![])]),
+                Value::List(vec![s("getvalue"), Value::Bool(true), Value::List(vec![s("x")])]),
+            ]),
+        ]);
+        let h = decode_hello(&encode(&hello)).unwrap();
+        assert_eq!(h.class, "tencounter.TenCounter");
+        assert_eq!(h.digest, "0123abcd");
+        assert_eq!(
+            h.methods,
+            vec![("increment".into(), false, vec![]), ("getvalue".into(), true, vec!["x".into()])]
+        );
+        let mut old = hello.clone();
+        if let Value::List(f) = &mut old {
+            f[1] = Value::Int(99);
+        }
+        assert!(decode_hello(&encode(&old)).unwrap_err().contains("protocol 99"));
+        let fatal = Value::List(vec![s("fatal"), s("No module named 'nosuch'")]);
+        assert_eq!(decode_hello(&encode(&fatal)).unwrap_err(), "No module named 'nosuch'");
+        assert!(decode_hello(&encode(&Value::List(vec![s("hello")]))).is_err());
+    }
+}

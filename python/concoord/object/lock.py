@@ -1,0 +1,17 @@
+"""A lock, written with ``concoord.threadingobject``."""
+
+from concoord.threadingobject.dlock import DLock
+
+
+class Lock:
+    def __init__(self):
+        self.lock = DLock()
+
+    def __repr__(self):
+        return repr(self.lock)
+
+    def acquire(self, _concoord_command):
+        return self.lock.acquire(_concoord_command)
+
+    def release(self, _concoord_command):
+        return self.lock.release(_concoord_command)

@@ -1,0 +1,181 @@
+"""Unit tests of the object host's decisions, driven message by message without a
+replica: parking and waking (BlockingReturn, UnblockingReturn, wake), the
+``concoord.threadingobject`` primitives, session ends and cancels, re-initialising,
+snapshots, and what makes the host stop (``Fatal``)."""
+
+import pytest
+
+from concoord.exception import BlockingReturn, UnblockingReturn
+from concoord.host import Command, Fatal, Host, _runtime, wake
+from concoord.object.condition import Condition
+from concoord.object.counter import Counter
+from concoord.object.rlock import RLock
+from concoord.threadingobject.dboundedsemaphore import DBoundedSemaphore
+from concoord.threadingobject.dlock import DLock
+
+
+class Original:
+    """Blocking written the original's way: keep the command, raise."""
+
+    def __init__(self):
+        self.waiting = []
+
+    def wait(self, _concoord_command):
+        self.waiting.append(_concoord_command)
+        raise BlockingReturn()
+
+    def release_all(self, _concoord_command):
+        woken = {c: "go" for c in self.waiting}
+        self.waiting = []
+        raise UnblockingReturn(len(woken), woken)
+
+    def wake_first(self):
+        # Without a `_concoord_command`: a plain method may wake too.
+        wake(self.waiting.pop(0), 7)
+        return "done"
+
+
+class Session:
+    """Drives one host: numbered calls per session, as the machine would."""
+
+    def __init__(self, cls):
+        _runtime.parked = {}
+        self.host = Host(cls)
+        assert self.host.handle(["construct"]) == ["ok"]
+        self.next = {}
+        self.position = 0
+
+    def call(self, session, method, *args):
+        self.next[session] = self.next.get(session, 0) + 1
+        self.position += 1
+        return self.host.handle(
+            ["call", session, self.next[session], self.position, 0, method, list(args)]
+        )
+
+    def last(self, session):
+        return [session, self.next[session]]
+
+
+def test_the_originals_blocking_maps_onto_park_and_wake():
+    t = Session(Original)
+    assert t.call(1, "wait") == ["park", []]
+    assert t.call(2, "wait") == ["park", []]
+    assert t.call(3, "wake_first") == ["return", "done", [[1, 1, True, 7]]]
+    assert t.call(3, "release_all") == ["return", 1, [[2, 1, True, "go"]]]
+    # A call is woken once: the second wake of the same command is dropped.
+    assert t.call(3, "release_all") == ["return", 0, []]
+
+
+def test_a_lock_parks_hands_over_fifo_and_releases_an_ended_session():
+    t = Session(type("L", (), {"__init__": lambda s: setattr(s, "lock", DLock()),
+                               "acquire": lambda s, _concoord_command: s.lock.acquire(_concoord_command),
+                               "release": lambda s, _concoord_command: s.lock.release(_concoord_command)}))
+    assert t.call(1, "acquire") == ["return", True, []]
+    assert t.call(2, "acquire") == ["park", []]
+    two = t.last(2)
+    assert t.call(3, "acquire") == ["park", []]
+    three = t.last(3)
+    assert t.call(2, "release")[:3] == ["raise", "RuntimeError", "cannot release un-acquired lock"]
+    # Session 1 ends: the lock passes to session 2's parked acquire.
+    assert t.host.handle(["closed", 1, 10, 0]) == ["done", [two + [True, True]]]
+    # Session 3 gives up: its acquire is forgotten and never granted.
+    assert t.host.handle(["cancel", 3, three[1], 11, 0]) == ["cancelled", True, []]
+    assert t.host.handle(["cancel", 3, three[1], 12, 0]) == ["cancelled", False, []]
+    assert t.call(2, "release") == ["return", None, []]
+    assert t.host.obj.lock.owner is None
+
+
+def test_an_rlock_re_enters_and_a_condition_restores_the_count():
+    t = Session(RLock)
+    assert t.call(1, "acquire") == ["return", True, []]
+    assert t.call(1, "acquire") == ["return", True, []]
+    assert t.call(2, "acquire") == ["park", []]
+    assert t.call(1, "release") == ["return", None, []]
+    assert t.call(1, "release") == ["return", None, [t.last(2) + [True, True]]]
+
+    c = Session(Condition)
+    assert c.call(1, "acquire") == ["return", True, []]
+    assert c.call(1, "acquire") == ["return", True, []]
+    assert c.call(1, "wait") == ["park", []]
+    waiter = c.last(1)
+    assert c.call(2, "notify")[:2] == ["raise", "RuntimeError"]
+    assert c.call(2, "acquire") == ["return", True, []]
+    # Notified, the waiter still needs the lock: nothing is woken yet.
+    assert c.call(2, "notify") == ["return", None, []]
+    assert c.call(2, "release") == ["return", None, [waiter + [True, True]]]
+    lock = c.host.obj.condition.lock
+    assert (lock.owner, lock.count) == (1, 2)
+
+
+def test_a_bounded_semaphore_raises_on_over_release():
+    t = Session(type("B", (), {"__init__": lambda s: setattr(s, "s", DBoundedSemaphore(1)),
+                               "acquire": lambda s, _concoord_command: s.s.acquire(_concoord_command),
+                               "release": lambda s, _concoord_command: s.s.release(_concoord_command)}))
+    assert t.call(1, "release")[:3] == ["raise", "ValueError", "Semaphore released too many times"]
+    assert t.call(1, "acquire") == ["return", True, []]
+    assert t.call(2, "acquire") == ["park", []]
+    assert t.call(1, "release") == ["return", None, [t.last(2) + [True, True]]]
+
+
+def test_reinit_snapshot_and_restore():
+    t = Session(Original)
+    assert t.call(1, "wait") == ["park", []]
+    state = t.host.handle(["snapshot"])[1]
+    assert t.call(2, "__concoordinit__") == [
+        "return", None, [[1, 1, False, "RuntimeError", "the object was re-initialised"]]
+    ]
+    assert t.host.obj.waiting == []
+    # The snapshot brings back the parked call, which can still be woken.
+    assert t.host.handle(["restore", state]) == ["ok"]
+    assert t.call(2, "wake_first") == ["return", "done", [[1, 1, True, 7]]]
+
+    c = Session(Counter)
+    c.call(1, "increment")
+    assert c.call(1, "__str__") == ["return", "The counter value is 1", []]
+    assert c.host.handle(["query", "getvalue", []])[:2] == ["raise", "TypeError"]
+
+
+def test_what_cannot_be_sent_or_pickled_is_fatal():
+    class Bad:
+        def getset(self):
+            return {1}
+
+        def huge(self):
+            return 1 << 70
+
+        def keep_generator(self):
+            self.g = (i for i in range(3))
+
+    t = Session(Bad)
+    with pytest.raises(Fatal, match=r"getset\(\) cannot be sent"):
+        t.call(1, "getset")
+    with pytest.raises(Fatal, match="64-bit"):
+        t.call(1, "huge")
+    t.call(1, "keep_generator")
+    with pytest.raises(Fatal, match="picklable"):
+        t.host.handle(["snapshot"])
+    with pytest.raises(Fatal, match="unknown message"):
+        t.host.handle(["nonsense"])
+
+
+def test_the_hello_lists_methods_with_the_readonly_flag():
+    import concoord
+
+    class K:
+        def put(self, key, value, _concoord_command=None):
+            pass
+
+        @concoord.readonly
+        def get(self, key):
+            pass
+
+        def _private(self):
+            pass
+
+        def __str__(self):
+            return ""
+
+    hello = Host(K).hello()
+    assert hello[0] == "hello" and hello[2].endswith("K") and len(hello[3]) == 16
+    assert hello[4] == [["__str__", False, []], ["get", True, ["key"]], ["put", False, ["key", "value"]]]
+    assert Command(1, 2) == Command(1, 2, 5, 6) and Command(1, 2) != Command(2, 1)

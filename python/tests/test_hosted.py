@@ -1,0 +1,384 @@
+"""End-to-end tests of hosted Python objects: replicas started with ``-o
+module.Class`` for a class written to a temporary directory, run by the object host
+(``python3 -m concoord.host``). A hosted counter on three replicas, exceptions by
+type, blocking through ``concoord.threadingobject`` with two clients, a session
+that ends releasing a lock, a durable replica recovering its object from a
+snapshot, a replica of different code refused, and a host that crashes or returns
+what cannot be sent stopping its replica with a clear message."""
+
+import pathlib
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from concoord.client import Client
+from concoord.clientproxy import ClientProxy
+from concoord.exception import RemoteError, Timeout
+from conftest import Replica, concoord_bin
+from test_proxies import in_thread, wait_parked
+
+MODULES = {
+    "tencounter": """
+        import concoord
+
+        class TenCounter:
+            def __init__(self, value=0):
+                self.value = value
+
+            def increment(self):
+                self.value += 10
+
+            def decrement(self):
+                self.value -= 10
+
+            @concoord.readonly
+            def getvalue(self):
+                return self.value
+
+            def __str__(self):
+                return "The counter value is %d" % self.value
+    """,
+    "faulty": """
+        import os
+
+        class Oops(Exception):
+            pass
+
+        class Faulty:
+            def __init__(self):
+                self.items = {}
+
+            def put(self, key, value):
+                self.items[key] = value
+
+            def get(self, key):
+                return self.items[key]
+
+            def check(self, n):
+                if n < 0:
+                    raise ValueError("negative: %d" % n)
+                return n
+
+            def oops(self):
+                raise Oops("custom")
+
+            def _secret(self):
+                return "private"
+
+            def crash(self):
+                os._exit(3)
+
+            def getset(self):
+                return {1, 2}
+
+            def spin(self):
+                while True:
+                    pass
+    """,
+    "hostedlock": """
+        from concoord.threadingobject.dlock import DLock
+        from concoord.threadingobject.dsemaphore import DSemaphore
+
+        class HostedLock:
+            def __init__(self):
+                self.lock = DLock()
+                self.permits = {"pool": DSemaphore(2)}
+                self.grants = 0
+
+            def acquire(self, _concoord_command):
+                result = self.lock.acquire(_concoord_command)
+                self.grants += 1
+                return result
+
+            def release(self, _concoord_command):
+                return self.lock.release(_concoord_command)
+
+            def take(self, _concoord_command):
+                return self.permits["pool"].acquire(_concoord_command)
+
+            def give(self, _concoord_command):
+                return self.permits["pool"].release(_concoord_command)
+
+            def __repr__(self):
+                return "%r %r" % (self.lock, self.permits["pool"])
+    """,
+}
+
+
+@pytest.fixture
+def modules(tmp_path, monkeypatch):
+    """Writes the test classes to a directory on the replicas' PYTHONPATH and runs
+    the host with this interpreter (which has the concoord package)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, text in MODULES.items():
+        (src / (name + ".py")).write_text(textwrap.dedent(text))
+    monkeypatch.setenv("PYTHONPATH", str(src))
+    monkeypatch.setenv("CONCOORD_PYTHON", sys.executable)
+    return src
+
+
+def test_a_hosted_counter_on_three_replicas(modules, cluster_factory):
+    cluster = cluster_factory(3, object="tencounter.TenCounter")
+    counter = ClientProxy(cluster.boot)
+    try:
+        for _ in range(5):
+            counter.invoke_command("increment")
+        counter.invoke_command("decrement")
+        assert counter.invoke_command("getvalue") == 40
+        assert counter.invoke_command("__str__") == "The counter value is 40"
+        status = cluster.status(cluster.replicas[0])
+        assert status["object_type"].startswith("tencounter.TenCounter@")
+        # Every replica applied the same commands to its own Python object: the
+        # counter survives its leader.
+        leader = cluster.leader()
+        leader.kill()
+        assert counter.invoke_command("getvalue") == 40
+        counter.invoke_command("increment")
+        assert counter.invoke_command("__str__") == "The counter value is 50"
+    finally:
+        counter.disconnect()
+
+
+def test_a_hosted_object_raises_exceptions_by_type(modules, cluster_factory):
+    cluster = cluster_factory(1, object="faulty.Faulty")
+    proxy = ClientProxy(cluster.boot)
+    try:
+        proxy.invoke_command("put", "k", [1, "two"])
+        assert proxy.invoke_command("get", "k") == [1, "two"]
+        with pytest.raises(KeyError, match="nope"):
+            proxy.invoke_command("get", "nope")
+        with pytest.raises(ValueError, match="negative: -1"):
+            proxy.invoke_command("check", -1)
+        with pytest.raises(TypeError):
+            proxy.invoke_command("check")
+        with pytest.raises(RemoteError) as e:
+            proxy.invoke_command("oops")
+        assert (e.value.kind, e.value.message) == ("Oops", "custom")
+        with pytest.raises(AttributeError):
+            proxy.invoke_command("no_such_method")
+        with pytest.raises(AttributeError):
+            proxy.invoke_command("_secret")
+        # A second instance of a hosted class cannot be created.
+        with pytest.raises(TypeError, match="one instance"):
+            proxy._client.create("other", "faulty.Faulty", [])
+        assert proxy.invoke_command("check", 7) == 7
+    finally:
+        proxy.disconnect()
+
+
+def test_a_hosted_lock_blocks_one_client_until_the_other_releases(modules, cluster_factory):
+    cluster = cluster_factory(3, object="hostedlock.HostedLock")
+    a, b = cluster.client(), cluster.client()
+    try:
+        assert a.call("default", "acquire") is True
+        waiting = in_thread(lambda: b.call("default", "acquire", timeout=30))
+        wait_parked(b)
+        assert "owner=%d" % a.session in a.call("default", "__repr__")
+        # A caller that gives up is taken out of the queue through the host.
+        with pytest.raises(Timeout):
+            b.call("default", "acquire", timeout=0.3)
+        assert a.call("default", "release") is None
+        assert waiting() is True
+        with pytest.raises(RuntimeError, match="un-acquired"):
+            a.call("default", "release")
+        assert b.call("default", "release") is None
+        # The cancelled acquire was never granted: the lock is free for a.
+        assert a.call("default", "acquire", timeout=5) is True
+        # A semaphore with two permits, inside a dict: the third taker waits.
+        assert a.call("default", "take") is True
+        assert a.call("default", "take") is True
+        taking = in_thread(lambda: b.call("default", "take", timeout=30))
+        wait_parked(b)
+        a.call("default", "give")
+        assert taking() is True
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_session_that_ends_releases_the_hosted_lock(modules, cluster_factory):
+    cluster = cluster_factory(1, object="hostedlock.HostedLock")
+    a, b = cluster.client(), cluster.client()
+    try:
+        assert a.call("default", "acquire") is True
+        assert a.call("default", "take") is True
+        assert a.call("default", "take") is True
+        waiting = in_thread(lambda: b.call("default", "acquire", timeout=30))
+        taking = in_thread(lambda: b.call("default", "take", timeout=30))
+        wait_parked(b, 2)
+        a.close()
+        assert waiting() is True
+        assert taking() is True
+        assert "owner=%d" % b.session in b.call("default", "__repr__")
+    finally:
+        a.close()
+        b.close()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_durable_replica_recovers_its_python_object_from_a_snapshot(modules, tmp_path):
+    port = free_port()
+    args = [
+        "-a", "127.0.0.1", "-p", str(port), "-o", "hostedlock.HostedLock",
+        "--data-dir", str(tmp_path / "data"), "--snapshot-every", "4",
+    ]
+    replica = Replica(args, tmp_path / "replica.log")
+    client = None
+    try:
+        client = Client(replica.addr, give_up_after=2)
+        assert client.call("default", "acquire") is True
+        assert client.call("default", "take") is True
+        assert client.call("default", "take") is True
+        for _ in range(20):
+            client.call("default", "__repr__")  # commands: the log grows, snapshots follow
+        before = client.call("default", "__repr__")
+        assert "owner=%d" % client.session in before and "count=0" in before
+        replica.kill()
+        replica = Replica(args, tmp_path / "replica.log")
+        assert "installed a snapshot" in replica.log_text()
+        again = Client(replica.addr)
+        try:
+            # The lock's owner and the permits survived the restart, in the pickle.
+            assert again.call("default", "__repr__") == before
+            with pytest.raises(Timeout):
+                again.call("default", "acquire", timeout=0.5)
+        finally:
+            again.close()
+    finally:
+        replica.kill()
+        if client is not None:
+            client.close()
+
+
+def wait_exit(replica, limit=30):
+    try:
+        return replica.process.wait(timeout=limit)
+    except Exception:
+        raise AssertionError("the replica did not stop:\n%s" % replica.log_text())
+
+
+@pytest.mark.parametrize(
+    "method, reason",
+    [
+        ("crash", "the Python object host failed"),
+        ("getset", "the result of getset() cannot be sent"),
+    ],
+)
+def test_a_failing_host_stops_its_replica_with_a_clear_message(
+    modules, cluster_factory, method, reason
+):
+    cluster = cluster_factory(1, object="faulty.Faulty")
+    replica = cluster.replicas[0]
+    client = Client(cluster.boot, give_up_after=2)
+    try:
+        with pytest.raises(Exception):
+            client.call("default", method)
+        assert wait_exit(replica) != 0
+        log = replica.log_text()
+        assert reason in log, log
+        assert "stops rather than answer" in log
+    finally:
+        client.close()
+
+
+def test_a_hung_host_stops_its_replica(modules, cluster_factory):
+    cluster = cluster_factory(1, object="faulty.Faulty", extra=["--host-timeout", "1"])
+    replica = cluster.replicas[0]
+    client = Client(cluster.boot, give_up_after=3)
+    try:
+        with pytest.raises(Exception):
+            client.call("default", "spin")
+        assert wait_exit(replica) != 0
+        assert "did not answer within" in replica.log_text()
+    finally:
+        client.close()
+
+
+def test_a_replica_of_different_code_is_refused(modules, cluster_factory, tmp_path, monkeypatch):
+    cluster = cluster_factory(1, object="tencounter.TenCounter")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "tencounter.py").write_text(
+        textwrap.dedent(MODULES["tencounter"]).replace("+= 10", "+= 11")
+    )
+    monkeypatch.setenv("PYTHONPATH", str(other))
+    joiner = Replica(
+        ["-a", "127.0.0.1", "-p", "0", "-o", "tencounter.TenCounter", "-b", cluster.boot],
+        tmp_path / "joiner.log",
+    )
+    try:
+        deadline = time.monotonic() + 20
+        problem = None
+        while time.monotonic() < deadline:
+            status = cluster.status(joiner)
+            problem = status and status.get("join_problem")
+            if problem and "tencounter.TenCounter@" in problem:
+                break
+            time.sleep(0.2)
+        assert problem and "tencounter.TenCounter@" in problem, joiner.log_text()
+        assert cluster.status(joiner)["role"] == "joining"
+    finally:
+        joiner.kill()
+
+
+def concoord_object(cwd, *args):
+    return subprocess.run(
+        [concoord_bin(), "object"] + list(args), cwd=str(cwd), capture_output=True, text=True
+    )
+
+
+def test_the_tutorial_with_generated_proxies(modules, cluster_factory, monkeypatch):
+    import concoord.object.semaphore
+
+    (modules / "tutsemaphore.py").write_text(
+        pathlib.Path(concoord.object.semaphore.__file__).read_text()
+    )
+    done = concoord_object(modules, "-o", "tencounter.TenCounter")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(str(modules / "tencounterproxy.py"))
+    done = concoord_object(modules, "-o", "tutsemaphore.Semaphore", "-p", "1", "-s")
+    assert done.returncode == 0, done.stderr
+    monkeypatch.syspath_prepend(str(modules))
+    from tencounterproxy import TenCounter
+    from tutsemaphoreproxy import Semaphore
+
+    counters = cluster_factory(2, object="tencounter.TenCounter")
+    c = TenCounter(counters.boot)
+    c.increment()
+    c.increment()
+    assert c.getvalue() == 20
+    assert str(c) == "The counter value is 20"
+    c.__concoordinit__(5)
+    assert c.getvalue() == 5
+    c.proxy.disconnect()
+
+    semaphores = cluster_factory(1, object="tutsemaphore.Semaphore")
+    a, b = Semaphore(semaphores.boot), Semaphore(semaphores.boot)
+    try:
+        assert a.acquire() is True
+        waiting = in_thread(b.acquire)
+        wait_parked(b.proxy._client)
+        assert repr(a) != "" and a.release() is None
+        assert waiting() is True
+    finally:
+        a.proxy.disconnect()
+        b.proxy.disconnect()
+
+
+def test_the_safety_check_names_lines_and_reasons(modules):
+    done = concoord_object(modules, "-o", "faulty.Faulty", "-s")
+    assert done.returncode != 0
+    assert "faulty.py:2: imports os" in done.stderr
+    assert not (modules / "faultyproxy.py").exists()
+    done = concoord_object(modules, "-o", "faulty.Faulty", "-p", "2")
+    assert done.returncode != 0 and "concoord.aio" in done.stderr
