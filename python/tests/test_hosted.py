@@ -382,3 +382,14 @@ def test_the_safety_check_names_lines_and_reasons(modules):
     assert not (modules / "faultyproxy.py").exists()
     done = concoord_object(modules, "-o", "faulty.Faulty", "-p", "2")
     assert done.returncode != 0 and "concoord.aio" in done.stderr
+
+
+def test_a_class_that_cannot_be_loaded_stops_the_replica_at_start(modules, tmp_path):
+    for spec, reason in [
+        ("nosuchmodule.Thing", "cannot import nosuchmodule"),
+        ("tencounter.NoSuchClass", "has no class NoSuchClass"),
+    ]:
+        with pytest.raises(RuntimeError) as e:
+            Replica(["-a", "127.0.0.1", "-p", "0", "-o", spec], tmp_path / "bad.log")
+        assert reason in str(e.value)
+        assert "cannot host the Python class %s" % spec in str(e.value)
