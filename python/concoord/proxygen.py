@@ -2,7 +2,8 @@
 writes a client proxy module for a hosted Python class (what ``concoord object``
 runs).
 
-The proxy module is ``<module>proxy.py`` next to the module's file. It is the
+The proxy module is ``<module>proxy.py`` next to the module's file (in the
+current directory for a module of an installed package). It is the
 module with the class's methods replaced by calls to the replicas: each keeps its
 name and signature (defaults included, ``_concoord_command`` removed) and forwards
 its positional parameters and ``*args``. ``__init__(bootstrap, timeout=60,
@@ -206,6 +207,21 @@ def generate(source, path, class_name, token, proxytype):
     return header + ast.unparse(tree) + "\n"
 
 
+def proxy_path(path, module_name):
+    """``<module>proxy.py`` next to the module, unless the module belongs to an
+    installed package, to ``concoord`` itself, or its folder is not writable: then
+    in the current directory, where ``from <module>proxy import ...`` finds it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    name = os.path.splitext(os.path.basename(path))[0] + "proxy.py"
+    installed = module_name.split(".")[0] == "concoord" or any(
+        part in ("site-packages", "dist-packages") for part in folder.split(os.sep)
+    )
+    inside_cwd = (folder + os.sep).startswith(os.getcwd() + os.sep)
+    if not installed and (inside_cwd or os.access(folder, os.W_OK)):
+        return os.path.join(folder, name)
+    return os.path.join(os.getcwd(), name)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="concoord object")
     parser.add_argument("-o", "--objectname", required=True)
@@ -237,7 +253,7 @@ def main(argv=None):
             if args.verbose:
                 print("%s passed the safety check" % args.objectname)
         out = generate(source, path, class_name, args.token, args.proxytype)
-        target = os.path.splitext(path)[0] + "proxy.py"
+        target = proxy_path(path, module_name)
         with open(target, "w", encoding="utf-8") as f:
             f.write(out)
         print("Client proxy file created with name: %s" % target)

@@ -343,6 +343,10 @@ def test_the_tutorial_with_generated_proxies(modules, cluster_factory, monkeypat
     (modules / "tutsemaphore.py").write_text(
         pathlib.Path(concoord.object.semaphore.__file__).read_text()
     )
+    # The original's installed module: its proxy lands in the current directory.
+    done = concoord_object(modules, "-o", "concoord.object.semaphore.Semaphore", "-p", "1")
+    assert done.returncode == 0, done.stderr
+    assert (modules / "semaphoreproxy.py").exists()
     done = concoord_object(modules, "-o", "tencounter.TenCounter")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith(str(modules / "tencounterproxy.py"))
@@ -369,6 +373,23 @@ def test_the_tutorial_with_generated_proxies(modules, cluster_factory, monkeypat
         waiting = in_thread(b.acquire)
         wait_parked(b.proxy._client)
         assert repr(a) != "" and a.release() is None
+        assert waiting() is True
+    finally:
+        a.proxy.disconnect()
+        b.proxy.disconnect()
+
+    # The same proxy, generated from the original's installed module, drives the
+    # Rust built-in that -o concoord.object.semaphore.Semaphore selects.
+    from semaphoreproxy import Semaphore as BuiltinSemaphore
+
+    builtin = cluster_factory(1, object="concoord.object.semaphore.Semaphore")
+    assert builtin.status(builtin.replicas[0])["object_type"] == "Semaphore"
+    a, b = BuiltinSemaphore(builtin.boot), BuiltinSemaphore(builtin.boot)
+    try:
+        assert a.acquire() is True
+        waiting = in_thread(b.acquire)
+        wait_parked(b.proxy._client)
+        assert a.release() is None
         assert waiting() is True
     finally:
         a.proxy.disconnect()
