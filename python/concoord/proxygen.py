@@ -61,7 +61,11 @@ UNSAFE_CALLS = {
 CALLABLE_DUNDERS = {
     "__str__", "__repr__", "__len__", "__contains__", "__getitem__", "__setitem__", "__delitem__",
 }
-RUNTIMES = {0: "concoord.clientproxy", 1: "concoord.blockingclientproxy"}
+RUNTIMES = {
+    0: "from concoord.clientproxy import ClientProxy",
+    1: "from concoord.blockingclientproxy import ClientProxy",
+    3: "from concoord.aio import Client as _ConCoordClient",
+}
 
 
 class Problem(Exception):
@@ -108,8 +112,9 @@ def exposed(fn):
     return not fn.name.startswith("_") or fn.name in CALLABLE_DUNDERS
 
 
-def proxy_method(fn):
-    """``fn`` with ``_concoord_command`` removed and a body that calls the replicas."""
+def proxy_method(fn, asynchronous=False):
+    """``fn`` with ``_concoord_command`` removed and a body that calls the replicas
+    (``asynchronous``: an ``async def`` awaiting the asyncio client)."""
     args = fn.args
     positional = args.posonlyargs + args.args
     defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
@@ -129,20 +134,38 @@ def proxy_method(fn):
     forwarded = [ast.Constant(fn.name)] + [ast.Name(a.arg, ast.Load()) for a in new_positional[1:]]
     if args.vararg:
         forwarded.append(ast.Starred(ast.Name(args.vararg.arg, ast.Load()), ast.Load()))
-    call = ast.Call(
-        ast.Attribute(
-            ast.Attribute(ast.Name("self", ast.Load()), "proxy", ast.Load()),
-            "invoke_command",
-            ast.Load(),
-        ),
-        forwarded,
-        [],
-    )
+    if asynchronous:
+        # await self.client.call(self.instance, name, [args..., *vararg])
+        items = [e for e in forwarded[1:] if not isinstance(e, ast.Starred)]
+        arglist = ast.List(items, ast.Load())
+        if args.vararg:
+            arglist = ast.BinOp(arglist, ast.Add(), ast.Call(ast.Name("list", ast.Load()), [ast.Name(args.vararg.arg, ast.Load())], []))
+        call = ast.Await(
+            ast.Call(
+                ast.Attribute(
+                    ast.Attribute(ast.Name("self", ast.Load()), "client", ast.Load()),
+                    "call",
+                    ast.Load(),
+                ),
+                [ast.Attribute(ast.Name("self", ast.Load()), "instance", ast.Load()), forwarded[0], arglist],
+                [],
+            )
+        )
+    else:
+        call = ast.Call(
+            ast.Attribute(
+                ast.Attribute(ast.Name("self", ast.Load()), "proxy", ast.Load()),
+                "invoke_command",
+                ast.Load(),
+            ),
+            forwarded,
+            [],
+        )
     body = [ast.Return(call)]
     doc = ast.get_docstring(fn)
     if doc:
         body.insert(0, ast.Expr(ast.Constant(doc)))
-    method = ast.FunctionDef(
+    method = (ast.AsyncFunctionDef if asynchronous else ast.FunctionDef)(
         name=fn.name,
         args=ast.arguments(
             posonlyargs=[],
@@ -159,7 +182,7 @@ def proxy_method(fn):
         type_comment=None,
         lineno=fn.lineno,
     )
-    if "type_params" in ast.FunctionDef._fields:
+    if "type_params" in type(method)._fields:
         method.type_params = []
     return method
 
@@ -175,6 +198,27 @@ def __concoordinit__(self, *args):
 '''
 
 
+ASYNC_CONSTRUCTOR = '''
+def __init__(self, client, instance="default"):
+    """An asyncio proxy: ``await Class.connect(bootstrap)`` makes one."""
+    self.client = client
+    self.instance = instance
+
+@classmethod
+async def connect(cls, bootstrap, timeout=60, debug=False, token=%r):
+    """Connects to the replicas; does not touch the replicated object."""
+    return cls(await _ConCoordClient.connect(bootstrap, token=token, give_up_after=timeout))
+
+async def close(self):
+    """Ends the session, releasing what it holds."""
+    await self.client.close()
+
+async def __concoordinit__(self, *args):
+    """Re-initialises the replicated object in place with ``args``."""
+    return await self.client.call(self.instance, "__concoordinit__", list(args))
+'''
+
+
 def generate(source, path, class_name, token, proxytype):
     tree = ast.parse(source, filename=path)
     target = None
@@ -183,6 +227,7 @@ def generate(source, path, class_name, token, proxytype):
             target = node
     if target is None:
         raise Problem("%s defines no top-level class %s" % (path, class_name))
+    asynchronous = proxytype == 3
     methods = [n for n in target.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     others = [
         n for n in target.body
@@ -193,11 +238,16 @@ def generate(source, path, class_name, token, proxytype):
     target.body = (
         docstring
         + others
-        + ast.parse(CONSTRUCTOR % (token,)).body
-        + [proxy_method(m) for m in methods if exposed(m)]
+        + ast.parse((ASYNC_CONSTRUCTOR if asynchronous else CONSTRUCTOR) % (token,)).body
+        + [
+            proxy_method(m, asynchronous)
+            for m in methods
+            # str() and repr() cannot await: call them with proxy.client.call.
+            if exposed(m) and not (asynchronous and m.name.startswith("__"))
+        ]
     )
     target.decorator_list = []
-    runtime = ast.parse("from %s import ClientProxy" % RUNTIMES[proxytype]).body
+    runtime = ast.parse(RUNTIMES[proxytype]).body
     start = 1 if tree.body and isinstance(tree.body[0], ast.Expr) and isinstance(tree.body[0].value, ast.Constant) else 0
     tree.body[start:start] = runtime
     ast.fix_missing_locations(tree)
@@ -236,8 +286,9 @@ def main(argv=None):
             raise Problem("give the class as module.Class, not %r" % args.objectname)
         if args.proxytype not in RUNTIMES:
             raise Problem(
-                "proxy type %d is not available: types 0 and 1 are the same synchronous, "
-                "thread-safe proxy; for concurrent calls use concoord.aio" % args.proxytype
+                "proxy type %d is not available: 0 and 1 give the same synchronous, "
+                "thread-safe proxy, 3 an asyncio proxy; for batches, pipeline calls with "
+                "concoord.aio (-p 3)" % args.proxytype
             )
         path = find_source(module_name)
         if args.verbose:

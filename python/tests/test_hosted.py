@@ -403,6 +403,9 @@ def test_the_safety_check_names_lines_and_reasons(modules):
     assert not (modules / "faultyproxy.py").exists()
     done = concoord_object(modules, "-o", "faulty.Faulty", "-p", "2")
     assert done.returncode != 0 and "concoord.aio" in done.stderr
+    done = concoord_object(modules, "-o", "faulty.Faulty")
+    assert done.returncode == 0, done.stderr
+    assert "def put(self, key, value):" in (modules / "faultyproxy.py").read_text()
 
 
 def test_a_class_that_cannot_be_loaded_stops_the_replica_at_start(modules, tmp_path):
@@ -414,3 +417,27 @@ def test_a_class_that_cannot_be_loaded_stops_the_replica_at_start(modules, tmp_p
             Replica(["-a", "127.0.0.1", "-p", "0", "-o", spec], tmp_path / "bad.log")
         assert reason in str(e.value)
         assert "cannot host the Python class %s" % spec in str(e.value)
+
+
+def test_an_asyncio_proxy_generated_with_p3(modules, cluster_factory, monkeypatch):
+    import asyncio
+
+    (modules / "asynccounter.py").write_text(textwrap.dedent(MODULES["tencounter"]))
+    done = concoord_object(modules, "-o", "asynccounter.TenCounter", "-p", "3")
+    assert done.returncode == 0, done.stderr
+    monkeypatch.syspath_prepend(str(modules))
+    from asynccounterproxy import TenCounter
+
+    cluster = cluster_factory(1, object="asynccounter.TenCounter")
+
+    async def main():
+        counter = await TenCounter.connect(cluster.boot)
+        try:
+            await asyncio.gather(*(counter.increment() for _ in range(50)))
+            assert await counter.getvalue() == 500
+            await counter.__concoordinit__(3)
+            assert await counter.getvalue() == 3
+        finally:
+            await counter.close()
+
+    asyncio.run(main())
