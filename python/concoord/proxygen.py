@@ -2,7 +2,8 @@
 writes a client proxy module for a hosted Python class (what ``concoord object``
 runs).
 
-The proxy module is ``<module>proxy.py`` next to the module's file. It is the
+The proxy module is ``<module>proxy.py`` next to the module's file (in the
+current directory for a module of an installed package). It is the
 module with the class's methods replaced by calls to the replicas: each keeps its
 name and signature (defaults included, ``_concoord_command`` removed) and forwards
 its positional parameters and ``*args``. ``__init__(bootstrap, timeout=60,
@@ -60,7 +61,11 @@ UNSAFE_CALLS = {
 CALLABLE_DUNDERS = {
     "__str__", "__repr__", "__len__", "__contains__", "__getitem__", "__setitem__", "__delitem__",
 }
-RUNTIMES = {0: "concoord.clientproxy", 1: "concoord.blockingclientproxy"}
+RUNTIMES = {
+    0: "from concoord.clientproxy import ClientProxy",
+    1: "from concoord.blockingclientproxy import ClientProxy",
+    3: "from concoord.aio import Client as _ConCoordClient",
+}
 
 
 class Problem(Exception):
@@ -107,8 +112,9 @@ def exposed(fn):
     return not fn.name.startswith("_") or fn.name in CALLABLE_DUNDERS
 
 
-def proxy_method(fn):
-    """``fn`` with ``_concoord_command`` removed and a body that calls the replicas."""
+def proxy_method(fn, asynchronous=False):
+    """``fn`` with ``_concoord_command`` removed and a body that calls the replicas
+    (``asynchronous``: an ``async def`` awaiting the asyncio client)."""
     args = fn.args
     positional = args.posonlyargs + args.args
     defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
@@ -128,20 +134,38 @@ def proxy_method(fn):
     forwarded = [ast.Constant(fn.name)] + [ast.Name(a.arg, ast.Load()) for a in new_positional[1:]]
     if args.vararg:
         forwarded.append(ast.Starred(ast.Name(args.vararg.arg, ast.Load()), ast.Load()))
-    call = ast.Call(
-        ast.Attribute(
-            ast.Attribute(ast.Name("self", ast.Load()), "proxy", ast.Load()),
-            "invoke_command",
-            ast.Load(),
-        ),
-        forwarded,
-        [],
-    )
+    if asynchronous:
+        # await self.client.call(self.instance, name, [args..., *vararg])
+        items = [e for e in forwarded[1:] if not isinstance(e, ast.Starred)]
+        arglist = ast.List(items, ast.Load())
+        if args.vararg:
+            arglist = ast.BinOp(arglist, ast.Add(), ast.Call(ast.Name("list", ast.Load()), [ast.Name(args.vararg.arg, ast.Load())], []))
+        call = ast.Await(
+            ast.Call(
+                ast.Attribute(
+                    ast.Attribute(ast.Name("self", ast.Load()), "client", ast.Load()),
+                    "call",
+                    ast.Load(),
+                ),
+                [ast.Attribute(ast.Name("self", ast.Load()), "instance", ast.Load()), forwarded[0], arglist],
+                [],
+            )
+        )
+    else:
+        call = ast.Call(
+            ast.Attribute(
+                ast.Attribute(ast.Name("self", ast.Load()), "proxy", ast.Load()),
+                "invoke_command",
+                ast.Load(),
+            ),
+            forwarded,
+            [],
+        )
     body = [ast.Return(call)]
     doc = ast.get_docstring(fn)
     if doc:
         body.insert(0, ast.Expr(ast.Constant(doc)))
-    method = ast.FunctionDef(
+    method = (ast.AsyncFunctionDef if asynchronous else ast.FunctionDef)(
         name=fn.name,
         args=ast.arguments(
             posonlyargs=[],
@@ -158,7 +182,7 @@ def proxy_method(fn):
         type_comment=None,
         lineno=fn.lineno,
     )
-    if "type_params" in ast.FunctionDef._fields:
+    if "type_params" in type(method)._fields:
         method.type_params = []
     return method
 
@@ -174,6 +198,27 @@ def __concoordinit__(self, *args):
 '''
 
 
+ASYNC_CONSTRUCTOR = '''
+def __init__(self, client, instance="default"):
+    """An asyncio proxy: ``await Class.connect(bootstrap)`` makes one."""
+    self.client = client
+    self.instance = instance
+
+@classmethod
+async def connect(cls, bootstrap, timeout=60, debug=False, token=%r):
+    """Connects to the replicas; does not touch the replicated object."""
+    return cls(await _ConCoordClient.connect(bootstrap, token=token, give_up_after=timeout))
+
+async def close(self):
+    """Ends the session, releasing what it holds."""
+    await self.client.close()
+
+async def __concoordinit__(self, *args):
+    """Re-initialises the replicated object in place with ``args``."""
+    return await self.client.call(self.instance, "__concoordinit__", list(args))
+'''
+
+
 def generate(source, path, class_name, token, proxytype):
     tree = ast.parse(source, filename=path)
     target = None
@@ -182,6 +227,7 @@ def generate(source, path, class_name, token, proxytype):
             target = node
     if target is None:
         raise Problem("%s defines no top-level class %s" % (path, class_name))
+    asynchronous = proxytype == 3
     methods = [n for n in target.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     others = [
         n for n in target.body
@@ -192,11 +238,16 @@ def generate(source, path, class_name, token, proxytype):
     target.body = (
         docstring
         + others
-        + ast.parse(CONSTRUCTOR % (token,)).body
-        + [proxy_method(m) for m in methods if exposed(m)]
+        + ast.parse((ASYNC_CONSTRUCTOR if asynchronous else CONSTRUCTOR) % (token,)).body
+        + [
+            proxy_method(m, asynchronous)
+            for m in methods
+            # str() and repr() cannot await: call them with proxy.client.call.
+            if exposed(m) and not (asynchronous and m.name.startswith("__"))
+        ]
     )
     target.decorator_list = []
-    runtime = ast.parse("from %s import ClientProxy" % RUNTIMES[proxytype]).body
+    runtime = ast.parse(RUNTIMES[proxytype]).body
     start = 1 if tree.body and isinstance(tree.body[0], ast.Expr) and isinstance(tree.body[0].value, ast.Constant) else 0
     tree.body[start:start] = runtime
     ast.fix_missing_locations(tree)
@@ -204,6 +255,21 @@ def generate(source, path, class_name, token, proxytype):
         os.path.splitext(os.path.basename(path))[0], class_name, os.path.basename(path)
     )
     return header + ast.unparse(tree) + "\n"
+
+
+def proxy_path(path, module_name):
+    """``<module>proxy.py`` next to the module, unless the module belongs to an
+    installed package, to ``concoord`` itself, or its folder is not writable: then
+    in the current directory, where ``from <module>proxy import ...`` finds it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    name = os.path.splitext(os.path.basename(path))[0] + "proxy.py"
+    installed = module_name.split(".")[0] == "concoord" or any(
+        part in ("site-packages", "dist-packages") for part in folder.split(os.sep)
+    )
+    inside_cwd = (folder + os.sep).startswith(os.getcwd() + os.sep)
+    if not installed and (inside_cwd or os.access(folder, os.W_OK)):
+        return os.path.join(folder, name)
+    return os.path.join(os.getcwd(), name)
 
 
 def main(argv=None):
@@ -220,8 +286,9 @@ def main(argv=None):
             raise Problem("give the class as module.Class, not %r" % args.objectname)
         if args.proxytype not in RUNTIMES:
             raise Problem(
-                "proxy type %d is not available: types 0 and 1 are the same synchronous, "
-                "thread-safe proxy; for concurrent calls use concoord.aio" % args.proxytype
+                "proxy type %d is not available: 0 and 1 give the same synchronous, "
+                "thread-safe proxy, 3 an asyncio proxy; for batches, pipeline calls with "
+                "concoord.aio (-p 3)" % args.proxytype
             )
         path = find_source(module_name)
         if args.verbose:
@@ -237,7 +304,7 @@ def main(argv=None):
             if args.verbose:
                 print("%s passed the safety check" % args.objectname)
         out = generate(source, path, class_name, args.token, args.proxytype)
-        target = os.path.splitext(path)[0] + "proxy.py"
+        target = proxy_path(path, module_name)
         with open(target, "w", encoding="utf-8") as f:
             f.write(out)
         print("Client proxy file created with name: %s" % target)

@@ -343,6 +343,10 @@ def test_the_tutorial_with_generated_proxies(modules, cluster_factory, monkeypat
     (modules / "tutsemaphore.py").write_text(
         pathlib.Path(concoord.object.semaphore.__file__).read_text()
     )
+    # The original's installed module: its proxy lands in the current directory.
+    done = concoord_object(modules, "-o", "concoord.object.semaphore.Semaphore", "-p", "1")
+    assert done.returncode == 0, done.stderr
+    assert (modules / "semaphoreproxy.py").exists()
     done = concoord_object(modules, "-o", "tencounter.TenCounter")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith(str(modules / "tencounterproxy.py"))
@@ -374,6 +378,23 @@ def test_the_tutorial_with_generated_proxies(modules, cluster_factory, monkeypat
         a.proxy.disconnect()
         b.proxy.disconnect()
 
+    # The same proxy, generated from the original's installed module, drives the
+    # Rust built-in that -o concoord.object.semaphore.Semaphore selects.
+    from semaphoreproxy import Semaphore as BuiltinSemaphore
+
+    builtin = cluster_factory(1, object="concoord.object.semaphore.Semaphore")
+    assert builtin.status(builtin.replicas[0])["object_type"] == "Semaphore"
+    a, b = BuiltinSemaphore(builtin.boot), BuiltinSemaphore(builtin.boot)
+    try:
+        assert a.acquire() is True
+        waiting = in_thread(b.acquire)
+        wait_parked(b.proxy._client)
+        assert a.release() is None
+        assert waiting() is True
+    finally:
+        a.proxy.disconnect()
+        b.proxy.disconnect()
+
 
 def test_the_safety_check_names_lines_and_reasons(modules):
     done = concoord_object(modules, "-o", "faulty.Faulty", "-s")
@@ -382,3 +403,41 @@ def test_the_safety_check_names_lines_and_reasons(modules):
     assert not (modules / "faultyproxy.py").exists()
     done = concoord_object(modules, "-o", "faulty.Faulty", "-p", "2")
     assert done.returncode != 0 and "concoord.aio" in done.stderr
+    done = concoord_object(modules, "-o", "faulty.Faulty")
+    assert done.returncode == 0, done.stderr
+    assert "def put(self, key, value):" in (modules / "faultyproxy.py").read_text()
+
+
+def test_a_class_that_cannot_be_loaded_stops_the_replica_at_start(modules, tmp_path):
+    for spec, reason in [
+        ("nosuchmodule.Thing", "cannot import nosuchmodule"),
+        ("tencounter.NoSuchClass", "has no class NoSuchClass"),
+    ]:
+        with pytest.raises(RuntimeError) as e:
+            Replica(["-a", "127.0.0.1", "-p", "0", "-o", spec], tmp_path / "bad.log")
+        assert reason in str(e.value)
+        assert "cannot host the Python class %s" % spec in str(e.value)
+
+
+def test_an_asyncio_proxy_generated_with_p3(modules, cluster_factory, monkeypatch):
+    import asyncio
+
+    (modules / "asynccounter.py").write_text(textwrap.dedent(MODULES["tencounter"]))
+    done = concoord_object(modules, "-o", "asynccounter.TenCounter", "-p", "3")
+    assert done.returncode == 0, done.stderr
+    monkeypatch.syspath_prepend(str(modules))
+    from asynccounterproxy import TenCounter
+
+    cluster = cluster_factory(1, object="asynccounter.TenCounter")
+
+    async def main():
+        counter = await TenCounter.connect(cluster.boot)
+        try:
+            await asyncio.gather(*(counter.increment() for _ in range(50)))
+            assert await counter.getvalue() == 500
+            await counter.__concoordinit__(3)
+            assert await counter.getvalue() == 3
+        finally:
+            await counter.close()
+
+    asyncio.run(main())

@@ -174,7 +174,7 @@ impl Host {
             Ok(h) => h,
             Err(e) => {
                 pipe.stop();
-                return Err(format!("the object host for {class}: {e}"));
+                return Err(e);
             }
         };
         if hello.class != class {
@@ -453,7 +453,9 @@ pub fn types_for(
     if !is_dotted {
         return Err(crate::ServerError::UnknownObject(object_type.to_string()));
     }
-    let host = Host::start(object_type, config).map_err(crate::ServerError::Host)?;
+    let host = Host::start(object_type, config).map_err(|e| {
+        crate::ServerError::Config(format!("cannot host the Python class {object_type}: {e}"))
+    })?;
     let mut types = builtins;
     host.register(&mut types);
     tracing::info!("hosting the Python class {} ({})", object_type, host.type_name());

@@ -16,8 +16,8 @@ pub struct Args {
     /// Token the generated proxy presents to the replicas.
     #[arg(short = 't', long = "token")]
     token: Option<String>,
-    /// Proxy type: 0 basic, 1 blocking (the same synchronous proxy here); 2 and 3
-    /// (batching, asynchronous) are refused with a pointer to concoord.aio.
+    /// Proxy type: 0 basic, 1 blocking (the same synchronous proxy here), 3 asyncio;
+    /// 2 (client-side batching) is refused in favour of 3.
     #[arg(short = 'p', long = "proxytype", default_value_t = 0)]
     proxytype: u8,
     /// Refuse classes that are not deterministic (clock, randomness, IO, threads...),
