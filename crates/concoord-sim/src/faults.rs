@@ -67,28 +67,29 @@ impl Faults {
     /// Whether every membership still to govern a slot keeps a majority of its
     /// voters running (with their memory) if `node` goes down.
     fn majority_survives_without(&self, w: &World, node: usize) -> bool {
-        let most_advanced =
-            w.nodes.iter().filter_map(|n| n.replica.as_ref()).max_by_key(|r| r.commit_max());
+        // Strangers (other clusters) play no part in the real cluster's majority.
+        let real: Vec<&Replica> = (0..w.nodes.len())
+            .filter(|i| !w.is_stranger(*i))
+            .filter_map(|i| w.nodes[i].replica.as_ref())
+            .collect();
+        let most_advanced = real.iter().max_by_key(|r| r.commit_max());
         let Some(r) = most_advanced else { return false };
         let far = Slot(u64::MAX / 2);
         // Nor while a membership change may be in flight: an unchosen change is
         // invisible in any schedule, yet may shrink the membership right after.
-        let settled = w
-            .nodes
-            .iter()
-            .filter_map(|n| n.replica.as_ref())
-            .all(|r| r.pending_len() == 0 && r.membership() == r.schedule().latest());
+        let settled =
+            real.iter().all(|r| r.pending_len() == 0 && r.membership() == r.schedule().latest());
         if !settled || w.now < self.last_reconfigure + 2 * SEC {
             return false;
         }
         let alive: Vec<ReplicaId> = (0..w.nodes.len())
-            .filter(|i| *i != node && w.nodes[*i].is_up())
+            .filter(|i| *i != node && w.in_cluster(*i))
             .map(|i| w.nodes[i].id)
             .collect();
         // At most one dead identity at a time: until the dead one is removed, the
         // memberships in flight (which no single replica fully knows) could
         // otherwise add up dead voters past the majority.
-        let everyone_alive = w.nodes.iter().filter_map(|n| n.replica.as_ref()).all(|r| {
+        let everyone_alive = real.iter().all(|r| {
             r.schedule()
                 .governing(r.commit_max().next(), far)
                 .iter()
@@ -200,7 +201,9 @@ impl Faults {
                 let id = ReplicaId(w.next_id);
                 w.next_id += 1;
                 let addr = format!("node{}", w.nodes.len());
-                let node = w.add_node(driver, id, addr.clone(), None);
+                // A careful operator gives a new replica every address it knows.
+                let boot: Vec<usize> = (0..w.nodes.len()).collect();
+                let node = w.add_node(driver, id, addr.clone(), None, boot);
                 let local = w.nodes[node].local(w.now);
                 let opts = w.replica_options(id);
                 w.nodes[node].replica = Some(Replica::join(id, addr, opts, None, local));

@@ -19,7 +19,7 @@ use crate::workload::registers::Registers;
 use crate::workload::Driver;
 use crate::world::{founders, Event, Phase, World, CLUSTER, CONVERGENCE_BOUND, MS, SEC};
 use concoord_object::machine as om;
-use concoord_paxos::{Bug, DurableState, Prng, Replica, RoleKind};
+use concoord_paxos::{Bug, DurableState, Input, Prng, Replica, RoleKind};
 use concoord_wire::ReplicaId;
 use std::collections::BTreeSet;
 
@@ -165,7 +165,9 @@ impl Sim {
         };
         let membership = founders(world.params.nodes);
         for (id, (m, _)) in membership.members.clone() {
-            let n = world.add_node(driver.as_mut(), id, m.addr.clone(), Some(membership.clone()));
+            // Founders start without boot addresses (no -b).
+            let base = Some(membership.clone());
+            let n = world.add_node(driver.as_mut(), id, m.addr.clone(), base, Vec::new());
             let opts = world.replica_options(id);
             let local = world.nodes[n].local(0);
             let replica = Replica::new(id, m.addr, opts, CLUSTER, membership.clone(), local);
@@ -176,6 +178,7 @@ impl Sim {
                 DurableState { cluster: Some(CLUSTER), ..DurableState::default() };
             world.schedule_timer(n);
         }
+        world.client_cluster = vec![None; clients];
         for client in 0..clients {
             let at = world.rng.range(0, 50 * MS);
             world.schedule(at, Event::ClientNext { client });
@@ -249,17 +252,17 @@ impl Sim {
             }
         }
         match event {
-            Event::Deliver { node, to, from, cluster, msg, gen } => w.on_deliver(
-                driver,
-                node,
-                to,
-                concoord_paxos::Input::Message { from, cluster, msg },
-                gen,
-            ),
+            Event::Deliver { node, from, cluster, msg, gen, .. } => {
+                w.on_deliver(driver, node, Input::Message { from, cluster, msg }, gen)
+            }
             Event::Timer { node, token } => w.on_timer(driver, node, token),
             Event::SyncDone { node, gen } => w.on_sync_done(driver, node, gen),
             Event::ToNode { node, client, msg } => driver.on_request(w, node, client, msg),
-            Event::ToClient { client, reply } => driver.on_reply(w, client, reply),
+            Event::ToClient { client, cluster, reply } => {
+                if w.client_accepts(client, cluster) {
+                    driver.on_reply(w, client, reply);
+                }
+            }
             Event::ClientTimeout { client, seq, attempt } => {
                 driver.on_timeout(w, client, seq, attempt)
             }

@@ -18,7 +18,7 @@ use concoord_paxos::{
     Replica,
 };
 use concoord_wire::{ClusterId, ReplicaId, Slot, Span, Time};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
 /// The cluster the simulated replicas found.
@@ -57,6 +57,8 @@ pub(crate) enum Event {
     },
     ToClient {
         client: usize,
+        /// The cluster of the process that answered.
+        cluster: Option<ClusterId>,
         reply: Reply,
     },
     ClientTimeout {
@@ -182,6 +184,12 @@ pub(crate) struct Node {
     pub(crate) clock_offset: u64,
     pub(crate) clock_ppm: i64,
     pub(crate) next_read: u64,
+    /// The boot addresses of the process's command line (`-b`), as node indexes
+    /// (a node index is an address).
+    pub(crate) boot: Vec<usize>,
+    /// Every member address the process's replica has known (the server's
+    /// `known_addrs`): lost with the process, kept when it rejoins.
+    pub(crate) known: BTreeSet<usize>,
 }
 
 impl Node {
@@ -224,7 +232,17 @@ pub(crate) struct World {
     pub(crate) queue: BTreeMap<(u64, u64), Event>,
     pub(crate) nodes: Vec<Node>,
     pub(crate) id_to_node: BTreeMap<ReplicaId, usize>,
+    pub(crate) addr_to_node: BTreeMap<String, usize>,
     pub(crate) next_id: u64,
+    /// The cluster each client talks to: the first one that answered it (the real
+    /// client pins the cluster id it first sees and ignores any other).
+    pub(crate) client_cluster: Vec<Option<ClusterId>>,
+    /// When a process last crashed, restarted or rejoined: the availability
+    /// checkers judge only spans that nothing disturbed.
+    pub(crate) disturbed_at: u64,
+    /// While the fault schedule runs a scenario it judges, it holds every other
+    /// fault, the crashes at the worst point included.
+    pub(crate) hold_faults: bool,
     pub(crate) blocked: BTreeMap<(usize, usize), u32>,
     pub(crate) loss: f64,
     pub(crate) duplicate: f64,
@@ -255,7 +273,11 @@ impl World {
             queue: BTreeMap::new(),
             nodes: Vec::new(),
             id_to_node: BTreeMap::new(),
+            addr_to_node: BTreeMap::new(),
             next_id: 1_000,
+            client_cluster: Vec::new(),
+            disturbed_at: 0,
+            hold_faults: false,
             blocked: BTreeMap::new(),
             phase: Phase::Faults,
             heal_at: 0,
@@ -274,8 +296,10 @@ impl World {
         id: ReplicaId,
         addr: String,
         base: Option<Membership>,
+        boot: Vec<usize>,
     ) -> usize {
         let n = self.nodes.len();
+        self.addr_to_node.insert(addr.clone(), n);
         let clock_offset = self.rng.range(0, 10 * SEC);
         let clock_ppm = self.rng.range(0, 40_001) as i64 - 20_000;
         self.nodes.push(Node {
@@ -297,6 +321,8 @@ impl World {
             clock_offset,
             clock_ppm,
             next_read: 1,
+            boot,
+            known: BTreeSet::new(),
         });
         driver.add_node();
         self.id_to_node.insert(id, n);
@@ -366,9 +392,45 @@ impl World {
         let result = replica.step(local, input, &mut effects);
         replica.check_invariants();
         self.nodes[node].queue.extend(effects);
+        self.remember_members(node);
         self.run_effects(driver, node);
         self.schedule_timer(node);
         result
+    }
+
+    /// Adds the address of every member of every membership the node's replica
+    /// knows to the node's `known` addresses, as the server does.
+    pub(crate) fn remember_members(&mut self, node: usize) {
+        let n = &self.nodes[node];
+        let Some(r) = &n.replica else { return };
+        let known = |addr: &String| {
+            self.addr_to_node.get(addr).is_none_or(|i| *i == node || n.known.contains(i))
+        };
+        if r.schedule().latest().is_none_or(|m| m.members.values().all(|(m, _)| known(&m.addr))) {
+            return;
+        }
+        let learned: Vec<usize> = r
+            .schedule()
+            .governing(Slot::ZERO, Slot(u64::MAX))
+            .iter()
+            .flat_map(|m| m.members.values())
+            .filter_map(|(m, _)| self.addr_to_node.get(&m.addr).copied())
+            .filter(|i| *i != node)
+            .collect();
+        self.nodes[node].known.extend(learned);
+    }
+
+    /// Whether the node runs a replica of another cluster than the real one: a
+    /// process an operator started on the node's address without data and
+    /// without boot addresses, which founded a cluster of its own.
+    pub(crate) fn is_stranger(&self, node: usize) -> bool {
+        let cluster = self.nodes[node].replica.as_ref().and_then(|r| r.cluster());
+        cluster.is_some_and(|c| c != CLUSTER)
+    }
+
+    /// Whether the node runs a replica that is (or is joining) the real cluster.
+    pub(crate) fn in_cluster(&self, node: usize) -> bool {
+        self.nodes[node].is_up() && !self.is_stranger(node)
     }
 
     /// A timer fired: tick the replica, which must move its deadline forward.
@@ -451,7 +513,11 @@ impl World {
                         _ => 0.0,
                     };
                     self.send(node, to, msg);
-                    if risk > 0.0 && self.phase == Phase::Faults && self.rng.chance(risk) {
+                    if risk > 0.0
+                        && self.phase == Phase::Faults
+                        && !self.hold_faults
+                        && self.rng.chance(risk)
+                    {
                         self.crash(driver, node);
                         let gen = self.nodes[node].gen;
                         // Back quickly, while the leaders it talked to still act.
@@ -461,9 +527,12 @@ impl World {
                     }
                 }
                 Effect::SendToBootstrap(msg) => {
-                    let candidates: Vec<usize> = (0..self.nodes.len())
-                        .filter(|i| *i != node && self.nodes[*i].is_up())
-                        .collect();
+                    // As the server does: any address of the command line's boot
+                    // list or of every membership the replica has known, whether or
+                    // not a process runs there now (a shell cannot know).
+                    let mut candidates: Vec<usize> = n.boot.clone();
+                    candidates.extend(n.known.iter().filter(|i| !n.boot.contains(i)));
+                    candidates.retain(|i| *i != node);
                     if !candidates.is_empty() {
                         let target = candidates[self.rng.index(candidates.len())];
                         let to = self.nodes[target].id;
@@ -476,10 +545,11 @@ impl World {
                     match driver.restore(node, &snapshot.data) {
                         Ok(hash) => {
                             self.nodes[node].app_applied = snapshot.slot;
-                            let check = self.prefix.on_snapshot(id, snapshot.slot);
-                            self.record(check);
-                            let check = self.state.on_state(id, snapshot.slot, hash);
-                            self.record(check);
+                            if !self.is_stranger(node) {
+                                let check = self.prefix.on_snapshot(id, snapshot.slot);
+                                self.record(check);
+                            }
+                            self.on_state(node, snapshot.slot, hash);
                         }
                         Err(e) => self.fail("state", format!("{id:?} got {e}")),
                     }
@@ -499,13 +569,10 @@ impl World {
                     self.schedule(self.now + REMOVED_LINGER, Event::Rejoin { node, gen });
                 }
                 Effect::Foreign { from, cluster } => {
-                    // Every simulated replica belongs to one cluster: a replica that
-                    // calls a peer foreign misread an identity.
-                    let id = n.id;
-                    self.fail(
-                        "cluster",
-                        format!("{id:?} took {from:?} for a member of {cluster:?}"),
-                    );
+                    let mine = n.replica.as_ref().and_then(|r| r.cluster());
+                    let check =
+                        crate::checkers::cluster_identity::on_foreign(n.id, mine, from, cluster);
+                    self.record(check);
                 }
             }
         }
@@ -514,13 +581,18 @@ impl World {
     pub(crate) fn send(&mut self, node: usize, to: ReplicaId, msg: Message) {
         let from = self.nodes[node].id;
         let cluster = self.nodes[node].replica.as_ref().and_then(|r| r.cluster());
-        self.observe_send(from, &msg);
+        // The checkers watch the real cluster: a stranger's own protocol is not theirs.
+        if !self.is_stranger(node) {
+            self.observe_send(from, &msg);
+        }
         if to == from {
             let gen = Some(self.nodes[node].gen);
             self.schedule(self.now, Event::Deliver { node, to, from, cluster, msg, gen });
             return;
         }
         self.stats.messages += 1;
+        // The sender knows the address of every id it names (from memberships and
+        // join requests), and an id's address never changes.
         let Some(&target) = self.id_to_node.get(&to) else { return };
         if self.blocked.contains_key(&(node, target)) || self.rng.chance(self.loss) {
             return;
@@ -534,17 +606,19 @@ impl World {
         }
     }
 
-    /// A message reaches a node's process.
+    /// A message reaches a node's address, and whatever process runs there takes it
+    /// as its own, as a real server does (its peer frames name no receiver): after a
+    /// restart under another identity, or of another cluster, the new process
+    /// receives what was sent to the old one.
     pub(crate) fn on_deliver(
         &mut self,
         driver: &mut dyn Driver,
         node: usize,
-        to: ReplicaId,
         input: Input,
         gen: Option<u64>,
     ) {
         let n = &self.nodes[node];
-        if n.id != to || !n.is_up() || gen.is_some_and(|g| g != n.gen) {
+        if !n.is_up() || gen.is_some_and(|g| g != n.gen) {
             return;
         }
         let _ = self.step(driver, node, input);
@@ -575,6 +649,12 @@ impl World {
         value: concoord_paxos::Value,
     ) {
         let id = self.nodes[node].id;
+        if self.is_stranger(node) {
+            // Another cluster's log: the application runs it, no checker judges it.
+            driver.apply(self, node, slot, &value, false);
+            self.maybe_snapshot(driver, node, slot);
+            return;
+        }
         let check = self.agreement.on_apply(id, slot, value.digest());
         self.record(check);
         let extended = match self.prefix.on_apply(id, slot, &value) {
@@ -605,6 +685,11 @@ impl World {
             }
         };
         driver.apply(self, node, slot, &value, extended);
+        self.maybe_snapshot(driver, node, slot);
+    }
+
+    /// Every `snapshot_every` slots the application snapshots itself.
+    fn maybe_snapshot(&mut self, driver: &mut dyn Driver, node: usize, slot: Slot) {
         if slot.0.is_multiple_of(self.params.snapshot_every) {
             let data = driver.snapshot(node);
             let local = self.nodes[node].local(self.now);
@@ -618,13 +703,40 @@ impl World {
     }
 
     /// Sends a reply to a client over the lossy network.
-    pub(crate) fn reply(&mut self, client_id: u64, reply: Reply) {
+    /// The node's application reached `hash` after `slot` (the state checker
+    /// judges the real cluster's replicas only).
+    pub(crate) fn on_state(&mut self, node: usize, slot: Slot, hash: u64) {
+        if !self.is_stranger(node) {
+            let check = self.state.on_state(self.nodes[node].id, slot, hash);
+            self.record(check);
+        }
+    }
+
+    /// The node's application executed `(client, seq)` at `slot`.
+    pub(crate) fn on_executed(&mut self, node: usize, client: u64, seq: u64, slot: Slot) {
+        if !self.is_stranger(node) {
+            let check = self.exactly_once.on_executed(self.nodes[node].id, client, seq, slot);
+            self.record(check);
+        }
+    }
+
+    /// Sends `node`'s reply to a client over the lossy network.
+    pub(crate) fn reply(&mut self, node: usize, client_id: u64, reply: Reply) {
         if self.rng.chance(self.loss) {
             return;
         }
         let client = (client_id - 1) as usize;
+        let cluster = self.nodes[node].replica.as_ref().and_then(|r| r.cluster());
         let d = self.rng.range(self.params.delay_min, self.params.delay_max + 1);
-        self.schedule(self.now + d, Event::ToClient { client, reply });
+        self.schedule(self.now + d, Event::ToClient { client, cluster, reply });
+    }
+
+    /// Whether a client takes a reply from a process of `cluster`: the first
+    /// cluster that answers it is the one it talks to from then on.
+    pub(crate) fn client_accepts(&mut self, client: usize, cluster: Option<ClusterId>) -> bool {
+        let Some(cluster) = cluster else { return true };
+        let pinned = &mut self.client_cluster[client];
+        *pinned.get_or_insert(cluster) == cluster
     }
 
     /// Sends a client's request to a node over the lossy network, after `delay`.
@@ -646,9 +758,11 @@ impl World {
         self.id_to_node.get(&id).is_some_and(|&i| self.nodes[i].id == id && self.nodes[i].is_up())
     }
 
+    /// The real cluster's leader with the highest ballot (a stranger leads only
+    /// its own cluster).
     pub(crate) fn leader_node(&self) -> Option<usize> {
         (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].is_up())
+            .filter(|i| self.in_cluster(*i))
             .filter_map(|i| Some((self.nodes[i].replica.as_ref()?.ballot()?, i)))
             .max()
             .map(|(_, i)| i)
@@ -669,8 +783,11 @@ impl World {
         n.unsynced.clear();
         n.paused_until = None;
         n.app_applied = Slot::ZERO;
+        // The shell's memory goes with the process.
+        n.known.clear();
         let id = n.id;
         self.prefix.on_restart(id);
+        self.disturbed_at = self.now;
     }
 
     /// The process starts again with what its disk holds (durable runs), or under a
@@ -692,6 +809,13 @@ impl World {
                 &mut effects,
             )
         } else {
+            if n.boot.is_empty() {
+                // A process without its data must be given boot addresses, or it
+                // founds a cluster of its own: the operator gives it the others.
+                let others = (0..self.nodes.len()).filter(|i| *i != node).collect();
+                self.nodes[node].boot = others;
+            }
+            let n = &self.nodes[node];
             let fresh = ReplicaId(self.next_id);
             let base = n.last_membership.clone().or(n.base.clone()).unwrap_or_default();
             let opts = Options { seed: self.seed ^ fresh.0, ..opts };
@@ -709,6 +833,8 @@ impl World {
         replica.check_invariants();
         n.replica = Some(replica);
         n.queue.extend(effects);
+        self.disturbed_at = self.now;
+        self.remember_members(node);
         self.run_effects(driver, node);
         self.schedule_timer(node);
     }
@@ -735,7 +861,10 @@ impl World {
             self.nodes[node].retired = true;
             return;
         }
+        // The same process rejoins: it keeps every address it has known.
+        let known = std::mem::take(&mut self.nodes[node].known);
         self.crash(driver, node);
+        self.nodes[node].known = known;
         let fresh = ReplicaId(self.next_id);
         self.next_id += 1;
         let local = self.nodes[node].local(self.now);

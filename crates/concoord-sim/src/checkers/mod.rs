@@ -6,6 +6,7 @@
 
 pub mod agreement;
 pub mod barrier;
+pub mod cluster_identity;
 pub mod condition;
 pub mod exactly_once;
 pub mod linearizability;

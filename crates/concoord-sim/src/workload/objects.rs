@@ -200,7 +200,6 @@ impl Objects {
         value: &concoord_paxos::Value,
         extended: bool,
     ) {
-        let id = w.nodes[node].id;
         let n = &mut self.nodes[node];
         let machine = &mut n.machine;
         let mut responses = Vec::new();
@@ -219,11 +218,9 @@ impl Objects {
         let hash = machine_hash(machine);
         w.nodes[node].app_applied = slot;
         for (session, request) in executed {
-            let check = w.exactly_once.on_executed(id, session, request, slot);
-            w.record(check);
+            w.on_executed(node, session, request, slot);
         }
-        let check = w.state.on_state(id, slot, hash);
-        w.record(check);
+        w.on_state(node, slot, hash);
         if extended {
             for (session, position) in ended {
                 for history in self.obj_history.values_mut() {
@@ -256,7 +253,7 @@ impl Objects {
                     position: response.position,
                     reply: response.reply,
                 };
-                w.reply(client, reply);
+                w.reply(node, client, reply);
             }
         }
     }
@@ -552,11 +549,11 @@ impl Objects {
         match result {
             Ok(()) => {}
             Err(Rejected::NotLeader { leader_hint }) => {
-                w.reply(client, Reply::Redirect { seq, hint: leader_hint })
+                w.reply(node, client, Reply::Redirect { seq, hint: leader_hint })
             }
             Err(Rejected::Busy) => {
                 let hint = Some(w.nodes[node].id);
-                w.reply(client, Reply::Redirect { seq, hint });
+                w.reply(node, client, Reply::Redirect { seq, hint });
             }
         }
     }
@@ -855,13 +852,13 @@ impl Driver for Objects {
                 Ok(v) => om::Reply::Value(v),
                 Err(e) => om::Reply::Error(e),
             };
-            w.reply(client, Reply::Object { session, seq, slot, position: 0, reply });
+            w.reply(node, client, Reply::Object { session, seq, slot, position: 0, reply });
         }
     }
 
     fn read_aborted(&mut self, w: &mut World, node: usize, id: ReadId, hint: Option<ReplicaId>) {
         if let Some((client, _, seq, _)) = self.nodes[node].object_reads.remove(&id) {
-            w.reply(client, Reply::Redirect { seq, hint });
+            w.reply(node, client, Reply::Redirect { seq, hint });
         }
     }
 
@@ -878,7 +875,7 @@ impl Driver for Objects {
                 continue;
             };
             if let Some(client) = self.nodes[node].waiting.remove(&key) {
-                w.reply(client, Reply::Redirect { seq: key.1, hint });
+                w.reply(node, client, Reply::Redirect { seq: key.1, hint });
             }
         }
     }

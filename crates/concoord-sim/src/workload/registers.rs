@@ -86,7 +86,6 @@ impl Driver for Registers {
         value: &concoord_paxos::Value,
         _extended: bool,
     ) {
-        let id = w.nodes[node].id;
         let n = &mut self.nodes[node];
         let outcomes = n.app.apply(value);
         w.nodes[node].app_applied = slot;
@@ -95,8 +94,7 @@ impl Driver for Registers {
         for (req, outcome) in outcomes {
             let result = match outcome {
                 Outcome::Executed(r) => {
-                    let check = w.exactly_once.on_executed(id, req.client, req.seq, slot);
-                    w.record(check);
+                    w.on_executed(node, req.client, req.seq, slot);
                     Some(r)
                 }
                 Outcome::Duplicate(r) => Some(r),
@@ -108,10 +106,9 @@ impl Driver for Registers {
                 }
             }
         }
-        let check = w.state.on_state(id, slot, hash);
-        w.record(check);
+        w.on_state(node, slot, hash);
         for (client, reply) in replies {
-            w.reply(client, reply);
+            w.reply(node, client, reply);
         }
     }
 
@@ -130,13 +127,13 @@ impl Driver for Registers {
         let n = &mut self.nodes[node];
         if let Some((client, seq, key)) = n.reads.remove(&id) {
             let result = n.app.get(key);
-            w.reply(client, Reply::Done { seq, result });
+            w.reply(node, client, Reply::Done { seq, result });
         }
     }
 
     fn read_aborted(&mut self, w: &mut World, node: usize, id: ReadId, hint: Option<ReplicaId>) {
         if let Some((client, seq, _)) = self.nodes[node].reads.remove(&id) {
-            w.reply(client, Reply::Redirect { seq, hint });
+            w.reply(node, client, Reply::Redirect { seq, hint });
         }
     }
 
@@ -152,7 +149,7 @@ impl Driver for Registers {
             let Some(req) = Request::decode(&bytes) else { continue };
             if self.nodes[node].waiting.remove(&(req.client, req.seq)).is_some() {
                 let reply = Reply::Redirect { seq: req.seq, hint };
-                w.reply(req.client, reply);
+                w.reply(node, req.client, reply);
             }
         }
     }
@@ -211,11 +208,11 @@ impl Driver for Registers {
         match result {
             Ok(()) => {}
             Err(Rejected::NotLeader { leader_hint }) => {
-                w.reply(req.client, Reply::Redirect { seq: req.seq, hint: leader_hint })
+                w.reply(node, req.client, Reply::Redirect { seq: req.seq, hint: leader_hint })
             }
             Err(Rejected::Busy) => {
                 let hint = Some(w.nodes[node].id);
-                w.reply(req.client, Reply::Redirect { seq: req.seq, hint });
+                w.reply(node, req.client, Reply::Redirect { seq: req.seq, hint });
             }
         }
     }
