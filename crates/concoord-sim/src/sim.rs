@@ -187,7 +187,8 @@ impl Sim {
         let first_fault = world.rng.range(100 * MS, world.params.fault_gap_max + 100 * MS);
         world.schedule(first_fault, Event::Fault);
         world.schedule(world.heal_at, Event::Heal);
-        Sim { world, driver, faults: Faults::default(), last_liveness: String::new() }
+        let faults = Faults::new(seed, world.params.durable);
+        Sim { world, driver, faults, last_liveness: String::new() }
     }
 
     pub fn params(&self) -> &Params {
@@ -286,6 +287,7 @@ impl Sim {
                 }
                 if w.successors_caught_up(node) || w.now > w.heal_at + CONVERGENCE_BOUND {
                     let retiring = self.faults.retiring.contains(&w.nodes[node].id);
+                    self.faults.before_rejoin(w, node);
                     w.rejoin(driver, node, retiring);
                 } else {
                     w.schedule(w.now + 100 * MS, Event::Rejoin { node, gen });
@@ -311,6 +313,8 @@ impl Sim {
                 w.schedule(w.now + 100 * MS, Event::Check);
             }
             Event::Check => self.check_convergence(),
+            Event::Watch => self.faults.watch(w),
+            Event::Reboot { node, gen } => self.faults.on_reboot(w, driver, node, gen),
         }
     }
 
@@ -318,6 +322,7 @@ impl Sim {
     /// until it has, or until `CONVERGENCE_BOUND` runs out.
     fn check_convergence(&mut self) {
         let (w, driver) = (&mut self.world, self.driver.as_mut());
+        self.faults.repair_foreign(w, driver);
         let mut views = Vec::new();
         let leader_membership = w
             .leader_node()
@@ -363,6 +368,23 @@ impl Sim {
                             r.commit_max()
                         ));
                     }
+                    // Each running replica's public status, as `concoord status` shows it.
+                    let status: Vec<String> = w
+                        .nodes
+                        .iter()
+                        .filter_map(|n| n.replica.as_ref())
+                        .map(|r| {
+                            let members = r.membership().map(|m| m.member_ids().count());
+                            format!(
+                                "{:?} {:?} commit {:?} cluster {:?} members {members:?}",
+                                r.id(),
+                                r.role(),
+                                r.commit_max(),
+                                r.cluster()
+                            )
+                        })
+                        .collect();
+                    why.push_str(&format!("; status: {}", status.join(", ")));
                     w.fail(
                         "liveness",
                         format!("no convergence {}s after healing: {why}", CONVERGENCE_BOUND / SEC),

@@ -91,6 +91,13 @@ pub(crate) enum Event {
     },
     Heal,
     Check,
+    /// The fault schedule's running scenario samples status.
+    Watch,
+    /// The operator restarts the stranger at `node` with boot addresses.
+    Reboot {
+        node: usize,
+        gen: u64,
+    },
 }
 
 impl Event {
@@ -112,6 +119,8 @@ impl Event {
             Event::Heal => (13, 0),
             Event::Check => (14, 0),
             Event::ClientCancel { client, .. } => (15, *client as u64),
+            Event::Watch => (16, 0),
+            Event::Reboot { node, .. } => (17, *node as u64),
         }
     }
 
@@ -190,6 +199,9 @@ pub(crate) struct Node {
     /// Every member address the process's replica has known (the server's
     /// `known_addrs`): lost with the process, kept when it rejoins.
     pub(crate) known: BTreeSet<usize>,
+    /// The process was started as a stranger (its own cluster, on disk too) and
+    /// the operator has not restarted it with boot addresses yet.
+    pub(crate) stranger: bool,
 }
 
 impl Node {
@@ -323,6 +335,7 @@ impl World {
             next_read: 1,
             boot,
             known: BTreeSet::new(),
+            stranger: false,
         });
         driver.add_node();
         self.id_to_node.insert(id, n);
@@ -815,6 +828,8 @@ impl World {
                 let others = (0..self.nodes.len()).filter(|i| *i != node).collect();
                 self.nodes[node].boot = others;
             }
+            // Given boot addresses, a process without data joins the real cluster.
+            self.nodes[node].stranger = false;
             let n = &self.nodes[node];
             let fresh = ReplicaId(self.next_id);
             let base = n.last_membership.clone().or(n.base.clone()).unwrap_or_default();
