@@ -703,6 +703,14 @@ impl Replica {
 
     /// Applies every contiguous chosen slot after `commit_max`.
     fn advance_commit(&mut self, now: Time, effects: &mut Vec<Effect>) {
+        // A joiner that knows no membership yet cannot interpret the log (which
+        // changes it is applying to what): it waits for the founding membership,
+        // which catch-up from slot 1 brings. Without this, a joiner on an old member's
+        // address that receives the old identity's Accepts and commit points applied
+        // the whole log without a genesis and stayed Joining for good.
+        if self.schedule.is_empty() {
+            return;
+        }
         let before = self.commit_max;
         while let Some(entry) = self.log.get(&self.commit_max.next()) {
             if !entry.chosen {

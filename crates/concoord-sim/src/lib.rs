@@ -6,7 +6,10 @@
 
 pub mod app;
 pub mod checkers;
+mod faults;
 pub mod sim;
+mod workload;
+mod world;
 
 pub use sim::{Params, Report, Sim, SimOptions, Stats, Workload};
 

@@ -6,6 +6,7 @@
 
 pub mod agreement;
 pub mod barrier;
+pub mod cluster_identity;
 pub mod condition;
 pub mod exactly_once;
 pub mod linearizability;
@@ -14,7 +15,9 @@ pub mod mesh;
 pub mod mutual_exclusion;
 pub mod object_spec;
 pub mod prefix;
+pub mod stable_leader;
 pub mod state;
+pub mod step_down;
 
 use std::fmt;
 
