@@ -3,8 +3,8 @@
 //!
 //! It maps a domain to its nodes, grouped by node type: `{domain: {nodetype: {"ip:port"}}}`.
 //! The old openreplica.org master name server served `<sub>.openreplica.org` from it, and
-//! slave name servers pushed their views into it with `updatesubdomain`
-//! (`../shared/reference/concoord-original.md` §5.4).
+//! slave name servers pushed their views into it with `updatesubdomain` (ConCoord 1.1's
+//! name-server coordination object).
 //!
 //! Kept from the original: a subdomain that does not contain `"openreplica"` gets
 //! `".openreplica.org."` appended (so `"foo"` names `"foo.openreplica.org."`) in every

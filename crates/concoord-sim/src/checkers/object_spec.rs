@@ -2,7 +2,7 @@
 //! `ObjectSpec<T>` turns any `ObjectType` into a linearizability `Model` by
 //! restoring the object from a snapshot, running the method, and comparing.
 //!
-//! Source: "the struct is the spec" (DESIGN.md §8): linearizability (Herlihy & Wing
+//! Source: "the struct is the spec" (ARCHITECTURE.md, concoord-sim): linearizability (Herlihy & Wing
 //! 1990) is checked against the very code every replica runs, so a divergence
 //! between object and model is impossible by construction. It deliberately does not
 //! model parking: a call that would park is not enabled in the sequential model, so
