@@ -1353,17 +1353,23 @@ impl Replica {
         commands: Vec<Command>,
         effects: &mut Vec<Effect>,
     ) -> Result<(), Rejected> {
-        let hint = self.leader_hint;
-        let max = self.opts.pending_commands_max;
         if let Some(leader) = self.forward_target(now, &commands) {
             effects.push(self.send(leader, Message::Forward { commands }));
             return Ok(());
         }
+        self.queue(commands).map_err(|(rejected, _)| rejected)
+    }
+
+    /// Queues commands at the leader, or hands them back with the reason: not the
+    /// leader, or its queue would overflow.
+    fn queue(&mut self, commands: Vec<Command>) -> Result<(), (Rejected, Vec<Command>)> {
+        let hint = self.leader_hint;
+        let max = self.opts.pending_commands_max;
         let State::Leader(l) = &mut self.state else {
-            return Err(Rejected::NotLeader { leader_hint: hint });
+            return Err((Rejected::NotLeader { leader_hint: hint }, commands));
         };
         if l.pending.len() + l.pending_config.len() + commands.len() > max {
-            return Err(Rejected::Busy);
+            return Err((Rejected::Busy, commands));
         }
         for command in commands {
             match command {
@@ -1396,15 +1402,7 @@ impl Replica {
         if commands.is_empty() {
             return;
         }
-        if self.is_leader() {
-            let max = self.opts.pending_commands_max;
-            if let State::Leader(l) = &mut self.state {
-                if l.pending.len() + l.pending_config.len() + commands.len() <= max {
-                    l.pending.extend(commands);
-                    return;
-                }
-            }
-        }
+        let Err((_, commands)) = self.queue(commands) else { return };
         let msg = Message::ForwardRefused { commands, leader_hint: self.leader_hint() };
         effects.push(self.send(from, msg));
     }

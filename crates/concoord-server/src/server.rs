@@ -541,11 +541,7 @@ impl Server {
     /// `JOIN_PATIENCE`, then every `JOIN_REPORT_EVERY`.
     fn report_join_problem(&mut self) {
         let now = self.clock.now();
-        if self.replica.role() != RoleKind::Joining {
-            self.joining_since = now;
-            self.join_reported_at = None;
-            return;
-        }
+        // `after_turn` restarts `joining_since` whenever the replica is not joining.
         if self.join_reported_at.is_some_and(|at| now.since(at) < span(JOIN_REPORT_EVERY)) {
             return;
         }
