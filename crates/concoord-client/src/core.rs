@@ -271,6 +271,11 @@ struct Timing {
     lease_ms: u64,
     keepalive_every: Duration,
     attempt_timeout: Duration,
+    /// A request unanswered, on a connection silent for this long, makes the
+    /// client probe the replica (`liveness_timeout / 4`).
+    probe_after: Duration,
+    /// A probe unanswered (and the connection silent) this long: leave the replica.
+    liveness_timeout: Duration,
     call_timeout: Option<Duration>,
     give_up_after: Duration,
     close_wait: Duration,
@@ -306,6 +311,10 @@ pub(crate) struct Core {
     /// When the current connection last brought anything (its `Welcome`, then
     /// any frame).
     heard_at: Option<Instant>,
+    /// When the current connection last brought anything but the answer to a
+    /// members request or probe: a replica that answers those and nothing else
+    /// (it cannot order requests) is as good as silent to a call near its end.
+    replied_at: Option<Instant>,
     last_error: String,
     session: Session,
     /// `Client::connect`'s waiter, until the first session opens.
@@ -342,6 +351,8 @@ impl Core {
             lease_ms,
             keepalive_every: (opts.lease.min(FOREVER) / 3).max(Duration::from_millis(1)),
             attempt_timeout: opts.attempt_timeout.min(FOREVER),
+            probe_after: (opts.liveness_timeout.min(FOREVER) / 4).max(Duration::from_millis(1)),
+            liveness_timeout: opts.liveness_timeout.min(FOREVER).max(Duration::from_millis(1)),
             call_timeout: opts.call_timeout,
             give_up_after: opts.give_up_after.min(FOREVER),
             close_wait: opts.attempt_timeout.min(CLOSE_WAIT_MAX),
@@ -356,6 +367,7 @@ impl Core {
             failures: 0,
             outage_since: None,
             heard_at: None,
+            replied_at: None,
             last_error: "no attempt yet".to_string(),
             session: Session::None,
             ready: Some(ready),
@@ -435,6 +447,9 @@ impl Core {
             }
         }
         if let Link::Waiting { at, .. } = self.link {
+            consider(at);
+        }
+        if let Some(at) = self.liveness_check_at() {
             consider(at);
         }
         if let (Some(at), Session::Open { .. }) = (self.keepalive_at, self.session) {
@@ -541,6 +556,7 @@ impl Core {
         tracing::debug!(%target, %replica, ?leader, resend = self.pending.len(), "connected");
         self.link = Link::Up { target: target.clone(), replica };
         self.heard_at = Some(now);
+        self.replied_at = Some(now);
         if let Some(leader) = leader {
             self.learn_addr(&leader);
         }
@@ -587,6 +603,11 @@ impl Core {
     pub(crate) fn on_frame(&mut self, now: Instant, frame: ServerFrame) {
         let Link::Up { target, .. } = &self.link else { return };
         self.heard_at = Some(now);
+        let probe_answer = matches!(frame, ServerFrame::Status { id, .. }
+            if self.pending.get(&id).is_some_and(|p| p.kind == Kind::Members));
+        if !probe_answer {
+            self.replied_at = Some(now);
+        }
         match frame {
             ServerFrame::Reply { id, reply, .. } => {
                 self.progress();
@@ -836,6 +857,7 @@ impl Core {
                 self.fail_over(now, None, why);
             }
         }
+        self.check_liveness(now);
         if let Link::Waiting { target, at } = &self.link {
             if now >= *at {
                 let target = target.clone();
@@ -991,7 +1013,7 @@ impl Core {
         // now, not after `attempt_timeout`, which may be longer than the call has.
         let silent = match p.attempt {
             Attempt::Sent { at } => {
-                now >= at + SILENCE_MIN && self.heard_at.is_none_or(|heard| heard <= at)
+                now >= at + SILENCE_MIN && self.replied_at.is_none_or(|heard| heard <= at)
             }
             Attempt::Unsent | Attempt::Parked | Attempt::Busy { .. } => false,
         };
@@ -1099,6 +1121,54 @@ impl Core {
             self.connect(target);
         } else {
             self.link = Link::Waiting { target, at: now + delay };
+        }
+    }
+
+    /// When `check_liveness` next has something to do, if ever: the probe's
+    /// deadline while one is out, else the moment a request that has had no answer
+    /// on a silent connection calls for a probe.
+    fn liveness_check_at(&self) -> Option<Instant> {
+        if !matches!(self.link, Link::Up { .. }) {
+            return None;
+        }
+        let heard = self.heard_at?;
+        let probe = self.pending.values().find(|p| p.kind == Kind::Members);
+        if let Some(probe) = probe {
+            return match probe.attempt {
+                Attempt::Sent { at } => Some(at.max(heard) + self.timing.liveness_timeout),
+                Attempt::Unsent | Attempt::Parked | Attempt::Busy { .. } => None,
+            };
+        }
+        let oldest = self
+            .pending
+            .values()
+            .filter_map(|p| match p.attempt {
+                Attempt::Sent { at } => Some(at),
+                Attempt::Unsent | Attempt::Parked | Attempt::Busy { .. } => None,
+            })
+            .min()?;
+        Some(oldest.max(heard) + self.timing.probe_after)
+    }
+
+    /// Leaves a replica that has gone quiet (paused, cut off, dead without a
+    /// reset) well before `attempt_timeout`: a request unanswered on a connection
+    /// that carried nothing for `probe_after` is followed by a `Status` probe,
+    /// which any live replica answers at once; no answer to it (and nothing else)
+    /// within `liveness_timeout`, and the client fails over.
+    fn check_liveness(&mut self, now: Instant) {
+        let Some(at) = self.liveness_check_at() else { return };
+        if now < at {
+            return;
+        }
+        let Link::Up { target, .. } = &self.link else { return };
+        if self.pending.values().any(|p| p.kind == Kind::Members) {
+            let why = format!(
+                "{target} answered neither a request nor a probe for {:?}",
+                self.timing.liveness_timeout
+            );
+            self.fail_over(now, None, why);
+        } else {
+            self.ask_members(now);
         }
     }
 
@@ -1471,6 +1541,8 @@ mod tests {
     fn with_call_timeout() -> Fixture {
         let opts = ClientOptions {
             call_timeout: Some(Duration::from_secs(1)),
+            // These tests are about cancelling; probing is tested on its own.
+            liveness_timeout: Duration::from_secs(60),
             ..ClientOptions::default()
         };
         let mut f = started(opts);
@@ -1616,6 +1688,7 @@ mod tests {
     fn connecting_is_bounded_by_the_call_timeout() {
         let opts = ClientOptions {
             call_timeout: Some(Duration::from_secs(1)),
+            liveness_timeout: Duration::from_secs(60),
             ..ClientOptions::default()
         };
         let mut f = started(opts);
@@ -1790,8 +1863,11 @@ mod tests {
 
     #[test]
     fn an_unanswered_request_fails_over_after_the_attempt_timeout_but_a_parked_one_does_not() {
-        let opts =
-            ClientOptions { attempt_timeout: Duration::from_secs(1), ..ClientOptions::default() };
+        let opts = ClientOptions {
+            attempt_timeout: Duration::from_secs(1),
+            liveness_timeout: Duration::from_secs(60),
+            ..ClientOptions::default()
+        };
         let mut f = started(opts);
         open(&mut f);
         let _a = call(&mut f, "a");
@@ -1807,6 +1883,76 @@ mod tests {
         f.core.on_tick(later + Duration::from_millis(999));
         assert!(f.core.take_effects().is_empty());
         f.core.on_tick(later + Duration::from_secs(1));
+        assert_eq!(f.core.take_effects(), [Effect::Disconnect, Effect::Connect("b:2".to_string())]);
+    }
+
+    /// The statuses the core asked for since the last look (taken with the rest).
+    fn probes(core: &mut Core) -> usize {
+        let frames = decode_all(&std::mem::take(core.outgoing()));
+        frames.iter().filter(|f| matches!(f, ClientFrame::Status { .. })).count()
+    }
+
+    #[test]
+    fn a_quiet_replica_is_probed_and_left_when_the_probe_brings_nothing() {
+        let liveness_timeout = Duration::from_millis(600);
+        let opts = ClientOptions { liveness_timeout, ..ClientOptions::default() };
+        let mut f = started(opts);
+        open(&mut f);
+        let start = f.now;
+        let _a = call(&mut f, "a");
+        assert_eq!(probes(&mut f.core), 0);
+        f.core.on_tick(start + Duration::from_millis(149));
+        assert_eq!(probes(&mut f.core), 0, "not before a quarter of the liveness timeout");
+        assert_eq!(f.core.next_deadline(), Some(start + Duration::from_millis(150)));
+        f.core.on_tick(start + Duration::from_millis(150));
+        assert_eq!(probes(&mut f.core), 1, "a silent connection is probed");
+        f.core.on_tick(start + Duration::from_millis(700));
+        assert_eq!(probes(&mut f.core), 0, "one probe at a time");
+        assert!(f.core.take_effects().is_empty());
+        assert_eq!(f.core.next_deadline(), Some(start + Duration::from_millis(750)));
+        f.core.on_tick(start + Duration::from_millis(750));
+        assert_eq!(
+            f.core.take_effects(),
+            [Effect::Disconnect, Effect::Connect("b:2".to_string())],
+            "no answer to the probe: the replica is left long before the attempt timeout"
+        );
+        assert!(f.core.last_error.contains("probe"), "{}", f.core.last_error);
+    }
+
+    #[test]
+    fn a_replica_that_answers_the_probe_keeps_the_call_until_the_attempt_timeout() {
+        let opts = ClientOptions {
+            liveness_timeout: Duration::from_millis(600),
+            attempt_timeout: Duration::from_secs(2),
+            ..ClientOptions::default()
+        };
+        let mut f = started(opts);
+        open(&mut f);
+        let start = f.now;
+        let _a = call(&mut f, "a");
+        sent(&mut f.core);
+        f.core.on_tick(start + Duration::from_millis(150));
+        let asked = members_asked(&mut f.core);
+        let answered = start + Duration::from_millis(160);
+        f.core.on_frame(answered, ServerFrame::Status { id: asked, status: status_with(&[]) });
+        // A slow request on a live replica: probed again after each quiet spell,
+        // and answered each time, it is not left before the attempt timeout.
+        let mut t = answered;
+        while t + Duration::from_millis(50) < start + Duration::from_secs(2) {
+            t += Duration::from_millis(50);
+            f.core.on_tick(t);
+            if let Some(id) = decode_all(&std::mem::take(f.core.outgoing())).iter().find_map(|fr| {
+                if let ClientFrame::Status { id } = fr {
+                    Some(*id)
+                } else {
+                    None
+                }
+            }) {
+                f.core.on_frame(t, ServerFrame::Status { id, status: status_with(&[]) });
+            }
+            assert!(f.core.take_effects().is_empty(), "left a live replica at {:?}", t - start);
+        }
+        f.core.on_tick(start + Duration::from_secs(2));
         assert_eq!(f.core.take_effects(), [Effect::Disconnect, Effect::Connect("b:2".to_string())]);
     }
 

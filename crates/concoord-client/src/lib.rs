@@ -33,7 +33,8 @@
 //!
 //! How it works: one driver task per client owns the connection and a table of
 //! outstanding requests, each kept as the exact bytes sent. On a broken connection,
-//! a request unanswered for `attempt_timeout`, a redirect or a replica that is not
+//! a request unanswered for `attempt_timeout`, a quiet replica that does not answer a
+//! `Status` probe within `liveness_timeout`, a redirect or a replica that is not
 //! ready, it connects elsewhere (the redirect's leader, else the next address) and
 //! resends every unfinished request unchanged, parked calls included; the replicas
 //! answer a retried call from their replicated session table, so it never runs

@@ -17,6 +17,15 @@ pub struct ClientOptions {
     /// A request with no answer at all (not even "parked") for this long counts as
     /// a broken connection: the client fails over and resends.
     pub attempt_timeout: Duration,
+    /// How quickly a replica that has gone quiet is left. When a request has had
+    /// no answer and the connection has carried nothing for a quarter of this, the
+    /// client probes the replica with a `Status` (answered by any live replica at
+    /// once, without touching the log); when the probe brings nothing back within
+    /// this long, the replica counts as paused, cut off or dead, and the client
+    /// fails over and resends. A replica that answers the probe but not the
+    /// request is left only after `attempt_timeout`. Parked calls are not probed
+    /// (their keep-alives are).
+    pub liveness_timeout: Duration,
     /// How long a call may take in all, parked time, connecting, failing over and
     /// cancelling included: the call returns within it. A call still unanswered a
     /// fifth of it (at most 500 ms) before its end is cancelled through the log; it
@@ -38,6 +47,7 @@ impl Default for ClientOptions {
             token: None,
             lease: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(5),
+            liveness_timeout: Duration::from_millis(600),
             call_timeout: None,
             connect_timeout: Duration::from_secs(2),
             give_up_after: Duration::from_secs(60),
