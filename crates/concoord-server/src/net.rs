@@ -30,7 +30,9 @@ pub type ConnId = u64;
 /// Largest replica-to-replica frame (a catch-up batch or a snapshot).
 pub const PEER_FRAME_MAX: usize = 256 << 20;
 /// The first bytes of a replica's first frame.
-pub const PEER_MAGIC: &[u8] = b"concoord-peer/1\0";
+/// Version 2: every message names the identity it is meant for (`PeerEnvelope`), and
+/// the hello carries the cluster id.
+pub const PEER_MAGIC: &[u8] = b"concoord-peer/2\0";
 /// Frames queued to one client before the replica drops the connection (a client
 /// that does not read must not make the replica buffer without bound).
 pub const CLIENT_QUEUE_MAX: usize = 16_384;
@@ -52,6 +54,17 @@ pub struct PeerHello {
     /// The sender's cluster (`None`: a joiner that has not learned it yet). Checked
     /// by the core on every message (`Replica::step`).
     pub cluster: Option<ClusterId>,
+}
+
+/// One message between replicas, with the identity it is meant for: links go to
+/// addresses, and the process at an address may not be the identity the sender
+/// thinks (a member restarted there without its data, under a fresh identity).
+/// `None` for what goes to an address whoever is there (a join request to a boot
+/// address).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerEnvelope {
+    pub to: Option<ReplicaId>,
+    pub msg: Message,
 }
 
 /// Why a replica refused a peer's connection, written back on that connection
@@ -82,6 +95,8 @@ pub enum Event {
     },
     Peer {
         from: ReplicaId,
+        /// The identity the sender meant it for (`PeerEnvelope::to`).
+        to: Option<ReplicaId>,
         addr: String,
         cluster: Option<ClusterId>,
         msg: Message,
@@ -164,8 +179,13 @@ fn frame_id(frame: &ServerFrame) -> Option<u64> {
 }
 
 /// Encodes a replica-to-replica message frame.
-pub fn peer_frame(msg: &Message) -> Option<Vec<u8>> {
-    let body = postcard::to_allocvec(msg).ok()?;
+pub fn peer_frame(to: Option<ReplicaId>, msg: &Message) -> Option<Vec<u8>> {
+    #[derive(Serialize)]
+    struct Borrowed<'a> {
+        to: Option<ReplicaId>,
+        msg: &'a Message,
+    }
+    let body = postcard::to_allocvec(&Borrowed { to, msg }).ok()?;
     let mut out = Vec::with_capacity(body.len() + FRAME_HEADER_LEN);
     put_frame(&mut out, &body, PEER_FRAME_MAX).ok()?;
     Some(out)
@@ -278,6 +298,25 @@ async fn serve_connection(
     };
     if let Some(rest) = first.strip_prefix(PEER_MAGIC) {
         serve_peer(rd, wr, rest, events, &gate).await;
+    } else if first.starts_with(b"concoord-peer/") {
+        // A replica of another release, whose frames this one would misread.
+        let theirs: String =
+            first.iter().take_while(|b| **b != 0).take(32).map(|b| char::from(*b)).collect();
+        if gate.first_report(format!("magic {theirs}")) {
+            tracing::warn!(
+                "refusing a replica that speaks {theirs:?}, not {:?}: run the same concoord \
+                 version on every replica",
+                String::from_utf8_lossy(&PEER_MAGIC[..PEER_MAGIC.len() - 1])
+            );
+        }
+        let reason = "it speaks another peer protocol: run the same concoord version".into();
+        let body = postcard::to_allocvec(&PeerRefusal { reason }).unwrap_or_default();
+        let mut frame = Vec::new();
+        if put_frame(&mut frame, &body, REFUSAL_FRAME_MAX).is_ok() {
+            let mut wr = wr;
+            let _ = tokio::time::timeout(Duration::from_secs(1), wr.write_all(&frame)).await;
+            let _ = wr.shutdown().await;
+        }
     } else {
         serve_client(rd, wr, &first, conn, events, shared, &gate).await;
     }
@@ -346,7 +385,7 @@ async fn serve_peer(
                 return;
             }
         };
-        let msg: Message = match postcard::from_bytes(&body) {
+        let envelope: PeerEnvelope = match postcard::from_bytes(&body) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(
@@ -356,8 +395,13 @@ async fn serve_peer(
                 return;
             }
         };
-        let event =
-            Event::Peer { from: hello.from, addr: hello.addr.clone(), cluster: hello.cluster, msg };
+        let event = Event::Peer {
+            from: hello.from,
+            to: envelope.to,
+            addr: hello.addr.clone(),
+            cluster: hello.cluster,
+            msg: envelope.msg,
+        };
         if events.send(event).await.is_err() {
             return;
         }

@@ -308,6 +308,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         joining_since: now,
         join_reported_at: None,
         foreign_addrs: BTreeMap::new(),
+        misaddressed: BTreeSet::new(),
         foreign_reported: BTreeSet::new(),
         _events_tx: events_tx,
     };
@@ -441,6 +442,8 @@ struct Server {
     /// them were reported (once each).
     foreign_addrs: BTreeMap<ReplicaId, String>,
     foreign_reported: BTreeSet<ReplicaId>,
+    /// Peers that sent messages meant for another identity (reported once each).
+    misaddressed: BTreeSet<ReplicaId>,
     /// The last trouble each peer address gave (a failed connect, a refusal),
     /// cleared when a message arrives from it: what a joiner reports as the reason
     /// it is not admitted.
@@ -577,7 +580,24 @@ impl Server {
                     self.link_trouble.insert(addr, reason);
                 }
             }
-            Event::Peer { from, addr, cluster, msg } => {
+            Event::Peer { from, to, addr, cluster, msg } => {
+                if to.is_some_and(|to| to != self.replica.id()) {
+                    // Meant for another identity that lived at this address (this
+                    // process was started here without that one's data): taking it
+                    // would let a cluster this replica never joined capture it.
+                    if self.misaddressed.insert(from) {
+                        tracing::warn!(
+                            "replica {from} at {addr} sends {} meant for replica {}, not \
+                             this one ({}): ignoring its messages to that identity; if \
+                             this address held that replica, it was restarted without its \
+                             data, and rejoins only through -b",
+                            msg.kind(),
+                            to.map(|t| t.to_string()).unwrap_or_default(),
+                            self.replica.id()
+                        );
+                    }
+                    return;
+                }
                 if let Message::JoinRequest { member } = &msg {
                     self.addrs.insert(member.id, member.addr.clone());
                 } else if cluster == self.replica.cluster() && self.is_stranger(from) {
@@ -795,7 +815,7 @@ impl Server {
                 if to == self.replica.id() {
                     self.local.push(msg);
                 } else if let Some(addr) = self.addr_of(to) {
-                    if let Some(frame) = net::peer_frame(&msg) {
+                    if let Some(frame) = net::peer_frame(Some(to), &msg) {
                         self.links.send(&addr, frame);
                     }
                 }
@@ -808,7 +828,7 @@ impl Server {
                 if !boot.is_empty() {
                     let addr = boot[self.boot_turn % boot.len()].clone();
                     self.boot_turn += 1;
-                    if let Some(frame) = net::peer_frame(&msg) {
+                    if let Some(frame) = net::peer_frame(None, &msg) {
                         self.links.send(&addr, frame);
                     }
                 }

@@ -3,7 +3,7 @@
 //! back, and a durable replica restarted while a healthy leader runs.
 
 use crate::harness::*;
-use concoord_client::Client;
+use concoord_client::{status_of, Client};
 use concoord_object::Value;
 use std::time::Duration;
 
@@ -97,7 +97,9 @@ async fn a_process_founded_on_a_dead_members_address_never_disturbs_the_cluster(
     client.call("default", "increment", vec![]).await.unwrap();
     assert_eq!(counter_value(&client).await, 11);
     let log = std::fs::read_to_string(&cluster.replicas[victim].as_ref().unwrap().log).unwrap();
-    assert!(log.contains("belongs to cluster"), "the stranger says why it ignores them\n{log}");
+    // The old cluster's messages name the dead identity: the stranger ignores them,
+    // and says so.
+    assert!(log.contains("meant for replica"), "the stranger says why it ignores them\n{log}");
     client.close().await;
 }
 
@@ -263,5 +265,83 @@ async fn a_removed_replica_whose_only_boot_address_is_gone_rejoins_through_the_m
         .await;
     let value = client.call("default", "getvalue", vec![]).await.unwrap();
     assert_eq!(value, Value::Int(1));
+    client.close().await;
+}
+
+/// Kills a replica started outside a `Cluster` when the test ends, failed or not.
+struct Lone(Replica);
+
+impl Drop for Lone {
+    fn drop(&mut self) {
+        self.0.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_on_a_dead_members_address_joins_the_cluster_it_was_sent_to() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3, Setup::default()).await;
+    let client = cluster.client().await;
+    client.call("default", "increment", vec![]).await.unwrap();
+    let leader = cluster.leader().await;
+    let victim = (0..3).find(|i| *i != leader).unwrap();
+    let old_cluster = cluster.status(leader).await.unwrap().cluster;
+
+    // The operator moves the machine to another cluster: a new in-memory replica on
+    // the dead member's address, with -b naming the other cluster's founder (which
+    // is not up yet). The old cluster still counts the dead identity and keeps
+    // sending it heartbeats and entries, to that address.
+    let other_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let other_addr = format!("127.0.0.1:{other_port}");
+    cluster.kill(victim);
+    let mut args = cluster.stopped_args(victim);
+    match args.iter().position(|a| a == "-b") {
+        Some(i) => args[i + 1] = other_addr.clone(),
+        None => args.extend(["-b".to_string(), other_addr.clone()]),
+    }
+    cluster.restart_with(victim, args);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting = cluster.status(victim).await.unwrap();
+    assert_eq!(waiting.role, "joining", "{waiting:?}");
+    assert_eq!(
+        waiting.cluster, None,
+        "messages meant for the dead identity must not make the joiner adopt its cluster"
+    );
+
+    // The other cluster's founder comes up: the joiner joins it, not the old one.
+    let log = cluster.scratch.0.join("other-founder.log");
+    let founder_args: Vec<String> =
+        ["-a", "127.0.0.1", "-p", &other_port.to_string(), "-o", "Counter"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    let founder = Lone(spawn_replica(&founder_args, &log));
+    let other_cluster =
+        status_of(&founder.0.addr, None, Duration::from_secs(2)).await.unwrap().cluster;
+    assert!(other_cluster.is_some() && other_cluster != old_cluster);
+    let mut joined = None;
+    for _ in 0..200 {
+        let s = cluster.status(victim).await.unwrap();
+        if s.role == "follower" && s.members.len() == 2 {
+            joined = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let joined =
+        joined.unwrap_or_else(|| panic!("never joined the other cluster\n{}", cluster.logs()));
+    assert_eq!(joined.cluster, other_cluster);
+
+    // The old cluster is undisturbed and lost nothing.
+    let real: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+    expect_stable_leader(&cluster, &real, Duration::from_secs(2), "after the move").await;
+    let boot: Vec<String> = real.iter().map(|i| cluster.addrs[*i].clone()).collect();
+    let old = Client::connect(&boot.join(","), cluster.options()).await.unwrap();
+    old.call("default", "increment", vec![]).await.unwrap();
+    assert_eq!(counter_value(&old).await, 2);
+    old.close().await;
     client.close().await;
 }

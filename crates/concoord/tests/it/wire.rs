@@ -342,3 +342,29 @@ async fn a_hello_naming_another_cluster_is_refused() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_of_another_peer_protocol_is_refused_with_a_reason() {
+    let _serial = serial();
+    let cluster = Cluster::start(1, Setup::default()).await;
+    let addr = cluster.addrs[0].clone();
+    tokio::task::spawn_blocking(move || {
+        let mut s = connect(&addr);
+        // The first peer protocol's hello: frames without a recipient.
+        let mut body = b"concoord-peer/1\0".to_vec();
+        body.extend_from_slice(&[0xff; 24]);
+        send_body(&mut s, &body);
+        let mut header = [0u8; 4];
+        s.read_exact(&mut header).expect("a refusal comes back");
+        let mut refusal = vec![0u8; u32::from_le_bytes(header) as usize];
+        s.read_exact(&mut refusal).unwrap();
+        let text = String::from_utf8_lossy(&refusal);
+        assert!(text.contains("another peer protocol"), "{text}");
+        assert!(closed(&mut s), "and the connection is closed");
+    })
+    .await
+    .unwrap();
+    still_serves(&cluster).await;
+    let log = std::fs::read_to_string(&cluster.replicas[0].as_ref().unwrap().log).unwrap();
+    assert!(log.contains("concoord-peer/1"), "the replica says what it refused\n{log}");
+}
