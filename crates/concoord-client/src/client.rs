@@ -6,6 +6,7 @@ use crate::clock;
 use crate::conn;
 use crate::core::{framed, Command, ConnectError, Core};
 use crate::driver::{self, Dialer, Shared};
+use crate::options::parse_cluster;
 use crate::{parse_addrs, ClientError, ClientOptions};
 use concoord_object::protocol::{ClientFrame, ErrorKind, ServerFrame, StatusReport};
 use concoord_object::Value;
@@ -36,8 +37,9 @@ impl Client {
     /// follows it to the leader, and opens a session through the log. With a
     /// `call_timeout`, it fails with `Timeout` when no session opened within it
     /// (a session opened too late holds nothing and ends after its lease).
-    pub async fn connect(addrs: &str, opts: ClientOptions) -> Result<Client, ClientError> {
+    pub async fn connect(addrs: &str, mut opts: ClientOptions) -> Result<Client, ClientError> {
         let addrs = parse_addrs(addrs)?;
+        opts.cluster = opts.cluster.as_deref().map(parse_cluster).transpose()?;
         let (ready, session) = oneshot::channel();
         let (commands, receiver) = mpsc::channel(COMMANDS_MAX);
         let shared = Arc::new(Shared::default());

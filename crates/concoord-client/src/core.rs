@@ -359,7 +359,7 @@ impl Core {
         };
         let mut core = Core {
             given: addrs.clone(),
-            cluster: None,
+            cluster: opts.cluster.clone(),
             addrs,
             timing,
             link: Link::Idle,
@@ -1822,6 +1822,27 @@ mod tests {
         core.on_frame(now, ServerFrame::Status { id, status: stranger });
         assert_eq!(core.take_effects(), [Effect::Disconnect, Effect::Connect("a:1".into())]);
         assert_eq!(core.cluster().as_deref(), Some("00000000000000c1"), "still pinned");
+    }
+
+    #[test]
+    fn a_cluster_given_in_the_options_is_pinned_before_the_first_answer() {
+        let now = crate::clock::now();
+        let (ready, _ready) = oneshot::channel();
+        let addrs = vec!["a:1".to_string(), "b:2".to_string()];
+        let opts =
+            ClientOptions { cluster: Some("00000000000000c1".into()), ..ClientOptions::default() };
+        let mut core = Core::new(addrs, &opts, now, NONCE_SEED, ready);
+        assert_eq!(core.cluster().as_deref(), Some("00000000000000c1"), "named in every Hello");
+        assert_eq!(core.take_effects(), [Effect::Connect("a:1".to_string())]);
+        // The first address reached is a stranger (a process that founded its own
+        // cluster there): it is left, and its cluster is never pinned.
+        core.on_connected(now, ReplicaId(0), None);
+        let id = members_asked(&mut core);
+        let mut stranger = status_with(&["a:1"]);
+        stranger.cluster = Some("00000000000000ff".into());
+        core.on_frame(now, ServerFrame::Status { id, status: stranger });
+        assert_eq!(core.take_effects(), [Effect::Disconnect, Effect::Connect("b:2".into())]);
+        assert_eq!(core.cluster().as_deref(), Some("00000000000000c1"));
     }
 
     #[test]

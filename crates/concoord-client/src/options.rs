@@ -10,6 +10,13 @@ use std::time::Duration;
 pub struct ClientOptions {
     /// The token the replicas were started with (`-t`), if any.
     pub token: Option<String>,
+    /// The cluster to talk to: its id as `concoord status` prints it (16 hex
+    /// digits). Replicas of any other cluster are left, from the first connection
+    /// on. Without it, the client pins the cluster of the first replica that
+    /// reports one, which is right unless the first address it reaches is a
+    /// process that founded a cluster of its own there (a member restarted
+    /// without its data and without `-b`).
+    pub cluster: Option<String>,
     /// The session lease: the cluster ends the session (releasing its locks) after
     /// this long without hearing from the client. The client keeps it alive every
     /// `lease / 3`. The replicas clamp it to 1 s ..= 1 h.
@@ -45,6 +52,7 @@ impl Default for ClientOptions {
     fn default() -> ClientOptions {
         ClientOptions {
             token: None,
+            cluster: None,
             lease: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(5),
             liveness_timeout: Duration::from_millis(600),
@@ -73,6 +81,19 @@ pub fn parse_addrs(addrs: &str) -> Result<Vec<String>, ClientError> {
         )));
     }
     Ok(out)
+}
+
+/// Checks a cluster id given by the user and returns it in the form replicas report
+/// (16 lowercase hex digits).
+pub(crate) fn parse_cluster(id: &str) -> Result<String, ClientError> {
+    let id = id.trim();
+    if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id.to_ascii_lowercase())
+    } else {
+        Err(ClientError::BadAddress(format!(
+            "cluster id {id:?}: write the 16 hex digits `concoord status` prints as `cluster`"
+        )))
+    }
 }
 
 /// Parses one `host:port` (no list), as `parse_addrs` does each entry.
@@ -110,6 +131,15 @@ mod tests {
         assert_eq!(addrs, ["127.0.0.1:14001", "127.0.0.1:14000"]);
         assert_eq!(parse_addrs("localhost:1").unwrap(), ["localhost:1"]);
         assert_eq!(parse_addrs("[::1]:14000").unwrap(), ["[::1]:14000"]);
+    }
+
+    #[test]
+    fn cluster_ids_are_16_hex_digits() {
+        assert_eq!(parse_cluster(" 00AB00cd00ef0012 ").unwrap(), "00ab00cd00ef0012");
+        for bad in ["", "abc", "00ab00cd00ef00123", "00ab00cd00ef001g"] {
+            let why = parse_cluster(bad).unwrap_err().to_string();
+            assert!(why.contains("16 hex digits"), "{why}");
+        }
     }
 
     #[test]

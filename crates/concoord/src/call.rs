@@ -31,6 +31,10 @@ pub struct Args {
     /// Token, if the replicas require one.
     #[arg(long = "token", env = "CONCOORD_TOKEN")]
     token: Option<String>,
+    /// Talk only to replicas of this cluster (its id, 16 hex digits, as `concoord
+    /// status` prints it). Without it, the first replica that answers decides.
+    #[arg(long = "cluster", env = "CONCOORD_CLUSTER")]
+    cluster: Option<String>,
     /// Give up after this many seconds in all: connecting, --create and the call.
     /// A parked call still waiting shortly before then is cancelled. Exit status 3:
     /// timed out, and the call had no effect; 4: timed out, and it may or may not
@@ -82,7 +86,11 @@ pub fn run(args: Args) -> Result<()> {
     runtime.block_on(async move {
         let start = Instant::now();
         let remaining = || budget.map(|b| b.saturating_sub(start.elapsed()));
-        let mut options = ClientOptions { token: args.token.clone(), ..ClientOptions::default() };
+        let mut options = ClientOptions {
+            token: args.token.clone(),
+            cluster: args.cluster.clone(),
+            ..ClientOptions::default()
+        };
         // Bounds opening the session; each call below gets what is left.
         options.call_timeout = budget;
         options.lease = lease;

@@ -64,6 +64,19 @@ async fn call_and_status_from_the_shell() {
     let replicas = json["replicas"].as_array().unwrap();
     assert_eq!(replicas.len(), 3);
     assert_eq!(replicas.iter().filter(|r| r["role"] == "leader").count(), 1);
+
+    // Pinning the cluster: its own id works, another's finds no replica, and a
+    // malformed one is a usage error.
+    let id = cluster.status(0).await.unwrap().cluster.expect("a cluster id");
+    let (ok, out, err) = concoord(&["call", "-b", &boot, "--cluster", &id, "getvalue"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "1");
+    let other = "00000000000000ff";
+    let (ok, _, err) =
+        concoord(&["call", "-b", &boot, "--cluster", other, "--timeout", "2", "getvalue"]);
+    assert!(!ok && err.contains("timed out"), "{err}");
+    let (ok, _, err) = concoord(&["call", "-b", &boot, "--cluster", "c1", "getvalue"]);
+    assert!(!ok && err.contains("16 hex digits"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
