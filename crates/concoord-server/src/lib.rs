@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod host;
+pub mod metrics;
 pub mod net;
 pub mod server;
 pub mod storage;

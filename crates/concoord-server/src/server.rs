@@ -13,6 +13,7 @@
 
 use crate::clock::Clock;
 use crate::host::{Host, HostConfig};
+use crate::metrics::{self, Metrics, RequestKind, Role};
 use crate::net::{self, ConnId, Event, Gate, Links, PeerHello, Shared};
 use crate::storage::{Identity, Storage, StorageError};
 use concoord_object::machine::{Machine, Reply, Request, Response};
@@ -22,8 +23,8 @@ use concoord_object::protocol::{
 };
 use concoord_object::{CallId, Types, Value};
 use concoord_paxos::{
-    Command, Effect, Input, Member, Membership, Message, Options, ReadId, Rejected, Replica,
-    RoleKind, Snapshot,
+    Ballot, Command, Effect, Input, Member, Membership, Message, Options, ReadId, Rejected,
+    Replica, RoleKind, Snapshot,
 };
 use concoord_wire::{ClusterId, ReplicaId, RequestNumber, SessionId, Slot, Time};
 use std::collections::{BTreeMap, BTreeSet};
@@ -75,6 +76,8 @@ pub struct Config {
     pub removed_linger: Duration,
     /// How to run the Python object host, when `object_type` is a Python class.
     pub host: HostConfig,
+    /// Serve Prometheus metrics over HTTP at `/metrics` on this address.
+    pub metrics_addr: Option<String>,
 }
 
 impl Config {
@@ -95,6 +98,7 @@ impl Config {
             snapshot_every: 4_096,
             removed_linger: Duration::from_secs(10),
             host: HostConfig::default(),
+            metrics_addr: None,
         }
     }
 }
@@ -104,6 +108,8 @@ impl Config {
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics { addr: String, source: std::io::Error },
     #[error("unknown object type {0:?}: give a built-in by short name (Counter) or dotted name (concoord.object.counter.Counter), or a Python class as module.Class; `concoord replica --list-objects` lists the built-ins")]
     UnknownObject(String),
     #[error(transparent)]
@@ -160,6 +166,17 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         .local_addr()
         .map_err(|source| ServerError::Listen { addr: config.listen.clone(), source })?;
     let addr = config.advertise.clone().unwrap_or_else(|| bound.to_string());
+    let metrics = Arc::new(Metrics::new());
+    if let Some(metrics_addr) = &config.metrics_addr {
+        let listener = TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|source| ServerError::Metrics { addr: metrics_addr.clone(), source })?;
+        let at = listener
+            .local_addr()
+            .map_err(|source| ServerError::Metrics { addr: metrics_addr.clone(), source })?;
+        tracing::info!("metrics at http://{at}/metrics");
+        tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
+    }
     let clock = Clock::new();
     let now = clock.now();
     let mut opts = config.paxos.clone();
@@ -309,6 +326,11 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         join_reported_at: None,
         foreign_addrs: BTreeMap::new(),
         misaddressed: BTreeSet::new(),
+        metrics,
+        started: BTreeMap::new(),
+        last_promised: Ballot::ZERO,
+        last_role: None,
+        last_hint: None,
         foreign_reported: BTreeSet::new(),
         _events_tx: events_tx,
     };
@@ -444,6 +466,16 @@ struct Server {
     foreign_reported: BTreeSet<ReplicaId>,
     /// Peers that sent messages meant for another identity (reported once each).
     misaddressed: BTreeSet<ReplicaId>,
+    metrics: Arc<Metrics>,
+    /// When each client request still waiting for its first answer arrived, and
+    /// what it is (for the request latency metric).
+    started: BTreeMap<Waiter, (std::time::Instant, RequestKind)>,
+    /// The promise last seen, to count ballot changes.
+    last_promised: Ballot,
+    /// The role last published in the metrics.
+    last_role: Option<Role>,
+    /// The leader this replica knew at the end of the last turn.
+    last_hint: Option<ReplicaId>,
     /// The last trouble each peer address gave (a failed connect, a refusal),
     /// cleared when a message arrives from it: what a joiner reports as the reason
     /// it is not admitted.
@@ -561,6 +593,7 @@ impl Server {
             }
             Event::ClientClosed { conn } => {
                 self.clients.remove(&conn);
+                self.started.retain(|w, _| w.0 != conn);
                 self.waiting.retain(|_, w| {
                     w.waiters.retain(|w| w.0 != conn);
                     !w.waiters.is_empty()
@@ -637,10 +670,22 @@ impl Server {
         match frame {
             ClientFrame::Hello { .. } => {}
             ClientFrame::Status { id } => {
+                self.started.insert((conn, id), (std::time::Instant::now(), RequestKind::Status));
                 let status = Box::new(self.status());
                 self.send_client(conn, &ServerFrame::Status { id, status });
             }
-            ClientFrame::Request { id, request } => self.on_request(conn, id, request),
+            ClientFrame::Request { id, request } => {
+                let kind = match &request {
+                    Request::Call { .. } => RequestKind::Command,
+                    Request::Create { .. } => RequestKind::Create,
+                    Request::Cancel { .. } => RequestKind::Cancel,
+                    Request::OpenSession { .. }
+                    | Request::KeepAlive { .. }
+                    | Request::CloseSession { .. } => RequestKind::Session,
+                };
+                self.started.insert((conn, id), (std::time::Instant::now(), kind));
+                self.on_request(conn, id, request)
+            }
         }
     }
 
@@ -659,6 +704,9 @@ impl Server {
             // like a command), which is just as linearizable and serves a client
             // that cannot reach the leader.
             if self.machine.is_query(object, method) && self.replica.is_leader() {
+                if let Some(started) = self.started.get_mut(&(conn, id)) {
+                    started.1 = RequestKind::Query;
+                }
                 let read = ReadId(self.next_read);
                 self.next_read += 1;
                 match self.step(Input::Read(read)) {
@@ -707,6 +755,9 @@ impl Server {
         let mut proposals = std::mem::take(&mut self.proposals);
         let commands = proposals.iter_mut().map(|p| Command::App(std::mem::take(&mut p.bytes)));
         let result = self.step(Input::Propose(commands.collect()));
+        if result.is_ok() {
+            self.metrics.proposed_commands.inc_by(proposals.len() as u64);
+        }
         for Proposal { waiter, answer, .. } in proposals {
             if !self.clients.contains_key(&waiter.0) {
                 continue; // the connection closed later in this turn
@@ -738,6 +789,21 @@ impl Server {
     }
 
     fn send_client(&mut self, conn: ConnId, frame: &ServerFrame) {
+        let id = match frame {
+            ServerFrame::Reply { id, .. }
+            | ServerFrame::Status { id, .. }
+            | ServerFrame::Redirect { id, .. } => Some(*id),
+            ServerFrame::Error { id, .. } => *id,
+            ServerFrame::Welcome { .. } => None,
+        };
+        if let Some((at, kind)) = id.and_then(|id| self.started.remove(&(conn, id))) {
+            self.metrics.observe_request(kind, at.elapsed());
+        }
+        match frame {
+            ServerFrame::Error { kind, .. } => self.metrics.count_error(&format!("{kind:?}")),
+            ServerFrame::Redirect { .. } => self.metrics.count_error("Redirect"),
+            _ => {}
+        }
         let Some(client) = self.clients.get(&conn) else { return };
         if client.writer.try_send(net::client_frame(frame)).is_err() {
             // A client that does not read its replies: close its connection rather
@@ -791,7 +857,9 @@ impl Server {
                             storage.append(op)?;
                         }
                     }
+                    let at = std::time::Instant::now();
                     storage.sync()?;
+                    self.metrics.fsync_seconds.observe(at.elapsed().as_secs_f64());
                 }
                 for effect in rest {
                     if !matches!(effect, Effect::Persist(_)) {
@@ -937,6 +1005,10 @@ impl Server {
             }
         }
         self.applied = slot;
+        let commands = value.commands.len() as u64;
+        self.metrics.applied_slots.inc();
+        self.metrics.applied_commands.inc_by(commands);
+        self.metrics.commands_per_slot.observe(commands as f64);
         for response in responses {
             self.answer(response);
         }
@@ -1003,6 +1075,7 @@ impl Server {
         let data = self.machine.snapshot().map_err(|e| ServerError::Machine(e.to_string()))?;
         self.last_snapshot = slot;
         self.last_snapshot_bytes = data.len() as u64;
+        self.metrics.snapshots.inc();
         self.log_bytes_since_snapshot = 0;
         let _ = self.step(Input::SnapshotTaken { slot, data });
         Ok(())
@@ -1018,6 +1091,7 @@ impl Server {
                     snapshot.data.len()
                 );
                 self.machine = machine;
+                self.metrics.snapshots.inc();
                 self.applied = snapshot.slot;
                 self.last_snapshot = snapshot.slot;
                 self.last_snapshot_bytes = snapshot.data.len() as u64;
@@ -1077,11 +1151,18 @@ impl Server {
                 (None, false) => tracing::debug!("replica {id} knows no leader"),
             }
         }
-        if self.was_leader && !leading {
-            // Commands it proposed may or may not be chosen: send their callers to the
-            // new leader, where a retry is answered exactly once. Parked calls stay:
-            // this replica still applies the log and will deliver their wake-up.
-            let hint = self.replica.leader_hint();
+        let hint = self.replica.leader_hint();
+        // A follower forwards its clients' commands to its leader; a leader that dies
+        // or is deposed before proposing them drops them, and nobody would answer
+        // (not even this replica if it leads now: it never held them as proposals).
+        let forwarded_to_old_leader =
+            !self.was_leader && self.last_hint.is_some() && hint != self.last_hint;
+        self.last_hint = hint;
+        if (self.was_leader && !leading) || forwarded_to_old_leader {
+            // Commands it proposed (or forwarded) may or may not be chosen: send their
+            // callers to the new leader, where a retry is answered exactly once.
+            // Parked calls stay: this replica still applies the log and will deliver
+            // their wake-up.
             let calls: Vec<CallId> =
                 self.waiting.iter().filter(|(_, w)| !w.parked).map(|(c, _)| *c).collect();
             for call in calls {
@@ -1098,7 +1179,46 @@ impl Server {
                 }
             }
         }
+        if leading && !self.was_leader {
+            self.metrics.leaderships.inc();
+        }
         self.was_leader = leading;
+        self.publish_metrics();
+    }
+
+    /// Sets the gauges from the replica's state (a few atomic stores per turn).
+    fn publish_metrics(&mut self) {
+        let m = &self.metrics;
+        let role = match self.replica.role() {
+            RoleKind::Leader => Role::Leader,
+            RoleKind::Follower => Role::Follower,
+            RoleKind::Joining => Role::Joining,
+            RoleKind::Removed => Role::Removed,
+        };
+        if self.last_role != Some(role) {
+            m.set_role(role);
+            self.last_role = Some(role);
+        }
+        let promised = self.replica.promised();
+        if promised > self.last_promised {
+            if self.last_promised != Ballot::ZERO {
+                m.ballot_changes.inc();
+            }
+            self.last_promised = promised;
+        }
+        metrics::set(&m.ballot_round, promised.round);
+        metrics::set(&m.commit_slot, self.replica.commit_max().0);
+        metrics::set(&m.applied_slot, self.applied.0);
+        metrics::set(&m.snapshot_slot, self.replica.snapshot_slot().0);
+        metrics::set(&m.log_entries, self.replica.log_len() as u64);
+        metrics::set(&m.log_bytes, self.storage.as_ref().map_or(0, |s| s.stats().log_bytes));
+        metrics::set(&m.snapshot_bytes, self.last_snapshot_bytes);
+        let members = self.replica.membership().map_or(0, |m| m.members.len());
+        metrics::set(&m.members, members as u64);
+        let parked = self.waiting.values().filter(|w| w.parked).count();
+        metrics::set(&m.parked_calls, parked as u64);
+        metrics::set(&m.sessions, self.machine.session_count() as u64);
+        metrics::set(&m.client_connections, self.clients.len() as u64);
     }
 
     /// Adds the addresses of every membership the replica knows to `known_addrs`.

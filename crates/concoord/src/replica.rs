@@ -67,6 +67,10 @@ pub struct Args {
     /// seconds stops the replica. The interpreter is $CONCOORD_PYTHON, else python3.
     #[arg(long = "host-timeout", default_value_t = 60.0)]
     host_timeout: f64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (host:port; port 0 picks a
+    /// free one, logged at start). docs/operations.md lists the metrics.
+    #[arg(long = "metrics-addr", value_name = "ADDR")]
+    metrics_addr: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -130,6 +134,7 @@ pub fn run(args: Args) -> Result<()> {
     // A NaN, a negative or an infinite value still makes a duration.
     let host_timeout = if args.host_timeout >= 0.1 { args.host_timeout.min(1e7) } else { 0.1 };
     config.host.timeout = std::time::Duration::from_secs_f64(host_timeout);
+    config.metrics_addr = args.metrics_addr;
 
     crate::init_logging(args.debug, args.logger.as_deref(), &format!("replica {addr}:{port}"));
     let runtime = tokio::runtime::Builder::new_current_thread()

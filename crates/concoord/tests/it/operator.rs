@@ -3,7 +3,7 @@
 //! back, and a durable replica restarted while a healthy leader runs.
 
 use crate::harness::*;
-use concoord_client::{status_of, Client};
+use concoord_client::{status_of, Client, ClientOptions};
 use concoord_object::Value;
 use std::time::Duration;
 
@@ -343,5 +343,35 @@ async fn a_joiner_on_a_dead_members_address_joins_the_cluster_it_was_sent_to() {
     old.call("default", "increment", vec![]).await.unwrap();
     assert_eq!(counter_value(&old).await, 2);
     old.close().await;
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_forwarded_to_a_leader_that_stops_is_redirected_to_the_next_one() {
+    let _serial = serial();
+    let cluster = Cluster::start(3, Setup::default()).await;
+    let leader = cluster.leader().await;
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    // A client of the follower alone, waiting as long as it takes: only the cluster
+    // can end the call (no attempt timeout to fall back on).
+    let options = ClientOptions {
+        attempt_timeout: Duration::from_secs(600),
+        give_up_after: Duration::from_secs(600),
+        ..cluster.options()
+    };
+    let client = Client::connect(&cluster.addrs[follower], options).await.unwrap();
+    client.call("default", "increment", vec![]).await.unwrap();
+
+    // The leader stops: the follower still forwards the next call to it (it heard
+    // from it within an election timeout), and the call is lost there.
+    cluster.signal(leader, "STOP");
+    let call = client.call("default", "increment", vec![]);
+    let result = tokio::time::timeout(Duration::from_secs(30), call).await;
+    cluster.signal(leader, "CONT");
+    let result = result.unwrap_or_else(|_| {
+        panic!("the forwarded call was never answered or redirected\n{}", cluster.logs())
+    });
+    assert_eq!(result, Ok(Value::Nil));
+    assert_eq!(counter_value(&client).await, 2, "ran exactly once");
     client.close().await;
 }
