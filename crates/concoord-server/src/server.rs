@@ -469,7 +469,7 @@ struct Server {
     metrics: Arc<Metrics>,
     /// When each client request still waiting for its first answer arrived, and
     /// what it is (for the request latency metric).
-    started: BTreeMap<Waiter, (std::time::Instant, RequestKind)>,
+    started: BTreeMap<Waiter, (Time, RequestKind)>,
     /// The promise last seen, to count ballot changes.
     last_promised: Ballot,
     /// The role last published in the metrics.
@@ -670,7 +670,7 @@ impl Server {
         match frame {
             ClientFrame::Hello { .. } => {}
             ClientFrame::Status { id } => {
-                self.started.insert((conn, id), (std::time::Instant::now(), RequestKind::Status));
+                self.started.insert((conn, id), (self.clock.now(), RequestKind::Status));
                 let status = Box::new(self.status());
                 self.send_client(conn, &ServerFrame::Status { id, status });
             }
@@ -683,7 +683,7 @@ impl Server {
                     | Request::KeepAlive { .. }
                     | Request::CloseSession { .. } => RequestKind::Session,
                 };
-                self.started.insert((conn, id), (std::time::Instant::now(), kind));
+                self.started.insert((conn, id), (self.clock.now(), kind));
                 self.on_request(conn, id, request)
             }
         }
@@ -797,7 +797,8 @@ impl Server {
             ServerFrame::Welcome { .. } => None,
         };
         if let Some((at, kind)) = id.and_then(|id| self.started.remove(&(conn, id))) {
-            self.metrics.observe_request(kind, at.elapsed());
+            let took = self.clock.now().since(at);
+            self.metrics.observe_request(kind, Duration::from_micros(took.0));
         }
         match frame {
             ServerFrame::Error { kind, .. } => self.metrics.count_error(&format!("{kind:?}")),
@@ -857,9 +858,10 @@ impl Server {
                             storage.append(op)?;
                         }
                     }
-                    let at = std::time::Instant::now();
+                    let at = self.clock.now();
                     storage.sync()?;
-                    self.metrics.fsync_seconds.observe(at.elapsed().as_secs_f64());
+                    let took = self.clock.now().since(at);
+                    self.metrics.fsync_seconds.observe(took.0 as f64 / 1e6);
                 }
                 for effect in rest {
                     if !matches!(effect, Effect::Persist(_)) {
