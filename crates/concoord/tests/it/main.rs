@@ -11,6 +11,7 @@ mod cluster;
 mod faults;
 mod harness;
 mod netfault;
+mod openreplica;
 mod operator;
 mod sessions;
 mod tools;
