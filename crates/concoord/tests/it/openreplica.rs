@@ -12,7 +12,7 @@
 
 use crate::harness::{serial, Scratch, BIN};
 use concoord_client::status_of;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -77,10 +77,6 @@ impl Lab {
     fn start(nodes: &[u8]) -> Lab {
         let scratch = Scratch::new("openreplica");
         let dir = scratch.0.clone();
-        let port = {
-            let l = TcpListener::bind(format!("127.0.0.{}:0", nodes[0])).expect("free port");
-            l.local_addr().expect("port").port()
-        };
         if !Path::new("/run/sshd").exists() {
             // sshd refuses to start without its privilege separation directory.
             let _ = std::fs::create_dir_all("/run/sshd");
@@ -88,22 +84,45 @@ impl Lab {
         keygen(&dir.join("user_key"));
         keygen(&dir.join("other_key"));
         std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).expect("copy key");
-        let config_home = dir.join("config");
-        let mut lab = Lab { scratch, port, sshds: Vec::new(), config_home };
         for n in nodes {
-            let host_key = dir.join(format!("host_key_{n}"));
-            keygen(&host_key);
-            let home = dir.join(format!("home{n}"));
-            std::fs::create_dir_all(&home).expect("node home");
+            keygen(&dir.join(format!("host_key_{n}")));
+            std::fs::create_dir_all(dir.join(format!("home{n}"))).expect("node home");
+        }
+        let config_home = dir.join("config");
+        let mut lab = Lab { scratch, port: 0, sshds: Vec::new(), config_home };
+        // The port was free on the first address a moment ago; another process may
+        // take it on one of them meanwhile. Then that sshd exits, and we try another.
+        for _attempt in 0..5 {
+            lab.port = {
+                let l = TcpListener::bind(format!("127.0.0.{}:0", nodes[0])).expect("free port");
+                l.local_addr().expect("port").port()
+            };
+            if lab.start_sshds(nodes) {
+                return lab;
+            }
+            for child in &mut lab.sshds {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            lab.sshds.clear();
+        }
+        panic!("no sshd could listen on the nodes' addresses (see the sshd logs)");
+    }
+
+    /// Starts one sshd per node on `self.port`; whether all of them listen.
+    fn start_sshds(&mut self, nodes: &[u8]) -> bool {
+        let dir = self.scratch.0.clone();
+        let port = self.port;
+        for n in nodes {
             let config = format!(
                 "Port {port}\nListenAddress 127.0.0.{n}\nHostKey {hk}\nPidFile none\n\
                  AuthorizedKeysFile {ak}\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
                  PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
                  SetEnv HOME={home}\nLogLevel VERBOSE\n",
-                hk = host_key.display(),
+                hk = dir.join(format!("host_key_{n}")).display(),
                 ak = dir.join("authorized_keys").display(),
-                home = home.display(),
+                home = dir.join(format!("home{n}")).display(),
             );
             let config_path = dir.join(format!("sshd_config_{n}"));
             std::fs::write(&config_path, config).expect("sshd config");
@@ -116,18 +135,27 @@ impl Lab {
                 .stderr(log)
                 .spawn()
                 .expect("start sshd");
-            lab.sshds.push(child);
+            self.sshds.push(child);
         }
-        for n in nodes {
-            let addr: SocketAddr = format!("127.0.0.{n}:{port}").parse().expect("addr");
+        // sshd logs "Server listening on ADDR port PORT." once it is bound.
+        for (i, n) in nodes.iter().enumerate() {
+            let ready = format!("Server listening on 127.0.0.{n} port {port}.");
             let deadline = now() + Duration::from_secs(10);
-            while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-                let log = std::fs::read_to_string(dir.join(format!("sshd_{n}.log")));
-                assert!(now() < deadline, "sshd on {addr} did not start: {log:?}");
+            loop {
+                let log =
+                    std::fs::read_to_string(dir.join(format!("sshd_{n}.log"))).unwrap_or_default();
+                if log.contains(&ready) {
+                    break;
+                }
+                if matches!(self.sshds[i].try_wait(), Ok(Some(_))) {
+                    eprintln!("sshd on 127.0.0.{n}:{port} exited: {log}");
+                    return false;
+                }
+                assert!(now() < deadline, "sshd on 127.0.0.{n}:{port} did not start: {log}");
                 pause(Duration::from_millis(50));
             }
         }
-        lab
+        true
     }
 
     fn node(&self, n: u8) -> String {
@@ -270,9 +298,9 @@ fn concoord_call(boot: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn voters_of(runtime: &tokio::runtime::Runtime, addr: &str) -> usize {
+fn voters_of(runtime: &tokio::runtime::Runtime, addr: &str, token: &str) -> usize {
     runtime
-        .block_on(status_of(addr, None, Duration::from_secs(2)))
+        .block_on(status_of(addr, Some(token), Duration::from_secs(2)))
         .map(|s| {
             if s.role == "leader" {
                 s.members.iter().filter(|m| m.role == "voter").count()
@@ -331,30 +359,63 @@ fn openreplica_sets_up_nodes_and_runs_a_cluster_on_them() {
     assert!(err.contains("exited before it listened"), "{err}");
     assert!(err.contains("unknown object type \"NoSuchType\""), "{err}");
 
-    let a1 = started_addr(&lab.ok(&["replica", "--node", &n21, "-o", "Counter", "-p", "0"]));
+    // The token reaches the replicas through their environment, not a command line.
+    let token = ["--token", "s3cret-token"];
+    let start = |node: &str, boot: Option<&str>| {
+        let mut args = vec!["replica", "--node", node, "-o", "Counter", "-p", "0"];
+        args.extend(token);
+        if let Some(boot) = boot {
+            args.extend(["-b", boot]);
+        }
+        started_addr(&lab.ok(&args))
+    };
+    let a1 = start(&n21, None);
     assert!(a1.starts_with("127.0.0.21:"), "{a1}");
-    let a2 =
-        started_addr(&lab.ok(&["replica", "--node", &n22, "-o", "Counter", "-p", "0", "-b", &a1]));
-    let a3 =
-        started_addr(&lab.ok(&["replica", "--node", &n23, "-o", "Counter", "-p", "0", "-b", &a1]));
+    let a2 = start(&n22, Some(&a1));
+    let a3 = start(&n23, Some(&a1));
     assert!(a2.starts_with("127.0.0.22:") && a3.starts_with("127.0.0.23:"), "{a2} {a3}");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let deadline = now() + Duration::from_secs(30);
-    while voters_of(&runtime, &a1) != 3 {
+    while voters_of(&runtime, &a1, "s3cret-token") != 3 {
         assert!(now() < deadline, "the three replicas did not form a cluster");
         pause(Duration::from_millis(100));
     }
     let boot = format!("{a1},{a2},{a3}");
-    concoord_call(&boot, &["increment"]);
-    concoord_call(&boot, &["increment"]);
-    assert_eq!(concoord_call(&a3, &["getvalue"]), "2");
+    concoord_call(&boot, &[&token[..], &["increment"]].concat());
+    concoord_call(&boot, &[&token[..], &["increment"]].concat());
+    assert_eq!(concoord_call(&a3, &[&token[..], &["getvalue"]].concat()), "2");
+    let config_text =
+        std::fs::read_to_string(lab.config_home.join("concoord/openreplica.json")).unwrap();
+    assert!(!config_text.contains("s3cret"), "{config_text}");
+    for r in lab.config()["replicas"].as_array().unwrap() {
+        let pid = r["pid"].as_u64().unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(!String::from_utf8_lossy(&cmdline).contains("s3cret"));
+    }
 
-    let out = lab.ok(&["status"]);
+    // Without --node, a node is chosen (the least loaded); the replica is recorded there.
+    let mut args = vec!["replica", "-o", "Counter", "-p", "0", "-b", &a1];
+    args.extend(token);
+    let a4 = started_addr(&lab.ok(&args));
+    assert!(
+        ["127.0.0.21:", "127.0.0.22:", "127.0.0.23:"].iter().any(|p| a4.starts_with(p)),
+        "{a4}"
+    );
+    assert_eq!(lab.config()["replicas"].as_array().unwrap().len(), 4);
+    lab.ok(&["stop", &a4]);
+
+    let out = lab.ok(&["status", "--token", "s3cret-token"]);
     assert_eq!(out.matches("running").count(), 3, "{out}");
     assert_eq!(out.matches("leader").count(), 1, "{out}");
-    // Each replica's log and working directory are in its node's directory.
-    let logs: Vec<_> = std::fs::read_dir(lab.home(22).join("concoord/logs")).unwrap().collect();
-    assert_eq!(logs.len(), 1);
+    // Each replica's log is in its node's directory, and says where it listens.
+    for r in lab.config()["replicas"].as_array().unwrap() {
+        let addr = r["addr"].as_str().unwrap();
+        let n: u8 = addr.split(['.', ':']).nth(3).unwrap().parse().unwrap();
+        let log = PathBuf::from(r["log"].as_str().unwrap());
+        assert!(log.starts_with(lab.home(n).join("concoord/logs")), "{log:?}");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains(&format!("listening on {addr}")), "{text}");
+    }
 
     // Route53 credentials land on the node, owner-only.
     lab.ok(&["route53", &n21, "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG"]);
@@ -384,7 +445,7 @@ fn openreplica_sets_up_nodes_and_runs_a_cluster_on_them() {
         assert!(now() < deadline, "replica 3 survived SIGKILL");
         pause(Duration::from_millis(50));
     }
-    let out = lab.openreplica(&["status"]);
+    let out = lab.openreplica(&["status", "--token", "s3cret-token"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("exited"), "{}", text(&out));
     let out = lab.ok(&["stop", "--all"]);
