@@ -75,7 +75,9 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Logging to stderr (`-d` for debug lines), and to a log daemon with `-l`.
+/// Logging to stderr (`-d` for debug lines; `CONCOORD_LOG` takes a tracing filter such
+/// as `debug` or `concoord_server=trace`; colour only on a terminal and without
+/// `NO_COLOR`), and to a log daemon with `-l`.
 pub fn init_logging(debug: bool, logger: Option<&str>, name: &str) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -83,13 +85,19 @@ pub fn init_logging(debug: bool, logger: Option<&str>, name: &str) {
     let level = if debug { "debug" } else { "info" };
     let filter =
         || EnvFilter::try_from_env("CONCOORD_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    // Colour only on a terminal, and never when NO_COLOR is set (no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false)
         .with_filter(filter());
+    // The log daemon stamps each line as it receives it: one timestamp per line.
     let net = logger.map(|addr| {
         tracing_subscriber::fmt::layer()
             .with_ansi(false)
+            .without_time()
             .with_target(false)
             .with_writer(netlog::NetLog::start(addr, name))
             .with_filter(filter())

@@ -490,6 +490,11 @@ fn openreplica_says_why_it_cannot_reach_a_node() {
     assert!(err.contains("does not match"), "{err}");
     assert!(lab.config()["nodes"].as_array().unwrap().len() == 1);
 
+    // setup checks that what it installs is concoord.
+    let err = lab.fails(&["setup", &n21, "--binary", "/bin/sh"]);
+    assert!(err.contains("is not a concoord binary"), "{err}");
+    assert!(!lab.home(21).join("concoord/bin/concoord").exists());
+
     // Usage errors need no node.
     let err = lab.fails(&["nameserver", "--node", &n21, "-o", "Counter"]);
     assert!(err.contains("needs -n DOMAIN"), "{err}");

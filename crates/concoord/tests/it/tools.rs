@@ -99,14 +99,14 @@ async fn bench_reports_throughput_and_latency_as_json() {
 #[test]
 fn replicas_stream_log_lines_to_the_log_daemon() {
     let _serial = serial();
-    let mut daemon = Command::new(BIN)
-        .args(["logdaemon", "-a", "127.0.0.1", "-p", "0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // By default the daemon listens on loopback only.
+    let mut daemon =
+        Command::new(BIN).args(["logdaemon", "-p", "0"]).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(daemon.stdout.take().unwrap()).lines();
+    let _daemon = KillOnDrop(daemon);
     let first = lines.next().unwrap().unwrap();
     let addr = first.strip_prefix("concoord logdaemon listening on ").expect(&first).to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     let scratch = Scratch::new("logd");
     let args: Vec<String> = ["-a", "127.0.0.1", "-p", "0", "-o", "Counter", "-l", &addr]
         .iter()
@@ -124,9 +124,28 @@ fn replicas_stream_log_lines_to_the_log_daemon() {
     let line = rx.recv_timeout(Duration::from_secs(10)).expect("the daemon prints a line");
     assert!(line.contains("listening on"), "{line}");
     assert!(line.contains(&replica.addr), "{line}");
+    // One timestamp per line, the daemon's: `<seconds>.<millis>: <LEVEL> ...`.
+    let (stamp, rest) = line.split_once(": ").expect("a stamped line");
+    assert!(
+        stamp.split_once('.').is_some_and(|(s, ms)| s.parse::<u64>().is_ok()
+            && ms.len() == 3
+            && ms.parse::<u32>().is_ok()),
+        "{line}"
+    );
+    // After the replica's name, the level: no second timestamp.
+    let rest = rest.split_once("] ").map_or(rest, |(_, r)| r);
+    assert!(rest.trim_start().starts_with("INFO"), "a second timestamp in {line:?}");
     replica.kill();
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+}
+
+/// A child process killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
@@ -206,4 +225,96 @@ async fn status_exit_codes_tell_healthy_degraded_and_down_apart() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     panic!("two voters of three down never reported as down (exit 3):\n{last}");
+}
+
+#[test]
+fn dev_refuses_ports_past_65535_clearly() {
+    let (ok, out, err) = concoord(&["dev", "-p", "65535", "--exit"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("65535") && err.contains("-p"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn dev_leaves_the_readme_clusters_ports_alone() {
+    let _serial = serial();
+    // Whoever holds 14000 (the README cluster's first port), dev must not need it.
+    let _held = std::net::TcpListener::bind("127.0.0.1:14000");
+    let (ok, out, err) = concoord(&["dev", "--exit"]);
+    assert!(ok, "{out}\n{err}");
+    for port in [14000, 14001, 14002] {
+        assert!(!out.contains(&format!("127.0.0.1:{port}")), "{out}");
+    }
+}
+
+/// Starts `concoord dev` with `args`, runs the `concoord call` it suggests, and stops
+/// it; dev's output.
+fn dev_suggestion_works(args: &[&str]) -> String {
+    let mut dev = Command::new(BIN)
+        .arg("dev")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dev");
+    let mut out = String::new();
+    let mut suggestion = None;
+    for line in BufReader::new(dev.stdout.take().unwrap()).lines().map_while(Result::ok) {
+        out.push_str(&line);
+        out.push('\n');
+        if let Some(rest) = line.strip_prefix("try:") {
+            suggestion = Some(rest.trim().to_string());
+        }
+        if line.starts_with("serving until") {
+            break;
+        }
+    }
+    let suggestion = suggestion.unwrap_or_else(|| panic!("no suggestion:\n{out}"));
+    let words: Vec<&str> = suggestion.split_whitespace().collect();
+    assert_eq!(words[0], "concoord", "{suggestion}");
+    let call = Command::new(BIN).args(&words[1..]).output().expect("run the suggestion");
+    let _ = dev.kill();
+    let _ = dev.wait();
+    assert!(
+        call.status.success(),
+        "the suggested `{suggestion}` failed: {}",
+        String::from_utf8_lossy(&call.stderr)
+    );
+    out
+}
+
+#[test]
+fn dev_suggests_a_call_the_objects_type_has() {
+    let _serial = serial();
+    for object in ["Lock", "Queue"] {
+        let out = dev_suggestion_works(&["-p", "0", "-o", object]);
+        let suggestion = out.lines().find(|l| l.starts_with("try:")).unwrap();
+        assert!(!suggestion.contains("increment"), "{out}");
+    }
+    dev_suggestion_works(&["-p", "0"]);
+}
+
+#[test]
+fn replica_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let _serial = serial();
+    let scratch = Scratch::new("colour");
+    let args: Vec<String> =
+        ["-a", "127.0.0.1", "-p", "0", "-o", "Counter"].iter().map(|s| s.to_string()).collect();
+    let log = scratch.0.join("replica.log");
+    let mut replica = spawn_replica(&args, &log);
+    replica.kill();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("INFO"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a log file: {text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_names_the_token_option() {
+    let _serial = serial();
+    let setup = Setup { token: Some("right".into()), ..Setup::default() };
+    let cluster = Cluster::start(1, setup).await;
+    let (ok, _, err) = concoord(&["call", "-b", &cluster.boot(), "--token", "wrong", "getvalue"]);
+    assert!(!ok);
+    assert!(err.contains("bad token") && err.contains("--token"), "{err}");
+    assert!(!err.contains("(-t)"), "{err}");
 }
