@@ -49,7 +49,10 @@ pub struct Args {
     hold: bool,
     /// Method name, as the object exposes it (e.g. increment, getvalue, acquire).
     method: String,
-    /// Arguments, each JSON (a bare word is taken as a string).
+    /// Arguments, each JSON; text that does not start like JSON (a digit, - + . " [ {)
+    /// and is not true, false or null is taken as a string. Integers must fit in 64
+    /// signed bits; numbers must be finite. Negative numbers need no `--`.
+    #[arg(allow_negative_numbers = true)]
     args: Vec<String>,
 }
 
@@ -76,6 +79,13 @@ fn seconds(what: &str, value: f64) -> Result<Duration> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // Checked before anything reaches the cluster: a bad argument creates nothing.
+    let call_args = args
+        .args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| json::parse_arg(a).map_err(|e| anyhow::anyhow!("argument {}: {e}", i + 1)))
+        .collect::<Result<Vec<_>>>()?;
     let budget = args.timeout.map(|t| seconds("--timeout", t)).transpose()?;
     let lease = seconds("--lease", args.lease)?.max(Duration::from_secs(1));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -115,7 +125,6 @@ pub fn run(args: Args) -> Result<()> {
                 return Err(timed_out(e, &format!("creating {}", args.object)));
             }
         }
-        let call_args: Vec<_> = args.args.iter().map(|a| json::parse_arg(a)).collect();
         let result = match remaining() {
             Some(left) => {
                 client.call_with_timeout(&args.object, &args.method, call_args, left).await

@@ -318,3 +318,37 @@ async fn a_refused_token_names_the_token_option() {
     assert!(err.contains("bad token") && err.contains("--token"), "{err}");
     assert!(!err.contains("(-t)"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_arguments_are_json_or_plain_words_and_never_change_silently() {
+    let _serial = serial();
+    let cluster = Cluster::start(1, Setup::default()).await;
+    let boot = cluster.boot();
+    let call = |args: &[&str]| {
+        let mut all = vec!["call", "-b", boot.as_str()];
+        all.extend(args);
+        concoord(&all)
+    };
+    // Negative numbers need no `--`; a plain word is a string.
+    let (ok, out, err) = call(&["--object", "m", "--create", "Map", "put", "k", "-5"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(call(&["--object", "m", "get", "k"]).1.trim(), "-5");
+    let (ok, _, err) = call(&["--object", "m", "put", "w", "alice"]);
+    assert!(ok, "{err}");
+    assert_eq!(call(&["--object", "m", "get", "w"]).1.trim(), "\"alice\"");
+    // Invalid JSON is an error, and nothing was created for the failed call.
+    let (ok, _, err) = call(&["--object", "m2", "--create", "Map", "put", "k", "{bad"]);
+    assert!(!ok);
+    assert!(err.contains("argument 2") && err.contains("not valid JSON"), "{err}");
+    let (ok, out, _) = call(&["--object", "m2", "get", "k"]);
+    assert!(!ok, "the failed call created m2: {out}");
+    // Integers beyond i64 and non-finite numbers are refused, not rounded or stringified.
+    let (ok, _, err) = call(&["--object", "m", "put", "big", "9223372036854775808"]);
+    assert!(!ok && err.contains("beyond the 64-bit integer range"), "{err}");
+    for number in ["NaN", "Infinity", "1e400"] {
+        let (ok, _, err) = call(&["--object", "m", "put", "x", number]);
+        assert!(!ok && err.contains("not a finite number"), "{number}: {err}");
+    }
+    let (ok, out, _) = call(&["--object", "m", "get", "x"]);
+    assert!(ok && out.trim() == "null", "a refused argument was stored: {out}");
+}
