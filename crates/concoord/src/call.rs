@@ -28,6 +28,10 @@ pub struct Args {
     /// Create the object with this type first if it does not exist yet.
     #[arg(long = "create")]
     create: Option<String>,
+    /// A constructor argument for --create, by the same rule as the method's
+    /// arguments; repeat for several (`--create Semaphore --init 3`).
+    #[arg(long = "init", requires = "create", allow_negative_numbers = true)]
+    init: Vec<String>,
     /// Token, if the replicas require one.
     #[arg(long = "token", env = "CONCOORD_TOKEN")]
     token: Option<String>,
@@ -86,6 +90,11 @@ pub fn run(args: Args) -> Result<()> {
         .enumerate()
         .map(|(i, a)| json::parse_arg(a).map_err(|e| anyhow::anyhow!("argument {}: {e}", i + 1)))
         .collect::<Result<Vec<_>>>()?;
+    let init_args = args
+        .init
+        .iter()
+        .map(|a| json::parse_arg(a).map_err(|e| anyhow::anyhow!("--init {a}: {e}")))
+        .collect::<Result<Vec<_>>>()?;
     let budget = args.timeout.map(|t| seconds("--timeout", t)).transpose()?;
     let lease = seconds("--lease", args.lease)?.max(Duration::from_secs(1));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -117,9 +126,9 @@ pub fn run(args: Args) -> Result<()> {
         if let Some(type_name) = &args.create {
             let created = match remaining() {
                 Some(left) => {
-                    client.create_with_timeout(&args.object, type_name, vec![], left).await
+                    client.create_with_timeout(&args.object, type_name, init_args, left).await
                 }
-                None => client.create(&args.object, type_name, Vec::new()).await,
+                None => client.create(&args.object, type_name, init_args).await,
             };
             if let Err(e) = created {
                 return Err(timed_out(e, &format!("creating {}", args.object)));

@@ -352,3 +352,29 @@ async fn call_arguments_are_json_or_plain_words_and_never_change_silently() {
     let (ok, out, _) = call(&["--object", "m", "get", "x"]);
     assert!(ok && out.trim() == "null", "a refused argument was stored: {out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_takes_constructor_arguments() {
+    let _serial = serial();
+    let cluster = Cluster::start(1, Setup::default()).await;
+    let boot = cluster.boot();
+    let call = |args: &[&str]| {
+        let mut all = vec!["call", "-b", boot.as_str()];
+        all.extend(args);
+        concoord(&all)
+    };
+    let (ok, out, err) = call(&["--object", "s", "--create", "Semaphore", "--init", "3", "value"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "3");
+    let (ok, out, err) = call(&["--object", "b", "--create", "Barrier", "--init", "4", "parties"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "4");
+    // The constructor's own checks apply, and a refused constructor creates nothing.
+    let (ok, _, err) = call(&["--object", "bad", "--create", "Semaphore", "--init", "-1", "value"]);
+    assert!(!ok && err.contains("must be >= 0"), "{err}");
+    let (ok, out, _) = call(&["--object", "bad", "value"]);
+    assert!(!ok, "a refused constructor left an instance: {out}");
+    // --init without --create is a usage error.
+    let (ok, _, err) = call(&["--init", "3", "value"]);
+    assert!(!ok && err.contains("--create"), "{err}");
+}
