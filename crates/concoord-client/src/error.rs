@@ -39,7 +39,8 @@ pub enum ClientError {
     /// keeps cancelling it in the background; to release whatever the session may
     /// hold at once, close the client (ending the session).
     #[error(
-        "timed out: it may or may not have taken effect (no replica confirmed either way in          time); close the client to release anything its session may hold"
+        "timed out: it may or may not have taken effect (no replica confirmed either way in \
+         time); close the client to release anything its session may hold"
     )]
     MaybeExecuted,
     /// A replica broke the client protocol, or a request cannot be sent at all

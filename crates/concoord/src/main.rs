@@ -35,6 +35,7 @@ enum Command {
     /// Receive log lines from replicas started with -l and print them.
     Logdaemon(logdaemon::Args),
     /// Call a method of an object on a running cluster (JSON arguments and result).
+    #[command(after_help = call::EXIT_HELP)]
     Call(call::Args),
     /// Show the members, leader, ballot, slots and lag of a running cluster.
     Status(status::Args),
@@ -55,7 +56,7 @@ fn main() {
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         let code = e
-            .downcast_ref::<call::TimedOut>()
+            .downcast_ref::<call::Failed>()
             .map(|t| t.code)
             .or_else(|| e.downcast_ref::<status::Unhealthy>().map(|u| u.code))
             .unwrap_or(1);

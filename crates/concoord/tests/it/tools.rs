@@ -378,3 +378,44 @@ async fn create_takes_constructor_arguments() {
     let (ok, _, err) = call(&["--init", "3", "value"]);
     assert!(!ok && err.contains("--create"), "{err}");
 }
+
+/// `concoord call` with `args`: its exit status and error output.
+fn call_status(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN).arg("call").args(args).output().expect("run concoord call");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_exit_codes_tell_the_methods_error_from_usage_and_an_unusable_cluster() {
+    let _serial = serial();
+    let setup = Setup { token: Some("right".into()), ..Setup::default() };
+    let cluster = Cluster::start(1, setup).await;
+    let boot = cluster.boot();
+    let b = boot.as_str();
+    // The method's own error: a refused release.
+    let (code, err) =
+        call_status(&["-b", b, "--token", "right", "--object", "l", "--create", "Lock", "release"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("RuntimeError: cannot release un-acquired lock"), "{err}");
+    // Usage errors: an argument, an address, an option.
+    let (code, err) = call_status(&["-b", b, "--token", "right", "getvalue", "[1,"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = call_status(&["-b", "nohost", "getvalue"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = call_status(&["-b", b, "--no-such-option", "getvalue"]);
+    assert_eq!(code, Some(2), "{err}");
+    // The cluster cannot be used: a refused token, no replica answering.
+    let (code, err) = call_status(&["-b", b, "--token", "wrong", "getvalue"]);
+    assert_eq!(code, Some(5), "{err}");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (code, err) = call_status(&["-b", &dead.to_string(), "getvalue"]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("unavailable"), "{err}");
+    // And --help says so.
+    let out = Command::new(BIN).args(["call", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Exit status") && help.contains("5 the cluster could not be used"),
+        "{help}"
+    );
+}
