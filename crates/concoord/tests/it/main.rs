@@ -8,6 +8,7 @@
 
 mod bounds;
 mod cluster;
+mod docs;
 mod faults;
 mod harness;
 mod netfault;
