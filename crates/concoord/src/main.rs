@@ -1,5 +1,5 @@
-//! The `concoord` command: `replica`, `object`, `logdaemon`, and our own `call`, `status`,
-//! `bench` and `dev`. Each subcommand lives in its own module; this file only parses
+//! The `concoord` command: `replica`, `object`, `logdaemon`, and our own `call`, `shell`,
+//! `status`, `bench` and `dev`. Each subcommand lives in its own module; this file only parses
 //! arguments and sets up logging.
 
 mod bench;
@@ -10,6 +10,7 @@ mod logdaemon;
 mod netlog;
 mod object;
 mod replica;
+mod shell;
 mod status;
 
 use anyhow::Result;
@@ -37,6 +38,9 @@ enum Command {
     /// Call a method of an object on a running cluster (JSON arguments and result).
     #[command(after_help = call::EXIT_HELP)]
     Call(call::Args),
+    /// Call methods in one session, line by line from standard input: what a call
+    /// acquires stays held for the next lines (acquire, then release).
+    Shell(shell::Args),
     /// Show the members, leader, ballot, slots and lag of a running cluster.
     Status(status::Args),
     /// Start a local 3-replica cluster for trying things out.
@@ -70,6 +74,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Object(args) => object::run(args),
         Command::Logdaemon(args) => logdaemon::run(args),
         Command::Call(args) => call::run(args),
+        Command::Shell(args) => shell::run(args),
         Command::Status(args) => status::run(args),
         Command::Dev(args) => dev::run(args),
         Command::Bench(args) => bench::run(args),

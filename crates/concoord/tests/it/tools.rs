@@ -419,3 +419,70 @@ async fn call_exit_codes_tell_the_methods_error_from_usage_and_an_unusable_clust
         "{help}"
     );
 }
+
+/// Starts `concoord shell -b boot` with `script` on its standard input (then closed).
+fn start_shell(boot: &str, script: &str) -> std::process::Child {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(["shell", "-b", boot])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start concoord shell");
+    child.stdin.take().unwrap().write_all(script.as_bytes()).expect("write the script");
+    child
+}
+
+/// Runs a shell script to its end: success, the printed results, the errors.
+fn shell(boot: &str, script: &str) -> (bool, Vec<String>, String) {
+    let out = start_shell(boot, script).wait_with_output().expect("shell output");
+    let lines = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    (out.status.success(), lines, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shell_holds_one_session_across_lines() {
+    let _serial = serial();
+    let cluster = Cluster::start(1, Setup::default()).await;
+    let boot = cluster.boot();
+    // A lock acquired on one line is still held on the next, and released by this session.
+    let (ok, out, err) =
+        shell(&boot, "use l\ncreate Lock\nacquire\nlocked\nrelease\nlocked\n# done\n");
+    assert!(ok, "{err}");
+    assert_eq!(out, ["null", "true", "true", "null", "false"], "{err}");
+    // RLock re-entry: the same session acquires twice and must release twice.
+    let script = "use r\ncreate RLock\nacquire\nacquire\nrelease\nlocked\nrelease\nlocked\n";
+    let (ok, out, err) = shell(&boot, script);
+    assert!(ok, "{err}");
+    assert_eq!(out, ["null", "true", "true", "null", "true", "null", "false"], "{err}");
+
+    // Condition: one shell waits, another notifies it.
+    let mut waiter = start_shell(&boot, "use c\ncreate Condition\nacquire\nwait\nrelease\n");
+    let mut lines = BufReader::new(waiter.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "null");
+    assert_eq!(lines.next().unwrap().unwrap(), "true");
+    // The notifier's acquire waits until the waiter's wait releases the lock.
+    let (ok, out, err) = shell(&boot, "use c\nacquire\nnotify\nrelease\n");
+    assert!(ok, "{err}");
+    assert_eq!(out, ["true", "null", "null"], "{err}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let _ = tx.send(rest);
+    });
+    let Ok(rest) = rx.recv_timeout(Duration::from_secs(30)) else {
+        let _ = waiter.kill();
+        let _ = waiter.wait();
+        panic!("the waiter was never woken");
+    };
+    assert_eq!(rest, ["true", "null"]);
+    assert!(waiter.wait().unwrap().success());
+
+    // A failing line is reported with the line, later lines still run, and the exit
+    // status says something failed.
+    let (ok, out, err) = shell(&boot, "use l\nrelease\nlocked\n");
+    assert!(!ok);
+    assert!(err.contains("release: RuntimeError: cannot release un-acquired lock"), "{err}");
+    assert_eq!(out, ["false"]);
+}
