@@ -112,7 +112,7 @@ fn replicas_stream_log_lines_to_the_log_daemon() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let mut replica = spawn_replica(&args, &scratch.0.join("replica.log"));
+    let replica = KillReplicaOnDrop(spawn_replica(&args, &scratch.0.join("replica.log")));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
@@ -123,7 +123,7 @@ fn replicas_stream_log_lines_to_the_log_daemon() {
     });
     let line = rx.recv_timeout(Duration::from_secs(10)).expect("the daemon prints a line");
     assert!(line.contains("listening on"), "{line}");
-    assert!(line.contains(&replica.addr), "{line}");
+    assert!(line.contains(&replica.0.addr), "{line}");
     // One timestamp per line, the daemon's: `<seconds>.<millis>: <LEVEL> ...`.
     let (stamp, rest) = line.split_once(": ").expect("a stamped line");
     assert!(
@@ -135,7 +135,15 @@ fn replicas_stream_log_lines_to_the_log_daemon() {
     // After the replica's name, the level: no second timestamp.
     let rest = rest.split_once("] ").map_or(rest, |(_, r)| r);
     assert!(rest.trim_start().starts_with("INFO"), "a second timestamp in {line:?}");
-    replica.kill();
+}
+
+/// A replica killed when the test ends, however it ends.
+struct KillReplicaOnDrop(crate::harness::Replica);
+
+impl Drop for KillReplicaOnDrop {
+    fn drop(&mut self) {
+        self.0.kill();
+    }
 }
 
 /// A child process killed when the test ends, however it ends.
