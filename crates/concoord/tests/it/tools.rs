@@ -258,16 +258,18 @@ fn dev_leaves_the_readme_clusters_ports_alone() {
 /// Starts `concoord dev` with `args`, runs the `concoord call` it suggests, and stops
 /// it; dev's output.
 fn dev_suggestion_works(args: &[&str]) -> String {
-    let mut dev = Command::new(BIN)
-        .arg("dev")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start dev");
+    let mut dev = KillOnDrop(
+        Command::new(BIN)
+            .arg("dev")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dev"),
+    );
     let mut out = String::new();
     let mut suggestion = None;
-    for line in BufReader::new(dev.stdout.take().unwrap()).lines().map_while(Result::ok) {
+    for line in BufReader::new(dev.0.stdout.take().unwrap()).lines().map_while(Result::ok) {
         out.push_str(&line);
         out.push('\n');
         if let Some(rest) = line.strip_prefix("try:") {
@@ -281,8 +283,7 @@ fn dev_suggestion_works(args: &[&str]) -> String {
     let words: Vec<&str> = suggestion.split_whitespace().collect();
     assert_eq!(words[0], "concoord", "{suggestion}");
     let call = Command::new(BIN).args(&words[1..]).output().expect("run the suggestion");
-    let _ = dev.kill();
-    let _ = dev.wait();
+    drop(dev);
     assert!(
         call.status.success(),
         "the suggested `{suggestion}` failed: {}",
@@ -466,8 +467,9 @@ async fn the_shell_holds_one_session_across_lines() {
     assert_eq!(out, ["null", "true", "true", "null", "true", "null", "false"], "{err}");
 
     // Condition: one shell waits, another notifies it.
-    let mut waiter = start_shell(&boot, "use c\ncreate Condition\nacquire\nwait\nrelease\n");
-    let mut lines = BufReader::new(waiter.stdout.take().unwrap()).lines();
+    let mut waiter =
+        KillOnDrop(start_shell(&boot, "use c\ncreate Condition\nacquire\nwait\nrelease\n"));
+    let mut lines = BufReader::new(waiter.0.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "null");
     assert_eq!(lines.next().unwrap().unwrap(), "true");
     // The notifier's acquire waits until the waiter's wait releases the lock.
@@ -479,13 +481,9 @@ async fn the_shell_holds_one_session_across_lines() {
         let rest: Vec<String> = lines.map_while(Result::ok).collect();
         let _ = tx.send(rest);
     });
-    let Ok(rest) = rx.recv_timeout(Duration::from_secs(30)) else {
-        let _ = waiter.kill();
-        let _ = waiter.wait();
-        panic!("the waiter was never woken");
-    };
+    let rest = rx.recv_timeout(Duration::from_secs(30)).expect("the waiter was never woken");
     assert_eq!(rest, ["true", "null"]);
-    assert!(waiter.wait().unwrap().success());
+    assert!(waiter.0.wait().unwrap().success());
 
     // A failing line is reported with the line, later lines still run, and the exit
     // status says something failed.
