@@ -20,7 +20,7 @@ pub enum ClientError {
     )]
     SessionExpired,
     /// The replicas refused the token.
-    #[error("bad token: the replicas refused the token; pass the one they were started with (-t)")]
+    #[error("bad token: the replicas refused the token; pass the one they were started with (--token, or CONCOORD_TOKEN)")]
     BadToken,
     /// No replica answered for `give_up_after`, or the client was closed.
     #[error("service unavailable: {0}")]

@@ -1,8 +1,9 @@
 //! `concoord call`: calls one method of one object on a running cluster, with JSON
-//! arguments, and prints the result as JSON. A method that raises exits with status
-//! 1 and prints the exception (`ValueError: ...`). With `--timeout`, the whole
-//! command (connecting, `--create`, the call) ends within it, and a timeout exits
-//! with status 3 (the call had no effect) or 4 (it may or may not have).
+//! arguments, and prints the result as JSON. Its exit status tells apart the method's
+//! own error (1, printed as `ValueError: ...`), a usage error (2), a timeout (3: the
+//! call had no effect; 4: it may or may not have) and a cluster that could not be used
+//! (5). With `--timeout`, the whole command (connecting, `--create`, the call) ends
+//! within it.
 
 use crate::json;
 use anyhow::{bail, Result};
@@ -11,10 +12,25 @@ use std::fmt;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Exit status of a method (or constructor) that raised: the object's own answer.
+pub const EXIT_RAISED: i32 = 1;
+/// Exit status of a usage error: a bad option, argument or address.
+pub const EXIT_USAGE: i32 = 2;
 /// Exit status of a command that timed out and certainly had no effect.
 pub const EXIT_TIMEOUT: i32 = 3;
-/// Exit status of a command that timed out after its call may have taken effect.
+/// Exit status of a command whose call may or may not have taken effect: it timed
+/// out after reaching a replica, or its session expired meanwhile.
 pub const EXIT_MAYBE_EXECUTED: i32 = 4;
+/// Exit status when the cluster could not be used: no replica answered, the token
+/// was refused, or a replica broke the protocol.
+pub const EXIT_UNAVAILABLE: i32 = 5;
+
+/// The exit statuses, for `--help`.
+pub const EXIT_HELP: &str = "Exit status: 0 the call returned (its result is printed as JSON); \
+    1 the method raised (the exception is printed); 2 usage error (bad option, argument or \
+    address); 3 timed out, and the call had no effect; 4 the call may or may not have taken \
+    effect (timed out after reaching a replica, or its session expired); 5 the cluster could \
+    not be used (no replica answered, the token was refused, a protocol error).";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -28,6 +44,10 @@ pub struct Args {
     /// Create the object with this type first if it does not exist yet.
     #[arg(long = "create")]
     create: Option<String>,
+    /// A constructor argument for --create, by the same rule as the method's
+    /// arguments; repeat for several (`--create Semaphore --init 3`).
+    #[arg(long = "init", requires = "create", allow_negative_numbers = true)]
+    init: Vec<String>,
     /// Token, if the replicas require one.
     #[arg(long = "token", env = "CONCOORD_TOKEN")]
     token: Option<String>,
@@ -53,24 +73,31 @@ pub struct Args {
     hold: bool,
     /// Method name, as the object exposes it (e.g. increment, getvalue, acquire).
     method: String,
-    /// Arguments, each JSON (a bare word is taken as a string).
+    /// Arguments, each JSON; text that does not start like JSON (a digit, - + . " [ {)
+    /// and is not true, false or null is taken as a string. Integers must fit in 64
+    /// signed bits; numbers must be finite. Negative numbers need no `--`.
+    #[arg(allow_negative_numbers = true)]
     args: Vec<String>,
 }
 
-/// A command that ran out of time: what to tell the user, and the exit status.
+/// A failed call: what to tell the user, and the exit status.
 #[derive(Debug)]
-pub struct TimedOut {
+pub struct Failed {
     pub code: i32,
     message: String,
 }
 
-impl fmt::Display for TimedOut {
+impl fmt::Display for Failed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for TimedOut {}
+impl std::error::Error for Failed {}
+
+fn usage(message: String) -> anyhow::Error {
+    Failed { code: EXIT_USAGE, message }.into()
+}
 
 fn seconds(what: &str, value: f64) -> Result<Duration> {
     match Duration::try_from_secs_f64(value) {
@@ -80,8 +107,26 @@ fn seconds(what: &str, value: f64) -> Result<Duration> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let budget = args.timeout.map(|t| seconds("--timeout", t)).transpose()?;
-    let lease = seconds("--lease", args.lease)?.max(Duration::from_secs(1));
+    // Checked before anything reaches the cluster: a bad argument creates nothing.
+    let call_args = args
+        .args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| json::parse_arg(a).map_err(|e| usage(format!("argument {}: {e}", i + 1))))
+        .collect::<Result<Vec<_>>>()?;
+    let init_args = args
+        .init
+        .iter()
+        .map(|a| json::parse_arg(a).map_err(|e| usage(format!("--init {a}: {e}"))))
+        .collect::<Result<Vec<_>>>()?;
+    let budget = args
+        .timeout
+        .map(|t| seconds("--timeout", t))
+        .transpose()
+        .map_err(|e| usage(format!("{e:#}")))?;
+    let lease = seconds("--lease", args.lease)
+        .map_err(|e| usage(format!("{e:#}")))?
+        .max(Duration::from_secs(1));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let start = Instant::now();
@@ -96,34 +141,47 @@ pub fn run(args: Args) -> Result<()> {
         options.lease = lease;
         // From a shell, say so soon when no replica answers at all.
         options.give_up_after = Duration::from_secs(15);
-        let timed_out = |e: ClientError, doing: &str| -> anyhow::Error {
-            let Some(budget) = budget else { return e.into() };
-            let (code, outcome) = match e {
-                ClientError::Timeout => (EXIT_TIMEOUT, "it had no effect"),
-                ClientError::MaybeExecuted => (
+        let failed = |e: ClientError, doing: &str| -> anyhow::Error {
+            let (code, message) = match (e, budget) {
+                (ClientError::Raised(e), _) => (EXIT_RAISED, format!("{}: {}", e.kind, e.message)),
+                (ClientError::Timeout, Some(budget)) => {
+                    (EXIT_TIMEOUT, format!("timed out after {budget:?} {doing}: it had no effect"))
+                }
+                (ClientError::MaybeExecuted, Some(budget)) => (
                     EXIT_MAYBE_EXECUTED,
-                    "it may or may not have taken effect (no replica confirmed either way in time)",
+                    format!(
+                        "timed out after {budget:?} {doing}: it may or may not have taken effect \
+                         (no replica confirmed either way in time)"
+                    ),
                 ),
-                other => return other.into(),
+                (e @ ClientError::Timeout, None) => (EXIT_TIMEOUT, format!("{doing}: {e}")),
+                (e @ (ClientError::MaybeExecuted | ClientError::SessionExpired), _) => {
+                    (EXIT_MAYBE_EXECUTED, format!("{doing}: {e}"))
+                }
+                (e @ ClientError::BadAddress(_), _) => (EXIT_USAGE, format!("{doing}: {e}")),
+                (
+                    e @ (ClientError::BadToken
+                    | ClientError::Unavailable(_)
+                    | ClientError::Protocol(_)),
+                    _,
+                ) => (EXIT_UNAVAILABLE, format!("{doing}: {e}")),
             };
-            let message = format!("timed out after {budget:?} {doing}: {outcome}");
-            TimedOut { code, message }.into()
+            Failed { code, message }.into()
         };
         let client = Client::connect(&args.boot, options).await.map_err(|e| {
-            timed_out(e, &format!("connecting to {} (no replica opened a session)", args.boot))
+            failed(e, &format!("connecting to {} (no replica opened a session)", args.boot))
         })?;
         if let Some(type_name) = &args.create {
             let created = match remaining() {
                 Some(left) => {
-                    client.create_with_timeout(&args.object, type_name, vec![], left).await
+                    client.create_with_timeout(&args.object, type_name, init_args, left).await
                 }
-                None => client.create(&args.object, type_name, Vec::new()).await,
+                None => client.create(&args.object, type_name, init_args).await,
             };
             if let Err(e) = created {
-                return Err(timed_out(e, &format!("creating {}", args.object)));
+                return Err(failed(e, &format!("creating {}", args.object)));
             }
         }
-        let call_args: Vec<_> = args.args.iter().map(|a| json::parse_arg(a)).collect();
         let result = match remaining() {
             Some(left) => {
                 client.call_with_timeout(&args.object, &args.method, call_args, left).await
@@ -150,8 +208,7 @@ pub fn run(args: Args) -> Result<()> {
                 println!("{}", json::to_json(&value));
                 Ok(())
             }
-            Err(ClientError::Raised(e)) => bail!("{}: {}", e.kind, e.message),
-            Err(e) => Err(timed_out(e, &format!("calling {}.{}", args.object, args.method))),
+            Err(e) => Err(failed(e, &format!("calling {}.{}", args.object, args.method))),
         }
     })
 }

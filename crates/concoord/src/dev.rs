@@ -10,8 +10,9 @@ use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// First port; the replicas use this one and the next two (0: any free ports).
-    #[arg(short = 'p', long = "port", default_value_t = 14000)]
+    /// First port; the replicas use this one and the next two (default 0: any free
+    /// ports, so dev never takes a port a real cluster on this machine uses).
+    #[arg(short = 'p', long = "port", default_value_t = 0)]
     port: u16,
     /// Address to listen on.
     #[arg(short = 'a', long = "addr", default_value = "127.0.0.1")]
@@ -31,6 +32,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.port != 0 && args.port > u16::MAX - 2 {
+        bail!(
+            "-p {}: dev uses three consecutive ports, so the first must be at most {} (or 0 for \
+             any free ports)",
+            args.port,
+            u16::MAX - 2
+        );
+    }
     crate::init_logging(args.debug, None, "dev");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -71,7 +80,14 @@ async fn serve(args: Args) -> Result<()> {
     }
     client.close().await;
     let exe = "concoord";
-    println!("try:  {exe} call -b {boot} increment");
+    let types = concoord_server::object_types();
+    match types.canonical(&args.objectname).and_then(example_call) {
+        Some(call) => println!("try:  {exe} call -b {boot} {call}"),
+        None => println!(
+            "try:  {exe} call -b {boot} METHOD [ARG...]   (the methods of {} are in docs/objects.md)",
+            args.objectname
+        ),
+    }
     println!("      {exe} status -b {boot}");
     println!("      {exe} bench -b {boot} --workload increment --clients 8 --duration 5");
     if args.exit {
@@ -86,6 +102,23 @@ async fn serve(args: Args) -> Result<()> {
         let _ = r.stop().await;
     }
     Ok(())
+}
+
+/// A call that any fresh instance of a built-in type answers, to show the way.
+fn example_call(type_name: &str) -> Option<&'static str> {
+    Some(match type_name {
+        "Counter" => "increment",
+        "Lock" | "RLock" => "locked",
+        "Semaphore" | "BoundedSemaphore" => "value",
+        "Barrier" => "parties",
+        "Queue" => "qsize",
+        "Stack" | "BinaryTree" => "get_size",
+        "Log" => "read",
+        "Membership" => "members",
+        "JobManager" => "list_jobs",
+        "NameserverCoord" => "getdomains",
+        _ => return None,
+    })
 }
 
 /// Waits until the replica at `addr` leads a membership with `count` voters.

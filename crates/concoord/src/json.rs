@@ -7,13 +7,78 @@
 use concoord_object::Value;
 use serde_json::Value as Json;
 
-/// An argument from the command line: JSON if it parses, else the text as a string
-/// (so `concoord call put name alice` works without quoting).
-pub fn parse_arg(text: &str) -> Value {
-    match serde_json::from_str::<Json>(text) {
-        Ok(json) => from_json(&json),
-        Err(_) => Value::Str(text.to_string()),
+/// An argument from the command line, by one rule: text that starts like JSON (a digit,
+/// `-`, `+`, `.`, `"`, `[` or `{`) or is `true`, `false` or `null` must be valid JSON;
+/// any other text is a string as it stands (so `concoord call put name alice` works
+/// without quoting). Integers must fit in 64 signed bits and numbers must be finite
+/// (`NaN`, `Infinity` and `1e400` are refused): a value is never silently changed.
+pub fn parse_arg(text: &str) -> Result<Value, String> {
+    let trimmed = text.trim();
+    let bare = trimmed.trim_start_matches(['+', '-']).to_ascii_lowercase();
+    if matches!(bare.as_str(), "nan" | "inf" | "infinity") {
+        return Err(format!("{text:?} is not a finite number: arguments must be finite"));
     }
+    let starts_like_json =
+        trimmed.starts_with(|c: char| c.is_ascii_digit() || "-+.\"[{".contains(c));
+    if !starts_like_json && !matches!(trimmed, "true" | "false" | "null") {
+        return Ok(Value::Str(text.to_string()));
+    }
+    if let Some(big) = integer_beyond_i64(trimmed) {
+        return Err(format!(
+            "{big} is beyond the 64-bit integer range ({}..{}); pass it as a string: '\"{big}\"'",
+            i64::MIN,
+            i64::MAX
+        ));
+    }
+    match serde_json::from_str::<Json>(trimmed) {
+        Ok(json) => Ok(from_json(&json)),
+        Err(e) if e.to_string().contains("out of range") => {
+            Err(format!("{text:?} is not a finite number: arguments must be finite"))
+        }
+        Err(e) => Err(format!(
+            "{text:?} is not valid JSON ({e}); a string that starts like JSON needs JSON \
+             quotes: '\"...\"'"
+        )),
+    }
+}
+
+/// The first integer literal (outside JSON strings) that does not fit in an i64.
+fn integer_beyond_i64(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut in_string = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            i += 1;
+            while i < bytes.len() && (bytes[i].is_ascii_digit() || b".eE+-".contains(&bytes[i])) {
+                i += 1;
+            }
+            let token = &text[start..i];
+            let integer = token.bytes().skip(1).all(|c| c.is_ascii_digit());
+            if integer && token != "-" && token.parse::<i64>().is_err() {
+                return Some(token);
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
 }
 
 pub fn from_json(json: &Json) -> Value {
@@ -65,12 +130,37 @@ mod tests {
 
     #[test]
     fn arguments_parse_as_json_or_text() {
-        assert_eq!(parse_arg("5"), Value::Int(5));
-        assert_eq!(parse_arg("2.5"), Value::Float(2.5));
-        assert_eq!(parse_arg("\"5\""), Value::Str("5".into()));
-        assert_eq!(parse_arg("alice"), Value::Str("alice".into()));
-        assert_eq!(parse_arg("[1,null]"), Value::List(vec![Value::Int(1), Value::Nil]));
-        assert_eq!(parse_arg("true"), Value::Bool(true));
+        let ok = |t: &str| parse_arg(t).unwrap();
+        assert_eq!(ok("5"), Value::Int(5));
+        assert_eq!(ok("-5"), Value::Int(-5));
+        assert_eq!(ok("2.5"), Value::Float(2.5));
+        assert_eq!(ok("\"5\""), Value::Str("5".into()));
+        assert_eq!(ok("alice"), Value::Str("alice".into()));
+        assert_eq!(ok("hello world"), Value::Str("hello world".into()));
+        assert_eq!(ok(""), Value::Str("".into()));
+        assert_eq!(ok("[1,null]"), Value::List(vec![Value::Int(1), Value::Nil]));
+        assert_eq!(ok("true"), Value::Bool(true));
+        assert_eq!(ok("9223372036854775807"), Value::Int(i64::MAX));
+        assert_eq!(ok("-9223372036854775808"), Value::Int(i64::MIN));
+        assert_eq!(
+            ok(r#"["99999999999999999999"]"#),
+            Value::List(vec![Value::Str("99999999999999999999".into())])
+        );
+    }
+
+    #[test]
+    fn arguments_that_would_change_silently_are_refused() {
+        let err = |t: &str| parse_arg(t).unwrap_err();
+        assert!(err("{bad").contains("not valid JSON"), "{}", err("{bad"));
+        assert!(err("[1,").contains("not valid JSON"));
+        assert!(err("12abc").contains("not valid JSON"));
+        assert!(err("9223372036854775808").contains("beyond the 64-bit integer range"));
+        assert!(err("-9223372036854775809").contains("beyond the 64-bit integer range"));
+        assert!(err("[1, 18446744073709551616]").contains("18446744073709551616"));
+        assert!(err("{\"a\": 99999999999999999999}").contains("beyond"));
+        for text in ["NaN", "Infinity", "-Infinity", "inf", "1e400", "-1e400"] {
+            assert!(err(text).contains("not a finite number"), "{text}: {}", err(text));
+        }
     }
 
     #[test]

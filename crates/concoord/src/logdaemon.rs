@@ -11,8 +11,8 @@ const LINE_MAX: usize = 64 * 1024;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Address to listen on.
-    #[arg(short = 'a', long = "addr", default_value = "0.0.0.0")]
+    /// Address to listen on (default: loopback only; 0.0.0.0 for every interface).
+    #[arg(short = 'a', long = "addr", default_value = "127.0.0.1")]
     addr: String,
     /// Port to listen on (the original's 12000).
     #[arg(short = 'p', long = "port", default_value_t = 12000)]

@@ -1,5 +1,5 @@
-//! The `concoord` command: `replica`, `object`, `logdaemon`, and our own `call`, `status`,
-//! `bench` and `dev`. Each subcommand lives in its own module; this file only parses
+//! The `concoord` command: `replica`, `object`, `logdaemon`, and our own `call`, `shell`,
+//! `status`, `bench` and `dev`. Each subcommand lives in its own module; this file only parses
 //! arguments and sets up logging.
 
 mod bench;
@@ -10,6 +10,7 @@ mod logdaemon;
 mod netlog;
 mod object;
 mod replica;
+mod shell;
 mod status;
 
 use anyhow::Result;
@@ -35,7 +36,11 @@ enum Command {
     /// Receive log lines from replicas started with -l and print them.
     Logdaemon(logdaemon::Args),
     /// Call a method of an object on a running cluster (JSON arguments and result).
+    #[command(after_help = call::EXIT_HELP)]
     Call(call::Args),
+    /// Call methods in one session, line by line from standard input: what a call
+    /// acquires stays held for the next lines (acquire, then release).
+    Shell(shell::Args),
     /// Show the members, leader, ballot, slots and lag of a running cluster.
     Status(status::Args),
     /// Start a local 3-replica cluster for trying things out.
@@ -55,7 +60,7 @@ fn main() {
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         let code = e
-            .downcast_ref::<call::TimedOut>()
+            .downcast_ref::<call::Failed>()
             .map(|t| t.code)
             .or_else(|| e.downcast_ref::<status::Unhealthy>().map(|u| u.code))
             .unwrap_or(1);
@@ -69,13 +74,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Object(args) => object::run(args),
         Command::Logdaemon(args) => logdaemon::run(args),
         Command::Call(args) => call::run(args),
+        Command::Shell(args) => shell::run(args),
         Command::Status(args) => status::run(args),
         Command::Dev(args) => dev::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }
 
-/// Logging to stderr (`-d` for debug lines), and to a log daemon with `-l`.
+/// Logging to stderr (`-d` for debug lines; `CONCOORD_LOG` takes a tracing filter such
+/// as `debug` or `concoord_server=trace`; colour only on a terminal and without
+/// `NO_COLOR`), and to a log daemon with `-l`.
 pub fn init_logging(debug: bool, logger: Option<&str>, name: &str) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -83,13 +91,19 @@ pub fn init_logging(debug: bool, logger: Option<&str>, name: &str) {
     let level = if debug { "debug" } else { "info" };
     let filter =
         || EnvFilter::try_from_env("CONCOORD_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    // Colour only on a terminal, and never when NO_COLOR is set (no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false)
         .with_filter(filter());
+    // The log daemon stamps each line as it receives it: one timestamp per line.
     let net = logger.map(|addr| {
         tracing_subscriber::fmt::layer()
             .with_ansi(false)
+            .without_time()
             .with_target(false)
             .with_writer(netlog::NetLog::start(addr, name))
             .with_filter(filter())

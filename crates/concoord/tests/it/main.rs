@@ -8,10 +8,12 @@
 
 mod bounds;
 mod cluster;
+mod docs;
 mod faults;
 mod harness;
 mod metrics;
 mod netfault;
+mod openreplica;
 mod operator;
 mod sessions;
 mod tools;

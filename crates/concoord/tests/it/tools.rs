@@ -112,20 +112,20 @@ async fn bench_reports_throughput_and_latency_as_json() {
 #[test]
 fn replicas_stream_log_lines_to_the_log_daemon() {
     let _serial = serial();
-    let mut daemon = Command::new(BIN)
-        .args(["logdaemon", "-a", "127.0.0.1", "-p", "0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // By default the daemon listens on loopback only.
+    let mut daemon =
+        Command::new(BIN).args(["logdaemon", "-p", "0"]).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(daemon.stdout.take().unwrap()).lines();
+    let _daemon = KillOnDrop(daemon);
     let first = lines.next().unwrap().unwrap();
     let addr = first.strip_prefix("concoord logdaemon listening on ").expect(&first).to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     let scratch = Scratch::new("logd");
     let args: Vec<String> = ["-a", "127.0.0.1", "-p", "0", "-o", "Counter", "-l", &addr]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let mut replica = spawn_replica(&args, &scratch.0.join("replica.log"));
+    let replica = KillReplicaOnDrop(spawn_replica(&args, &scratch.0.join("replica.log")));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
@@ -136,10 +136,37 @@ fn replicas_stream_log_lines_to_the_log_daemon() {
     });
     let line = rx.recv_timeout(Duration::from_secs(10)).expect("the daemon prints a line");
     assert!(line.contains("listening on"), "{line}");
-    assert!(line.contains(&replica.addr), "{line}");
-    replica.kill();
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    assert!(line.contains(&replica.0.addr), "{line}");
+    // One timestamp per line, the daemon's: `<seconds>.<millis>: <LEVEL> ...`.
+    let (stamp, rest) = line.split_once(": ").expect("a stamped line");
+    assert!(
+        stamp.split_once('.').is_some_and(|(s, ms)| s.parse::<u64>().is_ok()
+            && ms.len() == 3
+            && ms.parse::<u32>().is_ok()),
+        "{line}"
+    );
+    // After the replica's name, the level: no second timestamp.
+    let rest = rest.split_once("] ").map_or(rest, |(_, r)| r);
+    assert!(rest.trim_start().starts_with("INFO"), "a second timestamp in {line:?}");
+}
+
+/// A replica killed when the test ends, however it ends.
+struct KillReplicaOnDrop(crate::harness::Replica);
+
+impl Drop for KillReplicaOnDrop {
+    fn drop(&mut self) {
+        self.0.kill();
+    }
+}
+
+/// A child process killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
@@ -219,4 +246,262 @@ async fn status_exit_codes_tell_healthy_degraded_and_down_apart() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     panic!("two voters of three down never reported as down (exit 3):\n{last}");
+}
+
+#[test]
+fn dev_refuses_ports_past_65535_clearly() {
+    let (ok, out, err) = concoord(&["dev", "-p", "65535", "--exit"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("65535") && err.contains("-p"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn dev_leaves_the_readme_clusters_ports_alone() {
+    let _serial = serial();
+    // Whoever holds 14000 (the README cluster's first port), dev must not need it.
+    let _held = std::net::TcpListener::bind("127.0.0.1:14000");
+    let (ok, out, err) = concoord(&["dev", "--exit"]);
+    assert!(ok, "{out}\n{err}");
+    for port in [14000, 14001, 14002] {
+        assert!(!out.contains(&format!("127.0.0.1:{port}")), "{out}");
+    }
+}
+
+/// Starts `concoord dev` with `args`, runs the `concoord call` it suggests, and stops
+/// it; dev's output.
+fn dev_suggestion_works(args: &[&str]) -> String {
+    let mut dev = KillOnDrop(
+        Command::new(BIN)
+            .arg("dev")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dev"),
+    );
+    let mut out = String::new();
+    let mut suggestion = None;
+    for line in BufReader::new(dev.0.stdout.take().unwrap()).lines().map_while(Result::ok) {
+        out.push_str(&line);
+        out.push('\n');
+        if let Some(rest) = line.strip_prefix("try:") {
+            suggestion = Some(rest.trim().to_string());
+        }
+        if line.starts_with("serving until") {
+            break;
+        }
+    }
+    let suggestion = suggestion.unwrap_or_else(|| panic!("no suggestion:\n{out}"));
+    let words: Vec<&str> = suggestion.split_whitespace().collect();
+    assert_eq!(words[0], "concoord", "{suggestion}");
+    let call = Command::new(BIN).args(&words[1..]).output().expect("run the suggestion");
+    drop(dev);
+    assert!(
+        call.status.success(),
+        "the suggested `{suggestion}` failed: {}",
+        String::from_utf8_lossy(&call.stderr)
+    );
+    out
+}
+
+#[test]
+fn dev_suggests_a_call_the_objects_type_has() {
+    let _serial = serial();
+    for object in ["Lock", "Queue"] {
+        let out = dev_suggestion_works(&["-p", "0", "-o", object]);
+        let suggestion = out.lines().find(|l| l.starts_with("try:")).unwrap();
+        assert!(!suggestion.contains("increment"), "{out}");
+    }
+    dev_suggestion_works(&["-p", "0"]);
+}
+
+#[test]
+fn replica_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let _serial = serial();
+    let scratch = Scratch::new("colour");
+    let args: Vec<String> =
+        ["-a", "127.0.0.1", "-p", "0", "-o", "Counter"].iter().map(|s| s.to_string()).collect();
+    let log = scratch.0.join("replica.log");
+    let mut replica = spawn_replica(&args, &log);
+    replica.kill();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("INFO"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a log file: {text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_names_the_token_option() {
+    let _serial = serial();
+    let setup = Setup { token: Some("right".into()), ..Setup::default() };
+    let cluster = Cluster::start(1, setup).await;
+    let (ok, _, err) = concoord(&["call", "-b", &cluster.boot(), "--token", "wrong", "getvalue"]);
+    assert!(!ok);
+    assert!(err.contains("bad token") && err.contains("--token"), "{err}");
+    assert!(!err.contains("(-t)"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_arguments_are_json_or_plain_words_and_never_change_silently() {
+    let _serial = serial();
+    let cluster = Cluster::start(1, Setup::default()).await;
+    let boot = cluster.boot();
+    let call = |args: &[&str]| {
+        let mut all = vec!["call", "-b", boot.as_str()];
+        all.extend(args);
+        concoord(&all)
+    };
+    // Negative numbers need no `--`; a plain word is a string.
+    let (ok, out, err) = call(&["--object", "m", "--create", "Map", "put", "k", "-5"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(call(&["--object", "m", "get", "k"]).1.trim(), "-5");
+    let (ok, _, err) = call(&["--object", "m", "put", "w", "alice"]);
+    assert!(ok, "{err}");
+    assert_eq!(call(&["--object", "m", "get", "w"]).1.trim(), "\"alice\"");
+    // Invalid JSON is an error, and nothing was created for the failed call.
+    let (ok, _, err) = call(&["--object", "m2", "--create", "Map", "put", "k", "{bad"]);
+    assert!(!ok);
+    assert!(err.contains("argument 2") && err.contains("not valid JSON"), "{err}");
+    let (ok, out, _) = call(&["--object", "m2", "get", "k"]);
+    assert!(!ok, "the failed call created m2: {out}");
+    // Integers beyond i64 and non-finite numbers are refused, not rounded or stringified.
+    let (ok, _, err) = call(&["--object", "m", "put", "big", "9223372036854775808"]);
+    assert!(!ok && err.contains("beyond the 64-bit integer range"), "{err}");
+    for number in ["NaN", "Infinity", "1e400"] {
+        let (ok, _, err) = call(&["--object", "m", "put", "x", number]);
+        assert!(!ok && err.contains("not a finite number"), "{number}: {err}");
+    }
+    let (ok, out, _) = call(&["--object", "m", "get", "x"]);
+    assert!(ok && out.trim() == "null", "a refused argument was stored: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_takes_constructor_arguments() {
+    let _serial = serial();
+    let cluster = Cluster::start(1, Setup::default()).await;
+    let boot = cluster.boot();
+    let call = |args: &[&str]| {
+        let mut all = vec!["call", "-b", boot.as_str()];
+        all.extend(args);
+        concoord(&all)
+    };
+    let (ok, out, err) = call(&["--object", "s", "--create", "Semaphore", "--init", "3", "value"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "3");
+    let (ok, out, err) = call(&["--object", "b", "--create", "Barrier", "--init", "4", "parties"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "4");
+    // The constructor's own checks apply, and a refused constructor creates nothing.
+    let (ok, _, err) = call(&["--object", "bad", "--create", "Semaphore", "--init", "-1", "value"]);
+    assert!(!ok && err.contains("must be >= 0"), "{err}");
+    let (ok, out, _) = call(&["--object", "bad", "value"]);
+    assert!(!ok, "a refused constructor left an instance: {out}");
+    // --init without --create is a usage error.
+    let (ok, _, err) = call(&["--init", "3", "value"]);
+    assert!(!ok && err.contains("--create"), "{err}");
+}
+
+/// `concoord call` with `args`: its exit status and error output.
+fn call_status(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN).arg("call").args(args).output().expect("run concoord call");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_exit_codes_tell_the_methods_error_from_usage_and_an_unusable_cluster() {
+    let _serial = serial();
+    let setup = Setup { token: Some("right".into()), ..Setup::default() };
+    let cluster = Cluster::start(1, setup).await;
+    let boot = cluster.boot();
+    let b = boot.as_str();
+    // The method's own error: a refused release.
+    let (code, err) =
+        call_status(&["-b", b, "--token", "right", "--object", "l", "--create", "Lock", "release"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("RuntimeError: cannot release un-acquired lock"), "{err}");
+    // Usage errors: an argument, an address, an option.
+    let (code, err) = call_status(&["-b", b, "--token", "right", "getvalue", "[1,"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = call_status(&["-b", "nohost", "getvalue"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = call_status(&["-b", b, "--no-such-option", "getvalue"]);
+    assert_eq!(code, Some(2), "{err}");
+    // The cluster cannot be used: a refused token, no replica answering.
+    let (code, err) = call_status(&["-b", b, "--token", "wrong", "getvalue"]);
+    assert_eq!(code, Some(5), "{err}");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (code, err) = call_status(&["-b", &dead.to_string(), "getvalue"]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("unavailable"), "{err}");
+    // And --help says so.
+    let out = Command::new(BIN).args(["call", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Exit status") && help.contains("5 the cluster could not be used"),
+        "{help}"
+    );
+}
+
+/// Starts `concoord shell -b boot` with `script` on its standard input (then closed).
+fn start_shell(boot: &str, script: &str) -> std::process::Child {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(["shell", "-b", boot])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start concoord shell");
+    child.stdin.take().unwrap().write_all(script.as_bytes()).expect("write the script");
+    child
+}
+
+/// Runs a shell script to its end: success, the printed results, the errors.
+fn shell(boot: &str, script: &str) -> (bool, Vec<String>, String) {
+    let out = start_shell(boot, script).wait_with_output().expect("shell output");
+    let lines = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    (out.status.success(), lines, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shell_holds_one_session_across_lines() {
+    let _serial = serial();
+    let cluster = Cluster::start(1, Setup::default()).await;
+    let boot = cluster.boot();
+    // A lock acquired on one line is still held on the next, and released by this session.
+    let (ok, out, err) =
+        shell(&boot, "use l\ncreate Lock\nacquire\nlocked\nrelease\nlocked\n# done\n");
+    assert!(ok, "{err}");
+    assert_eq!(out, ["null", "true", "true", "null", "false"], "{err}");
+    // RLock re-entry: the same session acquires twice and must release twice.
+    let script = "use r\ncreate RLock\nacquire\nacquire\nrelease\nlocked\nrelease\nlocked\n";
+    let (ok, out, err) = shell(&boot, script);
+    assert!(ok, "{err}");
+    assert_eq!(out, ["null", "true", "true", "null", "true", "null", "false"], "{err}");
+
+    // Condition: one shell waits, another notifies it.
+    let mut waiter =
+        KillOnDrop(start_shell(&boot, "use c\ncreate Condition\nacquire\nwait\nrelease\n"));
+    let mut lines = BufReader::new(waiter.0.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "null");
+    assert_eq!(lines.next().unwrap().unwrap(), "true");
+    // The notifier's acquire waits until the waiter's wait releases the lock.
+    let (ok, out, err) = shell(&boot, "use c\nacquire\nnotify\nrelease\n");
+    assert!(ok, "{err}");
+    assert_eq!(out, ["true", "null", "null"], "{err}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let _ = tx.send(rest);
+    });
+    let rest = rx.recv_timeout(Duration::from_secs(30)).expect("the waiter was never woken");
+    assert_eq!(rest, ["true", "null"]);
+    assert!(waiter.0.wait().unwrap().success());
+
+    // A failing line is reported with the line, later lines still run, and the exit
+    // status says something failed.
+    let (ok, out, err) = shell(&boot, "use l\nrelease\nlocked\n");
+    assert!(!ok);
+    assert!(err.contains("release: RuntimeError: cannot release un-acquired lock"), "{err}");
+    assert_eq!(out, ["false"]);
 }
