@@ -75,6 +75,8 @@ pub struct Config {
     pub removed_linger: Duration,
     /// How to run the Python object host, when `object_type` is a Python class.
     pub host: HostConfig,
+    /// Serve DNS for a domain from the membership (`-n`).
+    pub naming: Option<concoord_naming::NamingConfig>,
 }
 
 impl Config {
@@ -95,6 +97,7 @@ impl Config {
             snapshot_every: 4_096,
             removed_linger: Duration::from_secs(10),
             host: HostConfig::default(),
+            naming: None,
         }
     }
 }
@@ -114,6 +117,8 @@ pub enum ServerError {
     Machine(String),
     #[error("the Python object host failed: {0}; this replica stops rather than answer from an object it can no longer trust (the others keep serving)")]
     Host(String),
+    #[error(transparent)]
+    Naming(#[from] concoord_naming::ServeError),
 }
 
 /// A started replica.
@@ -160,6 +165,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         .local_addr()
         .map_err(|source| ServerError::Listen { addr: config.listen.clone(), source })?;
     let addr = config.advertise.clone().unwrap_or_else(|| bound.to_string());
+    let naming = match config.naming.clone() {
+        Some(n) => Some(concoord_naming::Naming::start(n, bound.ip()).await?),
+        None => None,
+    };
     let clock = Clock::new();
     let now = clock.now();
     let mut opts = config.paxos.clone();
@@ -309,6 +318,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         join_reported_at: None,
         foreign_addrs: BTreeMap::new(),
         foreign_reported: BTreeSet::new(),
+        naming,
         _events_tx: events_tx,
     };
     server.effects = effects;
@@ -449,6 +459,8 @@ struct Server {
     /// not admitted yet.
     joining_since: Time,
     join_reported_at: Option<Time>,
+    /// The name server (`-n`), fed the applied membership after every turn.
+    naming: Option<concoord_naming::Naming>,
     /// Keeps the event channel open even with no connection task alive.
     _events_tx: mpsc::Sender<Event>,
 }
@@ -1031,6 +1043,13 @@ impl Server {
             });
         }
         self.remember_members();
+        if let Some(naming) = self.naming.as_mut() {
+            // The membership governing the next slot to apply, keyed by the slot it
+            // took effect at: a change shows in DNS as soon as it is applied.
+            if let Some((from, m)) = self.replica.schedule().entry_at(self.applied.next()) {
+                naming.update(from.0, || m.members.values().map(|(m, _)| m.addr.clone()).collect());
+            }
+        }
         if self.replica.role() != RoleKind::Joining {
             self.joining_since = self.clock.now();
             self.join_reported_at = None;

@@ -1,5 +1,5 @@
 //! `concoord replica`: starts one replica with the original's options (`-a -p -b -o
-//! -l -w -d`, with `-n`/`-r` refused until the name server lands) plus ours.
+//! -l -n -w -d`, with `-r` refused until Route53 publishing lands) plus ours.
 
 use anyhow::{bail, Context, Result};
 use concoord_server::{Config, ServerError};
@@ -24,9 +24,16 @@ pub struct Args {
     /// Send log lines to a `concoord logdaemon` at host:port.
     #[arg(short = 'l', long = "logger")]
     logger: Option<String>,
-    /// Serve DNS for this domain (not available yet).
+    /// Serve DNS for this domain from the membership (A/AAAA, SRV at
+    /// _concoord._tcp.DOMAIN, TXT, NS, SOA), on UDP and TCP at the replica's address.
     #[arg(short = 'n', long = "domainname")]
     domainname: Option<String>,
+    /// Port of the name server (-n); 53 needs root or CAP_NET_BIND_SERVICE.
+    #[arg(long = "dns-port", default_value_t = concoord_naming::DEFAULT_DNS_PORT, requires = "domainname")]
+    dns_port: u16,
+    /// TTL in seconds of every DNS record (-n).
+    #[arg(long = "dns-ttl", default_value_t = 30, requires = "domainname")]
+    dns_ttl: u32,
     /// Publish the replica set to Route53 (not available yet).
     #[arg(short = 'r', long = "route53")]
     route53: bool,
@@ -79,10 +86,10 @@ pub fn run(args: Args) -> Result<()> {
         }
         return Ok(());
     }
-    if args.domainname.is_some() || args.route53 {
+    if args.route53 {
         bail!(
-            "-n/--domainname and -r/--route53 (the DNS name server and Route53 updates) are not \
-             available in this version yet; start the replica without them"
+            "-r/--route53 (publishing the membership to Route53) is not available in this \
+             version yet; -n DOMAIN alone serves DNS from the replica itself"
         );
     }
     let addr = match args.addr {
@@ -106,6 +113,12 @@ pub fn run(args: Args) -> Result<()> {
         None => Vec::new(),
     };
     config.token = args.token;
+    if let Some(domain) = &args.domainname {
+        let mut naming = concoord_naming::NamingConfig::new(domain)?;
+        naming.dns_port = args.dns_port;
+        naming.ttl = args.dns_ttl;
+        config.naming = Some(naming);
+    }
     config.data_dir = match (args.data_dir, args.writetodisk) {
         (Some(dir), _) => Some(dir),
         (None, true) => {

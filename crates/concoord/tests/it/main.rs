@@ -10,6 +10,7 @@ mod bounds;
 mod cluster;
 mod faults;
 mod harness;
+mod naming;
 mod netfault;
 mod operator;
 mod sessions;

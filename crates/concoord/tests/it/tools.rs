@@ -134,9 +134,29 @@ fn replica_options_are_checked() {
     let (ok, _, err) = concoord(&["replica", "-a", "127.0.0.1", "-p", "0", "-o", "NoSuchThing"]);
     assert!(!ok);
     assert!(err.contains("unknown object type"), "{err}");
-    let (ok, _, err) = concoord(&["replica", "-o", "Counter", "-n", "example.org"]);
+    let (ok, _, err) = concoord(&["replica", "-o", "Counter", "-n", "example.org", "-r"]);
     assert!(!ok);
     assert!(err.contains("not available"), "{err}");
+    let (ok, _, err) = concoord(&["replica", "-o", "Counter", "-n", "bad..name"]);
+    assert!(!ok);
+    assert!(err.contains("not a valid domain name"), "{err}");
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (ok, _, err) = concoord(&[
+        "replica",
+        "-a",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "-o",
+        "Counter",
+        "-n",
+        "example.org",
+        "--dns-port",
+        &port,
+    ]);
+    assert!(!ok, "the DNS port is taken");
+    assert!(err.contains("cannot bind the DNS port") && err.contains("--dns-port"), "{err}");
     let (ok, _, err) = concoord(&["replica", "-o", "Counter", "-b", "nohost"]);
     assert!(!ok);
     assert!(err.contains("no port"), "{err}");
