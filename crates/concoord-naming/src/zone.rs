@@ -102,7 +102,7 @@ pub fn ip_target(ip: IpAddr, apex: &Name) -> Option<Name> {
 }
 
 /// Splits `host:port` into an IP address (if the host is one) and a port.
-fn split_addr(addr: &str) -> Option<(Result<IpAddr, String>, u16)> {
+pub(crate) fn split_addr(addr: &str) -> Option<(Result<IpAddr, String>, u16)> {
     if let Ok(sa) = addr.parse::<SocketAddr>() {
         return Some((Ok(sa.ip()), sa.port()));
     }

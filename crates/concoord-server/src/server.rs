@@ -118,7 +118,7 @@ pub enum ServerError {
     #[error("the Python object host failed: {0}; this replica stops rather than answer from an object it can no longer trust (the others keep serving)")]
     Host(String),
     #[error(transparent)]
-    Naming(#[from] concoord_naming::ServeError),
+    Naming(#[from] concoord_naming::NamingError),
 }
 
 /// A started replica.
@@ -1047,7 +1047,10 @@ impl Server {
             // The membership governing the next slot to apply, keyed by the slot it
             // took effect at: a change shows in DNS as soon as it is applied.
             if let Some((from, m)) = self.replica.schedule().entry_at(self.applied.next()) {
-                naming.update(from.0, || m.members.values().map(|(m, _)| m.addr.clone()).collect());
+                let leading = self.replica.is_leader();
+                naming.update(from.0, leading, || {
+                    m.members.values().map(|(m, _)| m.addr.clone()).collect()
+                });
             }
         }
         if self.replica.role() != RoleKind::Joining {

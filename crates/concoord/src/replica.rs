@@ -1,5 +1,5 @@
 //! `concoord replica`: starts one replica with the original's options (`-a -p -b -o
-//! -l -n -w -d`, with `-r` refused until Route53 publishing lands) plus ours.
+//! -l -n -r -w -d`) plus ours.
 
 use anyhow::{bail, Context, Result};
 use concoord_server::{Config, ServerError};
@@ -34,9 +34,14 @@ pub struct Args {
     /// TTL in seconds of every DNS record (-n).
     #[arg(long = "dns-ttl", default_value_t = 30, requires = "domainname")]
     dns_ttl: u32,
-    /// Publish the replica set to Route53 (not available yet).
-    #[arg(short = 'r', long = "route53")]
+    /// With -n: publish the membership to the Route53 hosted zone named DOMAIN (while
+    /// this replica leads) instead of serving DNS. Credentials: AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY, `concoord route53id/route53key`, or ~/.aws/credentials.
+    #[arg(short = 'r', long = "route53", requires = "domainname")]
     route53: bool,
+    /// Route53 API endpoint (for tests against a local server).
+    #[arg(long = "route53-endpoint", default_value = concoord_naming::route53::DEFAULT_ENDPOINT, requires = "route53")]
+    route53_endpoint: String,
     /// Keep durable state in ./concoord-data/<addr>_<port> (see --data-dir).
     #[arg(short = 'w', long = "writetodisk")]
     writetodisk: bool,
@@ -86,12 +91,6 @@ pub fn run(args: Args) -> Result<()> {
         }
         return Ok(());
     }
-    if args.route53 {
-        bail!(
-            "-r/--route53 (publishing the membership to Route53) is not available in this \
-             version yet; -n DOMAIN alone serves DNS from the replica itself"
-        );
-    }
     let addr = match args.addr {
         Some(a) => a,
         None => host_address(),
@@ -117,6 +116,12 @@ pub fn run(args: Args) -> Result<()> {
         let mut naming = concoord_naming::NamingConfig::new(domain)?;
         naming.dns_port = args.dns_port;
         naming.ttl = args.dns_ttl;
+        if args.route53 {
+            naming.route53 = Some(concoord_naming::route53::Route53Config {
+                endpoint: args.route53_endpoint.clone(),
+                credentials: concoord_naming::route53::Credentials::load()?,
+            });
+        }
         config.naming = Some(naming);
     }
     config.data_dir = match (args.data_dir, args.writetodisk) {
