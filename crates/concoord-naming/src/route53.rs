@@ -246,6 +246,17 @@ pub fn sign(input: &SignInput<'_>, creds: &Credentials) -> Vec<(&'static str, St
     out
 }
 
+/// An error and its sources, `: `-separated (reqwest's own text hides the cause).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    out
+}
+
 /// URI-encodes a query value (RFC 3986 unreserved characters stay).
 fn uri_encode(s: &str) -> String {
     s.bytes()
@@ -531,14 +542,17 @@ impl Route53 {
                     if (200..300).contains(&status) {
                         return Ok(text);
                     }
-                    let code = xml_text(&text, "Code").unwrap_or("").to_string();
-                    let message = xml_text(&text, "Message").unwrap_or(text.trim()).to_string();
+                    let code = xml_text(&text, "Code").unwrap_or("no error code").to_string();
+                    let message = match xml_text(&text, "Message") {
+                        Some(m) => m.to_string(),
+                        None => text.trim().chars().take(200).collect(),
+                    };
                     let transient = status == 429
                         || status >= 500
                         || matches!(code.as_str(), "Throttling" | "PriorRequestNotComplete");
                     (Route53Error::Api { status, code, message }, transient)
                 }
-                Err(e) => (Route53Error::Http(format!("{method} {url}: {e}")), true),
+                Err(e) => (Route53Error::Http(format!("{method} {url}: {}", chain(&e))), true),
             };
             let (error, transient) = outcome;
             if !transient || attempt >= ATTEMPTS_MAX {

@@ -175,6 +175,16 @@ async fn name_servers_answer_from_the_membership_and_follow_its_changes() {
         .output()
         .expect("run concoord call");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{out:?}");
+    let out = std::process::Command::new(BIN)
+        .args(["status", "-b", &url])
+        .output()
+        .expect("run concoord status");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("health: healthy"), "{table}");
+    assert!(
+        three.iter().all(|m| table.contains(m.as_str())) && !table.contains("dns://"),
+        "{table}"
+    );
 
     // A join shows on every name server, the new one included, with a larger serial.
     cluster.add_replica();
