@@ -505,6 +505,19 @@ mod tests {
     }
 
     #[test]
+    fn a_member_known_by_host_name_is_its_own_target() {
+        let z = zone(&["127.0.0.1:14000", "db1.example.net:14001"]);
+        let srv = ask(&z, "_concoord._tcp.cc.example.test.", RecordType::SRV);
+        assert_eq!(
+            texts(&srv.answers),
+            ["0 100 14000 127.0.0.1.ipaddr.cc.example.test.", "0 100 14001 db1.example.net."]
+        );
+        assert_eq!(srv.additionals.len(), 1, "no glue for a name outside the zone");
+        let a = ask(&z, "cc.example.test.", RecordType::A);
+        assert_eq!(texts(&a.answers), ["127.0.0.1"]);
+    }
+
+    #[test]
     fn an_unloaded_zone_says_servfail() {
         let z = Zone::unloaded(parse_domain("cc.example.test").unwrap(), DEFAULT_TTL);
         let m = ask(&z, "cc.example.test.", RecordType::A);
