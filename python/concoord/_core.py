@@ -19,7 +19,7 @@ thread-safe: the threaded shell calls it under one lock.
 import collections
 import logging
 
-from . import _wire
+from . import _dns, _wire
 from .exception import (
     BadAddress,
     BadToken,
@@ -134,11 +134,15 @@ def parse_bootstrap(bootstrap):
 
 
 def _parse_addr(entry):
+    if _dns.is_dns(entry):
+        # Looked up on every connection attempt (see _dns.pick).
+        _dns.parse_url(entry)
+        return entry
     host, sep, port = entry.rpartition(":")
     if not sep:
         raise BadAddress(
-            "%r: no port: write host:port (finding replicas through a domain name's DNS "
-            "SRV records is not supported yet)" % entry
+            "%r: no port: write host:port, or dns://DOMAIN[@server[:port]] to find the "
+            "replicas through the domain's DNS SRV records" % entry
         )
     if not host:
         raise BadAddress("%r: no host: write host:port" % entry)
@@ -151,8 +155,11 @@ def _parse_addr(entry):
     return entry
 
 
-def split_addr(addr):
-    """``(host, port)`` of a ``host:port`` (brackets of an IPv6 host removed)."""
+def split_addr(addr, timeout=1.5):
+    """``(host, port)`` of a ``host:port`` (brackets of an IPv6 host removed), or of
+    one replica of a ``dns://`` entry, looked up now (raises ``OSError``)."""
+    if _dns.is_dns(addr):
+        addr = _dns.pick(addr, timeout)
     host, _, port = addr.rpartition(":")
     return host.strip("[]"), int(port)
 

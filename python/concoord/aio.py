@@ -195,7 +195,8 @@ class Client:
         timeout = self._options.connect_timeout
         writer = None
         try:
-            host, port = split_addr(target)
+            # A dns:// target is looked up here: off the event loop.
+            host, port = await asyncio.get_running_loop().run_in_executor(None, split_addr, target)
             reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
             sock = writer.get_extra_info("socket")
             if sock is not None:

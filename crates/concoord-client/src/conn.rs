@@ -43,7 +43,33 @@ pub(crate) struct Received {
 }
 
 /// Connects to `target`, says `Hello` and waits for `Welcome`, all within `timeout`.
+/// A `dns://DOMAIN[@server[:port]]` target is looked up again on every attempt (so
+/// a failover sees the current membership), and its replicas are tried in turn,
+/// each within `timeout`.
 pub(crate) async fn connect(
+    target: String,
+    token: Option<String>,
+    cluster: Option<String>,
+    timeout: Duration,
+) -> Result<(Connection, Welcome), ConnectError> {
+    let Some(parsed) = concoord_naming::parse_dns_url(&target) else {
+        return connect_one(target, token, cluster, timeout).await;
+    };
+    let dns = parsed.map_err(|e| ConnectError::Failed(e.to_string()))?;
+    let addrs = concoord_naming::resolve(&dns)
+        .await
+        .map_err(|e| ConnectError::Failed(format!("cannot find the replicas of {target}: {e}")))?;
+    let mut last = ConnectError::Failed(format!("{target} names no replica"));
+    for addr in addrs {
+        match connect_one(addr, token.clone(), cluster.clone(), timeout).await {
+            Ok(connected) => return Ok(connected),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+async fn connect_one(
     target: String,
     token: Option<String>,
     cluster: Option<String>,

@@ -1,6 +1,5 @@
 //! `ClientOptions` and the parsing of replica address lists. Addresses are kept as
-//! `host:port` text and resolved when connecting; DNS SRV discovery of a domain name
-//! is not here (a later issue).
+//! `host:port` (or `dns://DOMAIN[@server[:port]]`) text and resolved when connecting.
 
 use crate::ClientError;
 use std::time::Duration;
@@ -97,12 +96,21 @@ pub(crate) fn parse_cluster(id: &str) -> Result<String, ClientError> {
 }
 
 /// Parses one `host:port` (no list), as `parse_addrs` does each entry.
+/// Parses one `host:port` or `dns://DOMAIN[@server[:port]]` (no list), as
+/// `parse_addrs` does each entry. A `dns://` entry stays as it is: it is looked up
+/// on every connection attempt.
 pub(crate) fn parse_addr(entry: &str) -> Result<String, ClientError> {
+    if let Some(dns) = concoord_naming::parse_dns_url(entry) {
+        return match dns {
+            Ok(_) => Ok(entry.to_string()),
+            Err(e) => Err(ClientError::BadAddress(e.to_string())),
+        };
+    }
     let bad = |why: &str| ClientError::BadAddress(format!("{entry:?}: {why}"));
     let Some((host, port)) = entry.rsplit_once(':') else {
         return Err(bad(
-            "no port: write host:port (finding replicas through a domain name's DNS SRV \
-             records is not supported yet)",
+            "no port: write host:port, or dns://DOMAIN[@server[:port]] to find the replicas \
+             through the domain's DNS SRV records",
         ));
     };
     if host.is_empty() {
@@ -154,6 +162,11 @@ mod tests {
         assert!(why("a:x").contains("1 to 65535"));
         assert!(why("::1:14000").contains("brackets"));
         assert!(why(" , ").contains("no replica address"));
+        assert!(why("dns://bad..name").contains("dns://DOMAIN"), "{}", why("dns://bad..name"));
+        assert_eq!(
+            parse_addrs("dns://cc.example.test@127.0.0.1:5353, a:1").unwrap(),
+            ["dns://cc.example.test@127.0.0.1:5353", "a:1"]
+        );
         assert!(matches!(parse_addrs("a b:1"), Err(ClientError::BadAddress(_))));
     }
 }

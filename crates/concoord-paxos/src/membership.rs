@@ -146,6 +146,12 @@ impl Schedule {
         self.entries.range(..=slot).next_back().map(|(_, m)| m)
     }
 
+    /// The membership governing `slot` and the slot from which it governs: the same
+    /// pair on every replica that holds it (the name server's SOA serial).
+    pub fn entry_at(&self, slot: Slot) -> Option<(Slot, &Membership)> {
+        self.entries.range(..=slot).next_back().map(|(s, m)| (*s, m))
+    }
+
     /// The newest scheduled membership (which may govern only future slots).
     pub fn latest(&self) -> Option<&Membership> {
         self.entries.values().next_back()

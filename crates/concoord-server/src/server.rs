@@ -78,6 +78,8 @@ pub struct Config {
     pub host: HostConfig,
     /// Serve Prometheus metrics over HTTP at `/metrics` on this address.
     pub metrics_addr: Option<String>,
+    /// Serve DNS for a domain from the membership (`-n`).
+    pub naming: Option<concoord_naming::NamingConfig>,
 }
 
 impl Config {
@@ -99,6 +101,7 @@ impl Config {
             removed_linger: Duration::from_secs(10),
             host: HostConfig::default(),
             metrics_addr: None,
+            naming: None,
         }
     }
 }
@@ -120,6 +123,8 @@ pub enum ServerError {
     Machine(String),
     #[error("the Python object host failed: {0}; this replica stops rather than answer from an object it can no longer trust (the others keep serving)")]
     Host(String),
+    #[error(transparent)]
+    Naming(#[from] concoord_naming::NamingError),
 }
 
 /// A started replica.
@@ -177,6 +182,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         tracing::info!("metrics at http://{at}/metrics");
         tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
     }
+    let naming = match config.naming.clone() {
+        Some(n) => Some(concoord_naming::Naming::start(n, bound.ip()).await?),
+        None => None,
+    };
     let clock = Clock::new();
     let now = clock.now();
     let mut opts = config.paxos.clone();
@@ -332,6 +341,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         last_role: None,
         last_hint: None,
         foreign_reported: BTreeSet::new(),
+        naming,
         _events_tx: events_tx,
     };
     server.effects = effects;
@@ -484,6 +494,8 @@ struct Server {
     /// not admitted yet.
     joining_since: Time,
     join_reported_at: Option<Time>,
+    /// The name server (`-n`), fed the applied membership after every turn.
+    naming: Option<concoord_naming::Naming>,
     /// Keeps the event channel open even with no connection task alive.
     _events_tx: mpsc::Sender<Event>,
 }
@@ -1127,6 +1139,16 @@ impl Server {
             });
         }
         self.remember_members();
+        if let Some(naming) = self.naming.as_mut() {
+            // The membership governing the next slot to apply, keyed by the slot it
+            // took effect at: a change shows in DNS as soon as it is applied.
+            if let Some((from, m)) = self.replica.schedule().entry_at(self.applied.next()) {
+                let leading = self.replica.is_leader();
+                naming.update(from.0, leading, || {
+                    m.members.values().map(|(m, _)| m.addr.clone()).collect()
+                });
+            }
+        }
         if self.replica.role() != RoleKind::Joining {
             self.joining_since = self.clock.now();
             self.join_reported_at = None;

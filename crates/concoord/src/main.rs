@@ -1,5 +1,6 @@
-//! The `concoord` command: `replica`, `object`, `logdaemon`, and our own `call`, `shell`,
-//! `status`, `bench` and `dev`. Each subcommand lives in its own module; this file only parses
+//! The `concoord` command: `replica`, `object`, `route53id`, `route53key`, `logdaemon`,
+//! and our own `call`, `shell`, `status`, `bench` and `dev`. Each subcommand lives in its
+//! own module; this file only parses
 //! arguments and sets up logging.
 
 mod bench;
@@ -10,6 +11,7 @@ mod logdaemon;
 mod netlog;
 mod object;
 mod replica;
+mod route53;
 mod shell;
 mod status;
 
@@ -31,6 +33,10 @@ struct Cli {
 enum Command {
     /// Start a replica (found a cluster, or join one with -b).
     Replica(replica::Args),
+    /// Store the AWS access key id that replicas started with -r use.
+    Route53id(route53::IdArgs),
+    /// Store the AWS secret access key that replicas started with -r use.
+    Route53key(route53::KeyArgs),
     /// Write a client proxy module for a Python class (module.Class).
     Object(object::Args),
     /// Receive log lines from replicas started with -l and print them.
@@ -71,6 +77,8 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Replica(args) => replica::run(args),
+        Command::Route53id(args) => route53::run_id(args),
+        Command::Route53key(args) => route53::run_key(args),
         Command::Object(args) => object::run(args),
         Command::Logdaemon(args) => logdaemon::run(args),
         Command::Call(args) => call::run(args),

@@ -1,5 +1,5 @@
 //! `concoord replica`: starts one replica with the original's options (`-a -p -b -o
-//! -l -w -d`, with `-n`/`-r` refused until the name server lands) plus ours.
+//! -l -n -r -w -d`) plus ours.
 
 use anyhow::{bail, Context, Result};
 use concoord_server::{Config, ServerError};
@@ -24,12 +24,24 @@ pub struct Args {
     /// Send log lines to a `concoord logdaemon` at host:port.
     #[arg(short = 'l', long = "logger")]
     logger: Option<String>,
-    /// Serve DNS for this domain (not available yet).
+    /// Serve DNS for this domain from the membership (A/AAAA, SRV at
+    /// _concoord._tcp.DOMAIN, TXT, NS, SOA), on UDP and TCP at the replica's address.
     #[arg(short = 'n', long = "domainname")]
     domainname: Option<String>,
-    /// Publish the replica set to Route53 (not available yet).
-    #[arg(short = 'r', long = "route53")]
+    /// Port of the name server (-n); 53 needs root or CAP_NET_BIND_SERVICE.
+    #[arg(long = "dns-port", default_value_t = concoord_naming::DEFAULT_DNS_PORT, requires = "domainname")]
+    dns_port: u16,
+    /// TTL in seconds of every DNS record (-n).
+    #[arg(long = "dns-ttl", default_value_t = 30, requires = "domainname")]
+    dns_ttl: u32,
+    /// With -n: publish the membership to the Route53 hosted zone named DOMAIN (while
+    /// this replica leads) instead of serving DNS. Credentials: AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY, `concoord route53id/route53key`, or ~/.aws/credentials.
+    #[arg(short = 'r', long = "route53", requires = "domainname")]
     route53: bool,
+    /// Route53 API endpoint (for tests against a local server).
+    #[arg(long = "route53-endpoint", default_value = concoord_naming::route53::DEFAULT_ENDPOINT, requires = "route53")]
+    route53_endpoint: String,
     /// Keep durable state in ./concoord-data/<addr>_<port> (see --data-dir).
     #[arg(short = 'w', long = "writetodisk")]
     writetodisk: bool,
@@ -83,12 +95,6 @@ pub fn run(args: Args) -> Result<()> {
         }
         return Ok(());
     }
-    if args.domainname.is_some() || args.route53 {
-        bail!(
-            "-n/--domainname and -r/--route53 (the DNS name server and Route53 updates) are not \
-             available in this version yet; start the replica without them"
-        );
-    }
     let addr = match args.addr {
         Some(a) => a,
         None => host_address(),
@@ -110,6 +116,18 @@ pub fn run(args: Args) -> Result<()> {
         None => Vec::new(),
     };
     config.token = args.token;
+    if let Some(domain) = &args.domainname {
+        let mut naming = concoord_naming::NamingConfig::new(domain)?;
+        naming.dns_port = args.dns_port;
+        naming.ttl = args.dns_ttl;
+        if args.route53 {
+            naming.route53 = Some(concoord_naming::route53::Route53Config {
+                endpoint: args.route53_endpoint.clone(),
+                credentials: concoord_naming::route53::Credentials::load()?,
+            });
+        }
+        config.naming = Some(naming);
+    }
     config.data_dir = match (args.data_dir, args.writetodisk) {
         (Some(dir), _) => Some(dir),
         (None, true) => {

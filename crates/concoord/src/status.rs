@@ -154,6 +154,18 @@ async fn collect(
         if !tried.insert(addr.clone()) {
             continue;
         }
+        // A dns:// entry stands for the replicas its name lists.
+        if let Some(dns) = concoord_naming::parse_dns_url(&addr) {
+            let found = match dns {
+                Ok(target) => concoord_naming::resolve(&target).await,
+                Err(e) => Err(e),
+            };
+            match found {
+                Ok(addrs) => todo.extend(addrs),
+                Err(e) => unreachable.push(format!("{addr} ({e})")),
+            }
+            continue;
+        }
         match status_of(&addr, token, Duration::from_secs(2)).await {
             Ok(report) => {
                 for m in &report.members {

@@ -12,6 +12,7 @@ mod docs;
 mod faults;
 mod harness;
 mod metrics;
+mod naming;
 mod netfault;
 mod openreplica;
 mod operator;

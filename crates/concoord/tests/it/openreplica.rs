@@ -419,7 +419,7 @@ fn openreplica_sets_up_nodes_and_runs_a_cluster_on_them() {
 
     // Route53 credentials land on the node, owner-only.
     lab.ok(&["route53", &n21, "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG"]);
-    let creds = lab.home(21).join(".config/concoord/route53");
+    let creds = lab.home(21).join(".config/concoord/route53.cfg");
     let body = std::fs::read_to_string(&creds).unwrap();
     assert!(body.contains("AWS_ACCESS_KEY_ID = AKIDEXAMPLE"), "{body}");
     assert!(body.contains("AWS_SECRET_ACCESS_KEY = wJalrXUtnFEMI/K7MDENG"), "{body}");

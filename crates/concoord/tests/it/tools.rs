@@ -174,9 +174,29 @@ fn replica_options_are_checked() {
     let (ok, _, err) = concoord(&["replica", "-a", "127.0.0.1", "-p", "0", "-o", "NoSuchThing"]);
     assert!(!ok);
     assert!(err.contains("unknown object type"), "{err}");
-    let (ok, _, err) = concoord(&["replica", "-o", "Counter", "-n", "example.org"]);
+    let (ok, _, err) = concoord(&["replica", "-o", "Counter", "-r"]);
     assert!(!ok);
-    assert!(err.contains("not available"), "{err}");
+    assert!(err.contains("--domainname"), "-r needs -n: {err}");
+    let (ok, _, err) = concoord(&["replica", "-o", "Counter", "-n", "bad..name"]);
+    assert!(!ok);
+    assert!(err.contains("not a valid domain name"), "{err}");
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (ok, _, err) = concoord(&[
+        "replica",
+        "-a",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "-o",
+        "Counter",
+        "-n",
+        "example.org",
+        "--dns-port",
+        &port,
+    ]);
+    assert!(!ok, "the DNS port is taken");
+    assert!(err.contains("cannot bind the DNS port") && err.contains("--dns-port"), "{err}");
     let (ok, _, err) = concoord(&["replica", "-o", "Counter", "-b", "nohost"]);
     assert!(!ok);
     assert!(err.contains("no port"), "{err}");
@@ -504,4 +524,59 @@ async fn the_shell_holds_one_session_across_lines() {
     assert!(!ok);
     assert!(err.contains("release: RuntimeError: cannot release un-acquired lock"), "{err}");
     assert_eq!(out, ["false"]);
+}
+
+/// `concoord route53id/route53key` write an owner-only file in the user's
+/// configuration directory, never print the secret, and `-r` finds the credentials
+/// there (and says where to put them when there are none).
+#[test]
+fn route53_credentials_are_stored_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = Scratch::new("route53-home");
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("HOME", &home.0)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+            .output()
+            .expect("run concoord");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let replica = ["replica", "-a", "127.0.0.1", "-p", "0", "-o", "Counter", "-n", "a.test", "-r"];
+    let (ok, _, err) = run(&replica);
+    assert!(!ok && err.contains("concoord route53id"), "no credentials anywhere: {err}");
+    let (ok, out, _) = run(&["route53id", "AKIDTEST"]);
+    assert!(ok && out.contains("AWS_ACCESS_KEY_ID"), "{out}");
+    let (ok, out, err) = run(&["route53key", "s3cr3t-value"]);
+    assert!(ok, "{err}");
+    assert!(!out.contains("s3cr3t") && !err.contains("s3cr3t"), "the secret is never printed");
+    let path = home.0.join(".config/concoord/route53.cfg");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("AWS_ACCESS_KEY_ID = AKIDTEST"), "{text}");
+    assert!(text.contains("AWS_SECRET_ACCESS_KEY = s3cr3t-value"), "{text}");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "owner-only");
+    // With credentials, -r starts (against an endpoint where nothing listens, it logs
+    // the failure and keeps serving).
+    let mut child = Command::new(BIN)
+        .args(replica)
+        .args(["--route53-endpoint", "http://127.0.0.1:9"])
+        .env("HOME", &home.0)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cr3t"), "the secret is never logged");
 }

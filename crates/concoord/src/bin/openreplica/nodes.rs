@@ -161,7 +161,7 @@ fn version_of(binary: &std::path::Path) -> Result<String> {
 
 /// Where the credentials live on a node: owner-only, in the format of the
 /// original's `route53.cfg`.
-pub const ROUTE53_FILE: &str = "${XDG_CONFIG_HOME:-$HOME/.config}/concoord/route53";
+pub const ROUTE53_FILE: &str = "${XDG_CONFIG_HOME:-$HOME/.config}/concoord/route53.cfg";
 
 pub fn route53(locked: &Locked, args: Route53) -> Result<()> {
     let node = locked.config.require_node(&args.host)?.clone();
