@@ -96,7 +96,7 @@ def test_a_closed_session_releases_its_lock(shared_cluster, name):
         wait_parked(waiter)
         holder.close()
         assert waiting() is True
-        assert repr(blocked) == "<Lock owner=%d>" % waiter.session
+        assert repr(blocked) == "<DLock owner=%d>" % waiter.session
         with pytest.raises(Unavailable, match="closed"):
             held.locked()
     finally:
@@ -128,12 +128,12 @@ def test_a_killed_clients_lock_passes_on_when_its_lease_ends(shared_cluster, nam
         # (`with Lock(...)` would acquire, as `with threading.Lock()` does.)
         lock = Lock(shared_cluster.boot, instance=name, call_timeout=60)
         try:
-            assert repr(lock) == "<Lock owner=%d>" % holder_session
+            assert repr(lock) == "<DLock owner=%d>" % holder_session
             holder.send_signal(signal.SIGKILL)
             holder.wait()
             # The holder's session ends after its 1 s lease: the lock passes here.
             assert lock.acquire() is True
-            assert repr(lock) == "<Lock owner=%d>" % lock.client.session
+            assert repr(lock) == "<DLock owner=%d>" % lock.client.session
         finally:
             lock.disconnect()
     finally:

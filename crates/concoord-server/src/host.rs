@@ -384,6 +384,12 @@ impl Object for HostedObject {
         }
     }
 
+    fn reinit(&mut self, ctx: &mut Ctx<'_>, args: &[Value]) -> Option<Outcome> {
+        // The host runs the class's own __init__ on the live instance and answers
+        // the calls parked in the old state itself.
+        Some(self.call(ctx, "__init__", args))
+    }
+
     fn query(&self, method: &str, args: &[Value]) -> Option<Result<Value, ObjectError>> {
         let is_query =
             self.methods().iter().any(|m| m.name == method && m.kind == MethodKind::Query);
