@@ -418,6 +418,25 @@ class Client:
                     shell.after()
             raise
 
+    def call_batch(self, calls):
+        """Sends the calls ``[(object, method, args), ...]`` together, in this order
+        (one write to the connection, so the leader can order them in one log
+        slot), and returns a ``concurrent.futures.Future`` per call without
+        waiting. Arguments are checked before anything is sent."""
+        futures = [concurrent.futures.Future() for _ in calls]
+        self._send_packed([(o, m, _wire.pack_args(a), f) for (o, m, a), f in zip(calls, futures)])
+        return futures
+
+    def _send_packed(self, calls):
+        """Numbers and writes ``[(object, method, packed_args, future), ...]`` under
+        one lock hold; their results go to the futures."""
+        shell = self._shell
+        with shell.lock:
+            now = time.monotonic()
+            for object, method, packed, future in calls:
+                shell.core.call(now, object, method, packed, future, DEFAULT)
+            shell.after()
+
     def create(self, name, type_name, args=(), timeout=DEFAULT):
         """Creates the instance ``name`` of ``type_name`` (``"Counter"`` or the
         original's ``"concoord.object.counter.Counter"``) with constructor ``args``;

@@ -401,8 +401,8 @@ def test_the_safety_check_names_lines_and_reasons(modules):
     assert done.returncode != 0
     assert "faulty.py:2: imports os" in done.stderr
     assert not (modules / "faultyproxy.py").exists()
-    done = concoord_object(modules, "-o", "faulty.Faulty", "-p", "2")
-    assert done.returncode != 0 and "concoord.aio" in done.stderr
+    done = concoord_object(modules, "-o", "faulty.Faulty", "-p", "4")
+    assert done.returncode != 0 and "proxy type 4 is not available" in done.stderr
     done = concoord_object(modules, "-o", "faulty.Faulty")
     assert done.returncode == 0, done.stderr
     assert "def put(self, key, value):" in (modules / "faultyproxy.py").read_text()
@@ -441,3 +441,44 @@ def test_an_asyncio_proxy_generated_with_p3(modules, cluster_factory, monkeypatc
             await counter.close()
 
     asyncio.run(main())
+
+
+def test_a_batching_proxy_generated_with_p2(modules, cluster_factory, monkeypatch):
+    (modules / "batchcounter.py").write_text(textwrap.dedent(MODULES["tencounter"]))
+    (modules / "batchlock.py").write_text(textwrap.dedent(MODULES["hostedlock"]))
+    for spec in ("batchcounter.TenCounter", "batchlock.HostedLock"):
+        done = concoord_object(modules, "-o", spec, "-p", "2")
+        assert done.returncode == 0, done.stderr
+    monkeypatch.syspath_prepend(str(modules))
+    from batchcounterproxy import TenCounter
+    from batchlockproxy import HostedLock
+
+    counters = cluster_factory(1, object="batchcounter.TenCounter")
+    counter = TenCounter(counters.boot, batch_size=20)
+    try:
+        queued = [counter.increment() for _ in range(50)]
+        # Two full batches of 20 went out; the last 10 wait for a flush.
+        assert sum(f.done() for f in queued[40:]) == 0
+        assert counter.proxy.flush() == 10
+        assert [f.result() for f in queued] == [None] * 50
+        value = counter.getvalue()
+        assert value.result() == 500, "asking for a result sends its batch"
+        assert str(counter) == "The counter value is 500"
+        assert counter.__concoordinit__(7).result() is None
+        assert counter.getvalue().result() == 7
+    finally:
+        counter.proxy.disconnect()
+
+    locks = cluster_factory(1, object="batchlock.HostedLock")
+    a, b = HostedLock(locks.boot), HostedLock(locks.boot)
+    try:
+        assert a.acquire().result() is True
+        waiting = b.acquire()
+        b.proxy.flush()
+        wait_parked(b.proxy._client)
+        assert not waiting.done()
+        assert a.release().result() is None
+        assert waiting.result(timeout=30) is True
+    finally:
+        a.proxy.disconnect()
+        b.proxy.disconnect()

@@ -526,3 +526,30 @@ def test_errors_come_back_as_python_exceptions_by_type(shared_client, name):
     with pytest.raises(TypeError, match="set"):
         proxy.invoke_command("increment", {1})
     assert proxy.invoke_command("getvalue") == 0, "nothing was sent"
+
+
+def test_the_batching_runtime_keeps_order_and_checks_arguments_first(shared_client, name):
+    from concoord.batchclientproxy import ClientProxy as BatchProxy
+
+    shared_client.create(name, "Stack")
+    stack = BatchProxy(client=shared_client, instance=name, batch_size=1000)
+    futures = [stack.invoke_command_async("append", i) for i in range(5)]
+    with pytest.raises(TypeError):
+        stack.invoke_command_async("append", {1, 2})
+    pop = stack.invoke_command_async("pop")
+    # Commands run in the order they were queued: pop sees every append.
+    assert stack.wait_until_command_done(pop) == 4
+    assert [f.result() for f in futures] == [None] * 5
+    pushed = stack.invoke_command_async("append", 9)
+    # A synchronous call sends the queue first; this one is a command too, so it
+    # is ordered after the append.
+    assert stack.invoke_command("pop") == 9
+    assert pushed.done() and pushed.result() is None
+    assert stack.invoke_command("get_stack") == [0, 1, 2, 3]
+    assert stack.flush() == 0
+    empty = BatchProxy(client=shared_client, instance=name + "-none", batch_size=1000)
+    missing = empty.invoke_command_async("append", 1)
+    with pytest.raises(AttributeError):
+        missing.result()
+    with pytest.raises(ValueError):
+        BatchProxy(client=shared_client, batch_size=0)
