@@ -17,7 +17,7 @@ import pytest
 
 from concoord.client import Client
 from concoord.clientproxy import ClientProxy
-from concoord.exception import RemoteError, Timeout
+from concoord.exception import RemoteError, Timeout, Unavailable
 from conftest import Replica, concoord_bin
 from test_proxies import in_thread, wait_parked
 
@@ -482,3 +482,32 @@ def test_a_batching_proxy_generated_with_p2(modules, cluster_factory, monkeypatc
     finally:
         a.proxy.disconnect()
         b.proxy.disconnect()
+
+
+def test_a_hosted_barrier_parks_through_the_replicas(modules, cluster_factory):
+    import concoord.object.barrier
+
+    (modules / "mybarrier.py").write_text(
+        pathlib.Path(concoord.object.barrier.__file__).read_text().replace("count=1", "count=3")
+    )
+    cluster = cluster_factory(3, object="mybarrier.Barrier")
+    proxies = [ClientProxy(cluster.boot) for _ in range(3)]
+    try:
+        first = in_thread(proxies[0].invoke_command, "wait")
+        wait_parked(proxies[0]._client)
+        second = in_thread(proxies[1].invoke_command, "wait")
+        wait_parked(proxies[1]._client)
+        assert proxies[2].invoke_command("__repr__") == "<DBarrier parties=3 waiting=2>"
+        assert proxies[2].invoke_command("wait") == 2
+        assert (first(), second()) == (0, 1)
+        assert proxies[2].invoke_command("n_waiting") == 0
+        # A session that ends leaves the barrier: the next round needs three others.
+        waiting = in_thread(proxies[0].invoke_command, "wait")
+        wait_parked(proxies[0]._client)
+        proxies[0].disconnect()
+        with pytest.raises(Unavailable):
+            waiting()
+        assert proxies[1].invoke_command("n_waiting") == 0
+    finally:
+        for p in proxies:
+            p.disconnect()
