@@ -247,6 +247,9 @@ class Core:
         self.next_id = 1
         self.keepalive_at = None
         self.discover_at = now
+        # The cluster this client talks to: pinned from the first Status that names
+        # one; every Hello names it from then on.
+        self.cluster = None
         self.fatal = None
         self.closing = None
         self.exited = False
@@ -441,6 +444,10 @@ class Core:
             p = self.pending.get(frame.id)
             if p is not None and p.kind[0] in ("status", "discover"):
                 del self.pending[frame.id]
+                if p.kind[0] == "discover":
+                    why = self._check_cluster(target, frame.status)
+                    if why is not None:
+                        return self._fail_over(now, None, why)
                 self._learn_members(frame.status)
                 _resolve(p.waiter, frame.status)
                 self._drain_queued(now)
@@ -736,6 +743,23 @@ class Core:
             return
         if addr not in self.addrs and len(self.addrs) < ADDRS_MAX:
             self.addrs.append(addr)
+
+    def _check_cluster(self, target, status):
+        """Pins the cluster the first replica that reports one belongs to; from then
+        on every Hello names it (a replica of another cluster refuses the
+        connection with OtherCluster), and a replica that reports another cluster
+        is left for the next. A process founded on an old member's address must
+        never answer this client's calls. Returns why to leave, or None."""
+        theirs = status.get("cluster") if isinstance(status, dict) else None
+        if not isinstance(theirs, str):
+            return None
+        if self.cluster is None:
+            self.cluster = theirs
+            log.debug("talking to cluster %s", theirs)
+            return None
+        if theirs != self.cluster:
+            return "%s belongs to cluster %s, not %s" % (target, theirs, self.cluster)
+        return None
 
     def _learn_members(self, status):
         members = status.get("members") if isinstance(status, dict) else None

@@ -109,6 +109,11 @@ class Client:
     def session(self):
         return self._core.session
 
+    @property
+    def cluster(self):
+        """The cluster this client talks to, once a replica reported it."""
+        return self._core.cluster
+
     async def close(self):
         """Ends the session (releasing what it holds) and stops the client."""
         future = self._loop.create_future()
@@ -200,7 +205,7 @@ class Client:
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            writer.write(_wire.hello(self._options.token))
+            writer.write(_wire.hello(self._options.token, self._core.cluster))
             buf = bytearray()
             deadline = time.monotonic() + timeout
             while True:
