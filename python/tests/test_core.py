@@ -437,3 +437,17 @@ def test_the_client_pins_its_cluster_and_leaves_a_replica_of_another():
     f.core.on_connect_failed(f.now, "OtherCluster", "this replica belongs to another cluster")
     assert f.core.take_effects() == [("disconnect",), ("connect", "b:2")]
     assert f.ready.done() is False, "still trying: the session is not open yet"
+
+
+def test_an_exception_prints_what_it_printed_on_the_replica():
+    from concoord.exception import remote_exception
+
+    # str(KeyError('x')) is "'x'" on the replica; the caller's KeyError prints the
+    # same, not "\"'x'\"", and carries the key itself.
+    for message, key in [("'x'", "x"), ("7", 7), ("('a', 1)", ("a", 1))]:
+        e = remote_exception("KeyError", message)
+        assert type(e) is KeyError and e.args == (key,) and str(e) == message
+    # A message that is not a key's repr (a Rust object's plain name) stays text.
+    assert remote_exception("KeyError", "no group g").args == ("no group g",)
+    assert remote_exception("KeyError", "").args == ()
+    assert str(remote_exception("ValueError", "'quoted' on purpose")) == "'quoted' on purpose"

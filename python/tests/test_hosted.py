@@ -3,8 +3,9 @@ module.Class`` for a class written to a temporary directory, run by the object h
 (``python3 -m concoord.host``). A hosted counter on three replicas, exceptions by
 type, blocking through ``concoord.threadingobject`` with two clients, a session
 that ends releasing a lock, a durable replica recovering its object from a
-snapshot, a replica of different code refused, and a host that crashes or returns
-what cannot be sent stopping its replica with a clear message."""
+snapshot, a replica of different code refused, a host that crashes or hangs
+stopping its replica with a clear message, and a result that cannot be sent
+answered as the caller's TypeError by every replica."""
 
 import pathlib
 import socket
@@ -44,6 +45,8 @@ MODULES = {
     """,
     "faulty": """
         import os
+        from concoord.exception import BlockingReturn
+        from concoord.host import wake
 
         class Oops(Exception):
             pass
@@ -78,6 +81,14 @@ MODULES = {
             def spin(self):
                 while True:
                     pass
+
+            def park(self, _concoord_command):
+                self.parked = _concoord_command
+                raise BlockingReturn()
+
+            def wake_badly(self):
+                wake(self.parked, {1, 2})
+                return "woke"
     """,
     "hostedlock": """
         from concoord.threadingobject.dlock import DLock
@@ -150,8 +161,10 @@ def test_a_hosted_object_raises_exceptions_by_type(modules, cluster_factory):
     try:
         proxy.invoke_command("put", "k", [1, "two"])
         assert proxy.invoke_command("get", "k") == [1, "two"]
-        with pytest.raises(KeyError, match="nope"):
+        with pytest.raises(KeyError) as missing:
             proxy.invoke_command("get", "nope")
+        # As a local dict's KeyError: the key itself, printed once quoted.
+        assert missing.value.args == ("nope",) and str(missing.value) == "'nope'"
         with pytest.raises(ValueError, match="negative: -1"):
             proxy.invoke_command("check", -1)
         with pytest.raises(TypeError):
@@ -267,13 +280,7 @@ def wait_exit(replica, limit=30):
         raise AssertionError("the replica did not stop:\n%s" % replica.log_text())
 
 
-@pytest.mark.parametrize(
-    "method, reason",
-    [
-        ("crash", "the Python object host failed"),
-        ("getset", "the result of getset() cannot be sent"),
-    ],
-)
+@pytest.mark.parametrize("method, reason", [("crash", "the Python object host failed")])
 def test_a_failing_host_stops_its_replica_with_a_clear_message(
     modules, cluster_factory, method, reason
 ):
@@ -289,6 +296,29 @@ def test_a_failing_host_stops_its_replica_with_a_clear_message(
         assert "stops rather than answer" in log
     finally:
         client.close()
+
+
+def test_a_result_that_cannot_be_sent_is_the_callers_error_on_every_replica(
+    modules, cluster_factory
+):
+    cluster = cluster_factory(3, object="faulty.Faulty")
+    waiter, other = cluster.client(), cluster.client()
+    try:
+        with pytest.raises(TypeError, match=r"the result of getset\(\) cannot be sent"):
+            other.call("default", "getset")
+        parked = in_thread(waiter.call, "default", "park")
+        wait_parked(waiter)
+        assert other.call("default", "wake_badly") == "woke"
+        with pytest.raises(TypeError, match=r"the value wake_badly\(\) woke the call with cannot be sent"):
+            parked()
+        # No replica stopped: each applied the same error, and the cluster serves on.
+        other.call("default", "put", ["k", 1])
+        assert other.call("default", "get", ["k"]) == 1
+        assert len(cluster.live()) == 3
+        cluster.wait_voters(3)
+    finally:
+        waiter.close()
+        other.close()
 
 
 def test_a_hung_host_stops_its_replica(modules, cluster_factory):

@@ -11,7 +11,7 @@
 //! carried opaque in the machine's snapshot.
 //!
 //! A host that crashes, stops answering for `timeout`, sends something this side
-//! cannot read, or reports that a result cannot be encoded has *failed*: every
+//! cannot read, or reports a fatal error (state that cannot be pickled) has *failed*: every
 //! later use of the object does nothing, and the server, which checks `failure`
 //! after each apply before any reply leaves, stops the replica with the reason.
 //! A replica never answers from a host it no longer trusts, so it cannot diverge.
