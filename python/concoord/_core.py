@@ -276,28 +276,31 @@ class Core:
         """The earliest time ``on_tick`` has something to do, or None."""
         if self.exited:
             return None
-        times = []
+        # A running minimum, not a list: this runs after every call, over every
+        # pending request.
+        earliest = INF
         if self.closing is not None:
-            times.append(self.closing)
+            earliest = self.closing
         if self.outage_since is not None and self.has_work() and self.options.give_up_after != INF:
-            times.append(self.outage_since + self.options.give_up_after)
+            earliest = min(earliest, self.outage_since + self.options.give_up_after)
         up = self.link[0] == "up"
         attempt_timeout = self.options.attempt_timeout
         for p in self.pending.values():
-            if p.deadline is not None:
-                times.append(p.deadline)
+            if p.deadline is not None and p.deadline < earliest:
+                earliest = p.deadline
             if p.attempt == BUSY:
-                times.append(p.busy_until)
-            elif p.attempt == SENT and up:
-                times.append(p.sent_at + attempt_timeout)
+                if p.busy_until < earliest:
+                    earliest = p.busy_until
+            elif p.attempt == SENT and up and p.sent_at + attempt_timeout < earliest:
+                earliest = p.sent_at + attempt_timeout
         for q in self.queued:
-            if q.deadline is not None:
-                times.append(q.deadline)
+            if q.deadline is not None and q.deadline < earliest:
+                earliest = q.deadline
         if self.link[0] == "waiting":
-            times.append(self.link[2])
+            earliest = min(earliest, self.link[2])
         if self.keepalive_at is not None and self.session is not None:
-            times.append(self.keepalive_at)
-        return min(times) if times else None
+            earliest = min(earliest, self.keepalive_at)
+        return None if earliest == INF else earliest
 
     # --- Commands from users -------------------------------------------------------
 
@@ -640,10 +643,14 @@ class Core:
         if queued.deadline is not None and now >= queued.deadline:
             return _fail(queued.waiter, Timeout("the call timed out before it was sent: it had no effect"))
         # The replicas may forget every reply below the oldest request still waiting.
+        # Requests of a session are numbered in the order their ids are taken, and
+        # `pending` keeps insertion order, so the first one of this session is the
+        # oldest: no need to look at the others (this runs for every call).
         acked = next_number
         for p in self.pending.values():
-            if p.kind[0] in ("call", "cancel") and p.kind[1] == session and p.kind[2] < acked:
-                acked = p.kind[2]
+            if p.kind[0] in ("call", "cancel") and p.kind[1] == session:
+                acked = min(acked, p.kind[2])
+                break
         id = self._take_id()
         op = queued.op
         try:
