@@ -254,6 +254,9 @@ class Core:
         self.next_id = 1
         self.keepalive_at = None
         self.discover_at = now
+        # The cluster this client talks to: pinned from the first Status that names
+        # one; every Hello names it from then on.
+        self.cluster = None
         self.fatal = None
         self.closing = None
         self.exited = False
@@ -280,28 +283,31 @@ class Core:
         """The earliest time ``on_tick`` has something to do, or None."""
         if self.exited:
             return None
-        times = []
+        # A running minimum, not a list: this runs after every call, over every
+        # pending request.
+        earliest = INF
         if self.closing is not None:
-            times.append(self.closing)
+            earliest = self.closing
         if self.outage_since is not None and self.has_work() and self.options.give_up_after != INF:
-            times.append(self.outage_since + self.options.give_up_after)
+            earliest = min(earliest, self.outage_since + self.options.give_up_after)
         up = self.link[0] == "up"
         attempt_timeout = self.options.attempt_timeout
         for p in self.pending.values():
-            if p.deadline is not None:
-                times.append(p.deadline)
+            if p.deadline is not None and p.deadline < earliest:
+                earliest = p.deadline
             if p.attempt == BUSY:
-                times.append(p.busy_until)
-            elif p.attempt == SENT and up:
-                times.append(p.sent_at + attempt_timeout)
+                if p.busy_until < earliest:
+                    earliest = p.busy_until
+            elif p.attempt == SENT and up and p.sent_at + attempt_timeout < earliest:
+                earliest = p.sent_at + attempt_timeout
         for q in self.queued:
-            if q.deadline is not None:
-                times.append(q.deadline)
+            if q.deadline is not None and q.deadline < earliest:
+                earliest = q.deadline
         if self.link[0] == "waiting":
-            times.append(self.link[2])
+            earliest = min(earliest, self.link[2])
         if self.keepalive_at is not None and self.session is not None:
-            times.append(self.keepalive_at)
-        return min(times) if times else None
+            earliest = min(earliest, self.keepalive_at)
+        return None if earliest == INF else earliest
 
     # --- Commands from users -------------------------------------------------------
 
@@ -448,6 +454,10 @@ class Core:
             p = self.pending.get(frame.id)
             if p is not None and p.kind[0] in ("status", "discover"):
                 del self.pending[frame.id]
+                if p.kind[0] == "discover":
+                    why = self._check_cluster(target, frame.status)
+                    if why is not None:
+                        return self._fail_over(now, None, why)
                 self._learn_members(frame.status)
                 _resolve(p.waiter, frame.status)
                 self._drain_queued(now)
@@ -640,10 +650,14 @@ class Core:
         if queued.deadline is not None and now >= queued.deadline:
             return _fail(queued.waiter, Timeout("the call timed out before it was sent: it had no effect"))
         # The replicas may forget every reply below the oldest request still waiting.
+        # Requests of a session are numbered in the order their ids are taken, and
+        # `pending` keeps insertion order, so the first one of this session is the
+        # oldest: no need to look at the others (this runs for every call).
         acked = next_number
         for p in self.pending.values():
-            if p.kind[0] in ("call", "cancel") and p.kind[1] == session and p.kind[2] < acked:
-                acked = p.kind[2]
+            if p.kind[0] in ("call", "cancel") and p.kind[1] == session:
+                acked = min(acked, p.kind[2])
+                break
         id = self._take_id()
         op = queued.op
         try:
@@ -743,6 +757,23 @@ class Core:
             return
         if addr not in self.addrs and len(self.addrs) < ADDRS_MAX:
             self.addrs.append(addr)
+
+    def _check_cluster(self, target, status):
+        """Pins the cluster the first replica that reports one belongs to; from then
+        on every Hello names it (a replica of another cluster refuses the
+        connection with OtherCluster), and a replica that reports another cluster
+        is left for the next. A process founded on an old member's address must
+        never answer this client's calls. Returns why to leave, or None."""
+        theirs = status.get("cluster") if isinstance(status, dict) else None
+        if not isinstance(theirs, str):
+            return None
+        if self.cluster is None:
+            self.cluster = theirs
+            log.debug("talking to cluster %s", theirs)
+            return None
+        if theirs != self.cluster:
+            return "%s belongs to cluster %s, not %s" % (target, theirs, self.cluster)
+        return None
 
     def _learn_members(self, status):
         members = status.get("members") if isinstance(status, dict) else None

@@ -54,6 +54,7 @@ ERROR_KINDS = frozenset(
         "RequestTooLarge",
         "Busy",
         "NotReady",
+        "OtherCluster",
     ]
 )
 
@@ -166,7 +167,7 @@ _K = {name: pack(name) for name in [
     "Hello", "version", "token", "Request", "id", "request", "Status",
     "OpenSession", "nonce", "lease_ms", "KeepAlive", "session", "CloseSession",
     "Call", "acked", "object", "method", "args", "Create", "name", "type_name",
-    "Cancel", "target",
+    "Cancel", "target", "cluster",
 ]}
 
 
@@ -214,10 +215,13 @@ _REQUEST_HEAD = _map(1) + _K["Request"] + _map(2) + _K["id"]
 _CALL_HEAD = _map(1) + _K["Call"] + _map(6) + _K["session"]
 
 
-def hello(token):
-    """``Hello { version, token }``, framed."""
-    body = _map(1) + _K["Hello"] + _map(2) + _K["version"] + pack(PROTOCOL_VERSION)
-    body += _K["token"] + pack(token)
+def hello(token, cluster=None):
+    """``Hello { version, token }``, framed, with ``cluster`` when the client has
+    learned which cluster it talks to (a replica of another refuses it)."""
+    body = _map(1) + _K["Hello"] + _map(2 if cluster is None else 3)
+    body += _K["version"] + pack(PROTOCOL_VERSION) + _K["token"] + pack(token)
+    if cluster is not None:
+        body += _K["cluster"] + pack(cluster)
     return frame(body)
 
 

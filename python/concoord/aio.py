@@ -47,6 +47,9 @@ class Client:
         self._reader_task = None
         self._dial_task = None
         self._exited = False
+        # Frames queued during one turn of the event loop go out in one write at its
+        # end (a write per call cost more than the rest of the call at C = 64).
+        self._flush_pending = False
         self._timer_task = self._loop.create_task(self._timer())
 
     @classmethod
@@ -109,6 +112,11 @@ class Client:
     def session(self):
         return self._core.session
 
+    @property
+    def cluster(self):
+        """The cluster this client talks to, once a replica reported it."""
+        return self._core.cluster
+
     async def close(self):
         """Ends the session (releasing what it holds) and stops the client."""
         future = self._loop.create_future()
@@ -137,10 +145,9 @@ class Client:
                 self._dial_task = self._loop.create_task(self._dial(effect[1], self._generation))
             else:
                 self._exited = True
-        if self._writer is not None and core.out:
-            if core.link[0] == "up":
-                self._writer.write(bytes(core.out))
-            core.out.clear()
+        if self._writer is not None and core.out and not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
         if self._exited:
             self._drop_connection()
             self._wake.set()
@@ -148,6 +155,14 @@ class Client:
         deadline = core.next_deadline()
         if deadline is not None and deadline < self._sleeping_until:
             self._wake.set()
+
+    def _flush(self):
+        """Writes everything the core queued since the last flush."""
+        self._flush_pending = False
+        core = self._core
+        if self._writer is not None and core.out and core.link[0] == "up":
+            self._writer.write(bytes(core.out))
+        core.out.clear()
 
     def _drop_connection(self):
         self._generation += 1
@@ -201,7 +216,7 @@ class Client:
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            writer.write(_wire.hello(self._options.token))
+            writer.write(_wire.hello(self._options.token, self._core.cluster))
             buf = bytearray()
             deadline = time.monotonic() + timeout
             while True:

@@ -38,15 +38,15 @@ READ_CHUNK = 256 * 1024
 READER_POLL_MS = 500
 
 
-def connect_socket(target, token, timeout):
-    """Connects to ``target``, says Hello and reads the answer, all within
-    ``timeout`` seconds. Returns ``(socket, Welcome, leftover bytes)``; raises
+def connect_socket(target, token, timeout, cluster=None):
+    """Connects to ``target``, says Hello (naming ``cluster`` once known) and reads
+    the answer, all within ``timeout`` seconds. Returns ``(socket, Welcome, leftover bytes)``; raises
     ``OSError`` (no connection, no answer) or ``_Refused`` (an Error answer)."""
     deadline = time.monotonic() + timeout
     sock = socket.create_connection(split_addr(target), timeout=timeout)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(_wire.hello(token))
+        sock.sendall(_wire.hello(token, cluster))
         buf = bytearray()
         while True:
             bodies, end = _wire.split_frames(buf)
@@ -328,8 +328,12 @@ class _Shell:
     def dial(self, target):
         """Connects outside the lock (callers keep queueing meanwhile), then tells
         the core."""
+        with self.lock:
+            cluster = self.core.cluster
         try:
-            sock, welcome, leftover = connect_socket(target, self.options.token, self.options.connect_timeout)
+            sock, welcome, leftover = connect_socket(
+                target, self.options.token, self.options.connect_timeout, cluster
+            )
         except _Refused as e:
             with self.lock:
                 self.core.on_connect_failed(time.monotonic(), e.kind, e.message)
@@ -418,6 +422,25 @@ class Client:
                     shell.after()
             raise
 
+    def call_batch(self, calls):
+        """Sends the calls ``[(object, method, args), ...]`` together, in this order
+        (one write to the connection, so the leader can order them in one log
+        slot), and returns a ``concurrent.futures.Future`` per call without
+        waiting. Arguments are checked before anything is sent."""
+        futures = [concurrent.futures.Future() for _ in calls]
+        self._send_packed([(o, m, _wire.pack_args(a), f) for (o, m, a), f in zip(calls, futures)])
+        return futures
+
+    def _send_packed(self, calls):
+        """Numbers and writes ``[(object, method, packed_args, future), ...]`` under
+        one lock hold; their results go to the futures."""
+        shell = self._shell
+        with shell.lock:
+            now = time.monotonic()
+            for object, method, packed, future in calls:
+                shell.core.call(now, object, method, packed, future, DEFAULT)
+            shell.after()
+
     def create(self, name, type_name, args=(), timeout=DEFAULT):
         """Creates the instance ``name`` of ``type_name`` (``"Counter"`` or the
         original's ``"concoord.object.counter.Counter"``) with constructor ``args``;
@@ -446,6 +469,14 @@ class Client:
         cluster ended the previous one (a call then raised ``SessionExpired``)."""
         with self._shell.lock:
             return self._shell.core.session
+
+    @property
+    def cluster(self):
+        """The identity of the cluster this client talks to (16 hex digits), pinned
+        from the first replica status that names one (None until then): a replica
+        of another cluster is never used."""
+        with self._shell.lock:
+            return self._shell.core.cluster
 
     def close(self):
         """Ends the session, releasing what it holds (locks, permits), and stops

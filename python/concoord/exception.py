@@ -12,6 +12,7 @@ raised *by hosted objects' methods* (the object side of blocking), never by the
 client.
 """
 
+import ast
 import builtins
 import queue
 
@@ -81,11 +82,29 @@ def remote_exception(kind, message):
         cls = getattr(builtins, kind, None)
     if isinstance(cls, type) and issubclass(cls, Exception):
         try:
-            return cls(message)
+            return cls(*_arguments(cls, message))
         except Exception:
             # Some built-ins need more constructor arguments (UnicodeDecodeError).
             pass
     return RemoteError(kind, message)
+
+
+def _arguments(cls, message):
+    """The constructor arguments that make ``str(cls(*args)) == message``: the
+    message is what ``str()`` of the exception printed on the replica. A
+    ``KeyError`` prints the ``repr`` of its key, so its message (``'x'``, ``7``) is
+    read back as that key rather than quoted a second time; an empty message is an
+    exception without arguments."""
+    if message == "":
+        return ()
+    if issubclass(cls, KeyError):
+        try:
+            key = ast.literal_eval(message)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return (message,)
+        if repr(key) == message:
+            return (key,)
+    return (message,)
 
 
 class BlockingReturn(Exception):

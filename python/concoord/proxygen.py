@@ -8,7 +8,8 @@ module with the class's methods replaced by calls to the replicas: each keeps it
 name and signature (defaults included, ``_concoord_command`` removed) and forwards
 its positional parameters and ``*args``. ``__init__(bootstrap, timeout=60,
 debug=False, token=TOKEN)`` connects; ``__concoordinit__(*args)`` re-initialises the
-replicated object. Everything else in the module (imports, helper classes,
+replicated object. ``-p 0``/``1`` give a synchronous proxy, ``-p 2`` a batching
+one (methods return futures), ``-p 3`` an asyncio one. Everything else in the module (imports, helper classes,
 functions) is kept. ``-s`` refuses a class whose code is not deterministic, naming
 each line and reason.
 
@@ -64,6 +65,7 @@ CALLABLE_DUNDERS = {
 RUNTIMES = {
     0: "from concoord.clientproxy import ClientProxy",
     1: "from concoord.blockingclientproxy import ClientProxy",
+    2: "from concoord.batchclientproxy import ClientProxy",
     3: "from concoord.aio import Client as _ConCoordClient",
 }
 
@@ -101,8 +103,9 @@ def safety_problems(tree):
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if node.func.id in UNSAFE_CALLS:
                 problems.append((node.lineno, "calls %s(), which %s" % (node.func.id, UNSAFE_CALLS[node.func.id])))
-        elif isinstance(node, ast.For) and isinstance(node.iter, (ast.Set, ast.SetComp)):
-            problems.append((node.lineno, "iterates over a set literal (order depends on hashing)"))
+        elif isinstance(node, (ast.For, ast.comprehension)) and isinstance(node.iter, (ast.Set, ast.SetComp)):
+            line = node.lineno if isinstance(node, ast.For) else node.iter.lineno
+            problems.append((line, "iterates over a set literal (order depends on hashing)"))
     return sorted(set(problems))
 
 
@@ -112,9 +115,11 @@ def exposed(fn):
     return not fn.name.startswith("_") or fn.name in CALLABLE_DUNDERS
 
 
-def proxy_method(fn, asynchronous=False):
+def proxy_method(fn, asynchronous=False, batched=False):
     """``fn`` with ``_concoord_command`` removed and a body that calls the replicas
-    (``asynchronous``: an ``async def`` awaiting the asyncio client)."""
+    (``asynchronous``: an ``async def`` awaiting the asyncio client; ``batched``:
+    queues the call and returns its future, except for the dunders, which must
+    return their value)."""
     args = fn.args
     positional = args.posonlyargs + args.args
     defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
@@ -155,7 +160,7 @@ def proxy_method(fn, asynchronous=False):
         call = ast.Call(
             ast.Attribute(
                 ast.Attribute(ast.Name("self", ast.Load()), "proxy", ast.Load()),
-                "invoke_command",
+                "invoke_command_async" if batched and not fn.name.startswith("__") else "invoke_command",
                 ast.Load(),
             ),
             forwarded,
@@ -198,6 +203,19 @@ def __concoordinit__(self, *args):
 '''
 
 
+BATCH_CONSTRUCTOR = '''
+def __init__(self, bootstrap, timeout=60, debug=False, token=%r, batch_size=100):
+    """Connects to the replicas; does not touch the replicated object. Methods
+    queue their call and return a future; ``self.proxy.flush()`` sends the queue
+    (so does asking a future for its result, or ``batch_size`` queued calls)."""
+    self.proxy = ClientProxy(bootstrap, timeout, debug, token, batch_size=batch_size)
+
+def __concoordinit__(self, *args):
+    """Re-initialises the replicated object in place with ``args`` (a future)."""
+    return self.proxy.invoke_command_async("__concoordinit__", *args)
+'''
+
+
 ASYNC_CONSTRUCTOR = '''
 def __init__(self, client, instance="default"):
     """An asyncio proxy: ``await Class.connect(bootstrap)`` makes one."""
@@ -228,6 +246,8 @@ def generate(source, path, class_name, token, proxytype):
     if target is None:
         raise Problem("%s defines no top-level class %s" % (path, class_name))
     asynchronous = proxytype == 3
+    batched = proxytype == 2
+    constructor = ASYNC_CONSTRUCTOR if asynchronous else BATCH_CONSTRUCTOR if batched else CONSTRUCTOR
     methods = [n for n in target.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     others = [
         n for n in target.body
@@ -238,9 +258,9 @@ def generate(source, path, class_name, token, proxytype):
     target.body = (
         docstring
         + others
-        + ast.parse((ASYNC_CONSTRUCTOR if asynchronous else CONSTRUCTOR) % (token,)).body
+        + ast.parse(constructor % (token,)).body
         + [
-            proxy_method(m, asynchronous)
+            proxy_method(m, asynchronous, batched)
             for m in methods
             # str() and repr() cannot await: call them with proxy.client.call.
             if exposed(m) and not (asynchronous and m.name.startswith("__"))
@@ -287,8 +307,8 @@ def main(argv=None):
         if args.proxytype not in RUNTIMES:
             raise Problem(
                 "proxy type %d is not available: 0 and 1 give the same synchronous, "
-                "thread-safe proxy, 3 an asyncio proxy; for batches, pipeline calls with "
-                "concoord.aio (-p 3)" % args.proxytype
+                "thread-safe proxy, 2 a batching proxy (methods return futures), 3 an "
+                "asyncio proxy" % args.proxytype
             )
         path = find_source(module_name)
         if args.verbose:

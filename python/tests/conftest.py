@@ -35,7 +35,7 @@ def concoord_bin():
 
 
 class Replica:
-    def __init__(self, args, log_path):
+    def __init__(self, args, log_path, cwd=None):
         self.args = list(args)
         self.log_path = log_path
         log = open(log_path, "ab")
@@ -44,6 +44,7 @@ class Replica:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,
+            cwd=None if cwd is None else str(cwd),
         )
         log.close()
         lines = []

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -96,7 +97,7 @@ def test_a_closed_session_releases_its_lock(shared_cluster, name):
         wait_parked(waiter)
         holder.close()
         assert waiting() is True
-        assert repr(blocked) == "<Lock owner=%d>" % waiter.session
+        assert repr(blocked) == "<DLock owner=%d>" % waiter.session
         with pytest.raises(Unavailable, match="closed"):
             held.locked()
     finally:
@@ -128,12 +129,12 @@ def test_a_killed_clients_lock_passes_on_when_its_lease_ends(shared_cluster, nam
         # (`with Lock(...)` would acquire, as `with threading.Lock()` does.)
         lock = Lock(shared_cluster.boot, instance=name, call_timeout=60)
         try:
-            assert repr(lock) == "<Lock owner=%d>" % holder_session
+            assert repr(lock) == "<DLock owner=%d>" % holder_session
             holder.send_signal(signal.SIGKILL)
             holder.wait()
             # The holder's session ends after its 1 s lease: the lock passes here.
             assert lock.acquire() is True
-            assert repr(lock) == "<Lock owner=%d>" % lock.client.session
+            assert repr(lock) == "<DLock owner=%d>" % lock.client.session
         finally:
             lock.disconnect()
     finally:
@@ -356,3 +357,31 @@ def test_the_original_tutorials_counter(cluster_factory):
         assert str(counter) == "The counter value is 3"
     finally:
         counter.disconnect()
+
+
+def test_the_client_pins_its_cluster_and_never_uses_a_replica_of_another(cluster_factory, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="concoord")
+    ours, theirs = cluster_factory(1), cluster_factory(1)
+    client = Client(
+        [ours.replicas[0].addr, theirs.replicas[0].addr], give_up_after=3.0, attempt_timeout=1.0
+    )
+    stranger = theirs.client()
+    try:
+        client.call("default", "increment")
+        deadline = time.monotonic() + 10
+        while client.cluster is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert client.cluster == ours.status(ours.replicas[0])["cluster"]
+        assert client.cluster != theirs.status(theirs.replicas[0])["cluster"]
+        ours.replicas[0].kill()
+        # The only replica left belongs to another cluster: it refuses our Hello
+        # (OtherCluster), and the call fails instead of running there.
+        with pytest.raises(Unavailable):
+            client.call("default", "increment")
+        assert "refused the connection: OtherCluster" in caplog.text
+        assert stranger.call("default", "getvalue") == 0
+    finally:
+        client.close()
+        stranger.close()

@@ -410,3 +410,44 @@ def test_an_abandoned_call_is_cancelled_again_even_across_keep_alives():
     f.core.on_tick(max(f.core.keepalive_at, f.now + _core.CANCEL_RETRY))
     assert id in f.core.pending, "still being taken back"
     assert cancel_of(f.core)[2] == number
+
+
+def test_the_client_pins_its_cluster_and_leaves_a_replica_of_another():
+    f = Fixture()
+    assert f.core.take_effects() == [("connect", "a:1")]
+    assert f.core.cluster is None
+    assert f.core.on_connected(f.now, 0, None)
+    (status,) = sent_status(sent(f.core))
+    f.core.on_frame(f.now, _wire.Status(status, {"cluster": "00000000000000c1", "members": [{"addr": "a:1"}]}))
+    assert f.core.cluster == "00000000000000c1", "pinned"
+    # The next connection asks again (discovery is due); a replica of another
+    # cluster is left, and what it lists is not learned.
+    f.now += _core.DISCOVER_EVERY
+    f.core.on_disconnected(f.now, "a:1 died")
+    assert f.core.take_effects() == [("disconnect",), ("connect", "b:2")]
+    assert f.core.on_connected(f.now, 1, None)
+    (status,) = sent_status(sent(f.core))
+    stranger = {"cluster": "00000000000000ff", "members": [{"addr": "x:9"}]}
+    f.core.on_frame(f.now, _wire.Status(status, stranger))
+    assert f.core.take_effects() == [("disconnect",), ("connect", "a:1")]
+    assert "belongs to cluster 00000000000000ff, not 00000000000000c1" in f.core.last_error
+    assert "x:9" not in f.core.addrs
+    assert f.core.cluster == "00000000000000c1", "still pinned"
+    # A replica that refuses the Hello naming our cluster is left too.
+    f.core.on_connect_failed(f.now, "OtherCluster", "this replica belongs to another cluster")
+    assert f.core.take_effects() == [("disconnect",), ("connect", "b:2")]
+    assert f.ready.done() is False, "still trying: the session is not open yet"
+
+
+def test_an_exception_prints_what_it_printed_on_the_replica():
+    from concoord.exception import remote_exception
+
+    # str(KeyError('x')) is "'x'" on the replica; the caller's KeyError prints the
+    # same, not "\"'x'\"", and carries the key itself.
+    for message, key in [("'x'", "x"), ("7", 7), ("('a', 1)", ("a", 1))]:
+        e = remote_exception("KeyError", message)
+        assert type(e) is KeyError and e.args == (key,) and str(e) == message
+    # A message that is not a key's repr (a Rust object's plain name) stays text.
+    assert remote_exception("KeyError", "no group g").args == ("no group g",)
+    assert remote_exception("KeyError", "").args == ()
+    assert str(remote_exception("ValueError", "'quoted' on purpose")) == "'quoted' on purpose"

@@ -60,7 +60,7 @@ def test_a_parked_acquire_survives_the_leaders_death(cluster_factory):
         # the connection it has moved to.
         holder.release()
         assert waiting() > first_token
-        assert repr(holder) == "<Lock owner=%d>" % waiter.client.session
+        assert repr(holder) == "<DLock owner=%d>" % waiter.client.session
         waiter.release()
         assert holder.locked() is False
     finally:

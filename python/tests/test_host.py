@@ -7,6 +7,7 @@ import pytest
 
 from concoord.exception import BlockingReturn, UnblockingReturn
 from concoord.host import Command, Fatal, Host, _runtime, wake
+from concoord.object.barrier import Barrier
 from concoord.object.condition import Condition
 from concoord.object.counter import Counter
 from concoord.object.rlock import RLock
@@ -135,7 +136,7 @@ def test_reinit_snapshot_and_restore():
     assert c.host.handle(["query", "getvalue", []])[:2] == ["raise", "TypeError"]
 
 
-def test_what_cannot_be_sent_or_pickled_is_fatal():
+def test_what_cannot_be_sent_is_an_error_and_what_cannot_be_pickled_is_fatal():
     class Bad:
         def getset(self):
             return {1}
@@ -147,10 +148,11 @@ def test_what_cannot_be_sent_or_pickled_is_fatal():
             self.g = (i for i in range(3))
 
     t = Session(Bad)
-    with pytest.raises(Fatal, match=r"getset\(\) cannot be sent"):
-        t.call(1, "getset")
-    with pytest.raises(Fatal, match="64-bit"):
-        t.call(1, "huge")
+    # What cannot be sent is the caller's TypeError (decided alike on every replica).
+    reply = t.call(1, "getset")
+    assert reply[:2] == ["raise", "TypeError"] and "getset() cannot be sent" in reply[2]
+    reply = t.call(1, "huge")
+    assert reply[:2] == ["raise", "TypeError"] and "64-bit" in reply[2], reply
     t.call(1, "keep_generator")
     with pytest.raises(Fatal, match="picklable"):
         t.host.handle(["snapshot"])
@@ -179,3 +181,41 @@ def test_the_hello_lists_methods_with_the_readonly_flag():
     assert hello[0] == "hello" and hello[2].endswith("K") and len(hello[3]) == 16
     assert hello[4] == [["__str__", False, []], ["get", True, ["key"]], ["put", False, ["key", "value"]]]
     assert Command(1, 2) == Command(1, 2, 5, 6) and Command(1, 2) != Command(2, 1)
+
+
+class Rendezvous:
+    """The original's Barrier object kept in an attribute (snapshots pickle it)."""
+
+    def __init__(self):
+        self.b = Barrier(3)
+
+    def wait(self, _concoord_command):
+        return self.b.wait(_concoord_command)
+
+    def __repr__(self):
+        return repr(self.b)
+
+
+def test_a_barrier_wakes_every_waiter_with_its_index_and_starts_over():
+    t = Session(Rendezvous)
+    assert t.call(1, "wait") == ["park", []]
+    first = t.last(1)
+    assert t.call(2, "wait") == ["park", []]
+    second = t.last(2)
+    assert t.call(1, "__repr__") == ["return", "<DBarrier parties=3 waiting=2>", []]
+    assert t.call(3, "wait") == ["return", 2, [first + [True, 0], second + [True, 1]]]
+    # The next round: a session that ends leaves it, a caller that gives up too.
+    assert t.call(1, "wait") == ["park", []]
+    assert t.call(2, "wait") == ["park", []]
+    gave_up = t.last(2)
+    assert t.host.handle(["closed", 1, 20, 0]) == ["done", []]
+    assert t.host.handle(["cancel", 2, gave_up[1], 21, 0]) == ["cancelled", True, []]
+    assert t.host.obj.b.barrier.waiting == []
+    state = t.host.handle(["snapshot"])[1]
+    assert t.call(2, "wait") == ["park", []]
+    assert t.call(3, "wait") == ["park", []]
+    assert t.call(4, "wait")[:2] == ["return", 2]
+    assert t.host.handle(["restore", state]) == ["ok"]
+    assert t.host.obj.b.barrier.waiting == []
+    with pytest.raises(ValueError):
+        Barrier(0)

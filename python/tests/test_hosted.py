@@ -3,8 +3,9 @@ module.Class`` for a class written to a temporary directory, run by the object h
 (``python3 -m concoord.host``). A hosted counter on three replicas, exceptions by
 type, blocking through ``concoord.threadingobject`` with two clients, a session
 that ends releasing a lock, a durable replica recovering its object from a
-snapshot, a replica of different code refused, and a host that crashes or returns
-what cannot be sent stopping its replica with a clear message."""
+snapshot, a replica of different code refused, a host that crashes or hangs
+stopping its replica with a clear message, and a result that cannot be sent
+answered as the caller's TypeError by every replica."""
 
 import pathlib
 import socket
@@ -17,7 +18,7 @@ import pytest
 
 from concoord.client import Client
 from concoord.clientproxy import ClientProxy
-from concoord.exception import RemoteError, Timeout
+from concoord.exception import RemoteError, Timeout, Unavailable
 from conftest import Replica, concoord_bin
 from test_proxies import in_thread, wait_parked
 
@@ -44,6 +45,8 @@ MODULES = {
     """,
     "faulty": """
         import os
+        from concoord.exception import BlockingReturn
+        from concoord.host import wake
 
         class Oops(Exception):
             pass
@@ -78,6 +81,14 @@ MODULES = {
             def spin(self):
                 while True:
                     pass
+
+            def park(self, _concoord_command):
+                self.parked = _concoord_command
+                raise BlockingReturn()
+
+            def wake_badly(self):
+                wake(self.parked, {1, 2})
+                return "woke"
     """,
     "hostedlock": """
         from concoord.threadingobject.dlock import DLock
@@ -150,8 +161,10 @@ def test_a_hosted_object_raises_exceptions_by_type(modules, cluster_factory):
     try:
         proxy.invoke_command("put", "k", [1, "two"])
         assert proxy.invoke_command("get", "k") == [1, "two"]
-        with pytest.raises(KeyError, match="nope"):
+        with pytest.raises(KeyError) as missing:
             proxy.invoke_command("get", "nope")
+        # As a local dict's KeyError: the key itself, printed once quoted.
+        assert missing.value.args == ("nope",) and str(missing.value) == "'nope'"
         with pytest.raises(ValueError, match="negative: -1"):
             proxy.invoke_command("check", -1)
         with pytest.raises(TypeError):
@@ -267,13 +280,7 @@ def wait_exit(replica, limit=30):
         raise AssertionError("the replica did not stop:\n%s" % replica.log_text())
 
 
-@pytest.mark.parametrize(
-    "method, reason",
-    [
-        ("crash", "the Python object host failed"),
-        ("getset", "the result of getset() cannot be sent"),
-    ],
-)
+@pytest.mark.parametrize("method, reason", [("crash", "the Python object host failed")])
 def test_a_failing_host_stops_its_replica_with_a_clear_message(
     modules, cluster_factory, method, reason
 ):
@@ -289,6 +296,29 @@ def test_a_failing_host_stops_its_replica_with_a_clear_message(
         assert "stops rather than answer" in log
     finally:
         client.close()
+
+
+def test_a_result_that_cannot_be_sent_is_the_callers_error_on_every_replica(
+    modules, cluster_factory
+):
+    cluster = cluster_factory(3, object="faulty.Faulty")
+    waiter, other = cluster.client(), cluster.client()
+    try:
+        with pytest.raises(TypeError, match=r"the result of getset\(\) cannot be sent"):
+            other.call("default", "getset")
+        parked = in_thread(waiter.call, "default", "park")
+        wait_parked(waiter)
+        assert other.call("default", "wake_badly") == "woke"
+        with pytest.raises(TypeError, match=r"the value wake_badly\(\) woke the call with cannot be sent"):
+            parked()
+        # No replica stopped: each applied the same error, and the cluster serves on.
+        other.call("default", "put", ["k", 1])
+        assert other.call("default", "get", ["k"]) == 1
+        assert len(cluster.live()) == 3
+        cluster.wait_voters(3)
+    finally:
+        waiter.close()
+        other.close()
 
 
 def test_a_hung_host_stops_its_replica(modules, cluster_factory):
@@ -401,8 +431,8 @@ def test_the_safety_check_names_lines_and_reasons(modules):
     assert done.returncode != 0
     assert "faulty.py:2: imports os" in done.stderr
     assert not (modules / "faultyproxy.py").exists()
-    done = concoord_object(modules, "-o", "faulty.Faulty", "-p", "2")
-    assert done.returncode != 0 and "concoord.aio" in done.stderr
+    done = concoord_object(modules, "-o", "faulty.Faulty", "-p", "4")
+    assert done.returncode != 0 and "proxy type 4 is not available" in done.stderr
     done = concoord_object(modules, "-o", "faulty.Faulty")
     assert done.returncode == 0, done.stderr
     assert "def put(self, key, value):" in (modules / "faultyproxy.py").read_text()
@@ -441,3 +471,73 @@ def test_an_asyncio_proxy_generated_with_p3(modules, cluster_factory, monkeypatc
             await counter.close()
 
     asyncio.run(main())
+
+
+def test_a_batching_proxy_generated_with_p2(modules, cluster_factory, monkeypatch):
+    (modules / "batchcounter.py").write_text(textwrap.dedent(MODULES["tencounter"]))
+    (modules / "batchlock.py").write_text(textwrap.dedent(MODULES["hostedlock"]))
+    for spec in ("batchcounter.TenCounter", "batchlock.HostedLock"):
+        done = concoord_object(modules, "-o", spec, "-p", "2")
+        assert done.returncode == 0, done.stderr
+    monkeypatch.syspath_prepend(str(modules))
+    from batchcounterproxy import TenCounter
+    from batchlockproxy import HostedLock
+
+    counters = cluster_factory(1, object="batchcounter.TenCounter")
+    counter = TenCounter(counters.boot, batch_size=20)
+    try:
+        queued = [counter.increment() for _ in range(50)]
+        # Two full batches of 20 went out; the last 10 wait for a flush.
+        assert sum(f.done() for f in queued[40:]) == 0
+        assert counter.proxy.flush() == 10
+        assert [f.result() for f in queued] == [None] * 50
+        value = counter.getvalue()
+        assert value.result() == 500, "asking for a result sends its batch"
+        assert str(counter) == "The counter value is 500"
+        assert counter.__concoordinit__(7).result() is None
+        assert counter.getvalue().result() == 7
+    finally:
+        counter.proxy.disconnect()
+
+    locks = cluster_factory(1, object="batchlock.HostedLock")
+    a, b = HostedLock(locks.boot), HostedLock(locks.boot)
+    try:
+        assert a.acquire().result() is True
+        waiting = b.acquire()
+        b.proxy.flush()
+        wait_parked(b.proxy._client)
+        assert not waiting.done()
+        assert a.release().result() is None
+        assert waiting.result(timeout=30) is True
+    finally:
+        a.proxy.disconnect()
+        b.proxy.disconnect()
+
+
+def test_a_hosted_barrier_parks_through_the_replicas(modules, cluster_factory):
+    import concoord.object.barrier
+
+    (modules / "mybarrier.py").write_text(
+        pathlib.Path(concoord.object.barrier.__file__).read_text().replace("count=1", "count=3")
+    )
+    cluster = cluster_factory(3, object="mybarrier.Barrier")
+    proxies = [ClientProxy(cluster.boot) for _ in range(3)]
+    try:
+        first = in_thread(proxies[0].invoke_command, "wait")
+        wait_parked(proxies[0]._client)
+        second = in_thread(proxies[1].invoke_command, "wait")
+        wait_parked(proxies[1]._client)
+        assert proxies[2].invoke_command("__repr__") == "<DBarrier parties=3 waiting=2>"
+        assert proxies[2].invoke_command("wait") == 2
+        assert (first(), second()) == (0, 1)
+        assert proxies[2].invoke_command("n_waiting") == 0
+        # A session that ends leaves the barrier: the next round needs three others.
+        waiting = in_thread(proxies[0].invoke_command, "wait")
+        wait_parked(proxies[0]._client)
+        proxies[0].disconnect()
+        with pytest.raises(Unavailable):
+            waiting()
+        assert proxies[1].invoke_command("n_waiting") == 0
+    finally:
+        for p in proxies:
+            p.disconnect()

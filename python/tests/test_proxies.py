@@ -104,6 +104,31 @@ def test_counter(shared_client, name):
         big.increment()
 
 
+def test_concoordinit_rebuilds_the_object_and_answers_its_waiters(
+    shared_client, other_client, name
+):
+    counter = Counter(client=shared_client, instance=name + "-c", create=(5,))
+    counter.increment()
+    assert counter.__concoordinit__(40) is None
+    assert Counter(client=other_client, instance=name + "-c").getvalue() == 40
+    with pytest.raises(TypeError):
+        counter.__concoordinit__("forty")
+    assert counter.getvalue() == 40, "a refused __init__ changes nothing"
+    mine = Lock(client=shared_client, instance=name, create=True)
+    theirs = Lock(client=other_client, instance=name)
+    assert mine.acquire() is True
+    waiting = in_thread(theirs.acquire)
+    wait_parked(other_client)
+    mine.__concoordinit__()
+    with pytest.raises(RuntimeError, match="re-initialised"):
+        waiting()
+    assert mine.locked() is False
+    with pytest.raises(RuntimeError, match="cannot release un-acquired lock"):
+        mine.release()
+    assert theirs.acquire() is True
+    theirs.release()
+
+
 def test_lock(shared_client, other_client, name):
     mine = Lock(client=shared_client, instance=name, create=True)
     theirs = Lock(client=other_client, instance=name)
@@ -113,8 +138,8 @@ def test_lock(shared_client, other_client, name):
     assert mine.locked() is True
     first_token = mine.token()
     assert isinstance(first_token, int)
-    assert repr(mine) == "<Lock owner=%d>" % shared_client.session
-    assert str(mine) == "<Lock object>"
+    assert repr(mine) == "<DLock owner=%d>" % shared_client.session
+    assert str(mine) == "<DLock object>"
     assert theirs.acquire(blocking=False) is False
     assert theirs.acquire_token(blocking=False) is None
     with pytest.raises(RuntimeError, match="cannot release un-acquired lock"):
@@ -125,7 +150,7 @@ def test_lock(shared_client, other_client, name):
     assert mine.release() is None
     second_token = waiting()
     assert second_token > first_token, "fencing tokens grow from grant to grant"
-    assert repr(mine) == "<Lock owner=%d>" % other_client.session
+    assert repr(mine) == "<DLock owner=%d>" % other_client.session
     waiting_flag = in_thread(mine.acquire)
     wait_parked(shared_client)
     theirs.release()
@@ -144,8 +169,8 @@ def test_rlock(shared_client, other_client, name):
     theirs = RLock(client=other_client, instance=name)
     assert mine.acquire() is True
     assert mine.acquire() is True, "re-entry by the owning session"
-    assert repr(mine) == "<RLock owner=%d count=2>" % shared_client.session
-    assert str(mine) == "<RLock object>"
+    assert repr(mine) == "<DRLock owner=%d count=2>" % shared_client.session
+    assert str(mine) == "<DRLock object>"
     assert mine.locked() is True
     assert isinstance(mine.token(), int)
     assert theirs.acquire(False) is False
@@ -157,7 +182,7 @@ def test_rlock(shared_client, other_client, name):
     assert mine.locked() is True, "count 1 is still held"
     mine.release()
     assert waiting() is True
-    assert repr(mine) == "<RLock owner=%d count=1>" % other_client.session
+    assert repr(mine) == "<DRLock owner=%d count=1>" % other_client.session
     assert isinstance(theirs.acquire_token(), int)
     theirs.release()
     theirs.release()
@@ -173,8 +198,8 @@ def test_semaphore(shared_client, other_client, name):
     assert sem.value() == 2
     assert sem.acquire() is True
     assert isinstance(sem.acquire_token(), int)
-    assert repr(sem) == "<Semaphore value=0>"
-    assert str(sem) == "<Semaphore value=0>", "str falls back to the object's __repr__"
+    assert repr(sem) == "<DSemaphore count=0>"
+    assert str(sem) == "<DSemaphore count=0>", "str falls back to the object's __repr__"
     assert theirs.acquire(blocking=False) is False
     waiting = in_thread(theirs.acquire)
     wait_parked(other_client)
@@ -195,7 +220,7 @@ def test_bounded_semaphore(shared_client, name):
     sem = BoundedSemaphore(client=shared_client, instance=name, create=(1,))
     assert sem.acquire() is True
     assert sem.value() == 0
-    assert repr(sem) == "<BoundedSemaphore value=0 init=1>"
+    assert repr(sem) == "<DBoundedSemaphore count=0 init=1>"
     assert sem.acquire(False) is False
     assert sem.acquire_token(False) is None
     sem.release()
@@ -219,16 +244,16 @@ def test_condition(shared_client, other_client, name):
     wait_parked(shared_client)
     # The wait released the lock fully: another session can take it and notify.
     assert theirs.acquire() is True
-    assert repr(theirs) == "<Condition(<RLock owner=%d count=1>, 1)>" % other_client.session
+    assert repr(theirs) == "<Condition(<DRLock owner=%d count=1>, 1)>" % other_client.session
     assert theirs.notify() is None
     assert theirs.notify_all() is None
     assert theirs.notifyAll() is None
     theirs.release()
     assert waiting() is True
-    assert repr(mine) == "<Condition(<RLock owner=%d count=2>, 0)>" % shared_client.session
+    assert repr(mine) == "<Condition(<DRLock owner=%d count=2>, 0)>" % shared_client.session
     mine.release()
     mine.release()
-    assert repr(mine) == "<Condition(<RLock owner=None count=0>, 0)>"
+    assert repr(mine) == "<Condition(<DRLock owner=None count=0>, 0)>"
     assert theirs.acquire(blocking=False) is True
     assert mine.acquire(blocking=False) is False
     theirs.release()
@@ -501,3 +526,30 @@ def test_errors_come_back_as_python_exceptions_by_type(shared_client, name):
     with pytest.raises(TypeError, match="set"):
         proxy.invoke_command("increment", {1})
     assert proxy.invoke_command("getvalue") == 0, "nothing was sent"
+
+
+def test_the_batching_runtime_keeps_order_and_checks_arguments_first(shared_client, name):
+    from concoord.batchclientproxy import ClientProxy as BatchProxy
+
+    shared_client.create(name, "Stack")
+    stack = BatchProxy(client=shared_client, instance=name, batch_size=1000)
+    futures = [stack.invoke_command_async("append", i) for i in range(5)]
+    with pytest.raises(TypeError):
+        stack.invoke_command_async("append", {1, 2})
+    pop = stack.invoke_command_async("pop")
+    # Commands run in the order they were queued: pop sees every append.
+    assert stack.wait_until_command_done(pop) == 4
+    assert [f.result() for f in futures] == [None] * 5
+    pushed = stack.invoke_command_async("append", 9)
+    # A synchronous call sends the queue first; this one is a command too, so it
+    # is ordered after the append.
+    assert stack.invoke_command("pop") == 9
+    assert pushed.done() and pushed.result() is None
+    assert stack.invoke_command("get_stack") == [0, 1, 2, 3]
+    assert stack.flush() == 0
+    empty = BatchProxy(client=shared_client, instance=name + "-none", batch_size=1000)
+    missing = empty.invoke_command_async("append", 1)
+    with pytest.raises(AttributeError):
+        missing.result()
+    with pytest.raises(ValueError):
+        BatchProxy(client=shared_client, batch_size=0)

@@ -29,6 +29,9 @@ def hexframe(text):
 
 def test_hello_matches_the_documented_bytes():
     assert _wire.hello(None) == hexframe('18000000 81 a5"Hello" 82 a7"version" 01 a5"token" c0')
+    assert _wire.hello(None, "00000000000000c1") == hexframe(
+        '31000000 81 a5"Hello" 83 a7"version" 01 a5"token" c0 a7"cluster" b0"00000000000000c1"'
+    )
 
 
 def test_call_matches_the_documented_bytes():
@@ -194,3 +197,10 @@ def test_names_that_are_not_strings_are_refused_before_sending():
         _wire.call(1, 1, 1, 1, "default", None, args)
     with pytest.raises(TypeError, match="type_name must be a str"):
         _wire.create(1, 1, 1, "x", None, args)
+
+
+def test_every_error_kind_of_the_protocol_decodes():
+    for kind in ["BadFrame", "FrameTooLarge", "BadVersion", "BadToken", "NoHello",
+                 "RequestTooLarge", "Busy", "NotReady", "OtherCluster"]:
+        body = _wire.pack({"Error": {"id": None, "kind": kind, "message": "m"}})
+        assert _wire.decode_server_frame(body) == _wire.Error(None, kind, "m")

@@ -24,6 +24,9 @@ pub const LEASE_MAX: Span = Span::from_millis(3_600_000);
 /// Most object instances in one cluster.
 pub const OBJECTS_MAX: usize = 10_000;
 
+/// The method names that re-initialise an instance through the log (`Machine::reinit`).
+const REINIT_METHODS: [&str; 2] = ["__init__", "__concoordinit__"];
+
 /// Object-layer bugs the simulator can switch on to prove its checkers catch them.
 /// Each is a branch in the real code path; none is ever on in production.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -287,6 +290,9 @@ impl Machine {
                 request,
                 acked,
                 |m, ctx| match m.objects.get_mut(&object) {
+                    Some(_) if REINIT_METHODS.contains(&method.as_str()) => {
+                        m.reinit(ctx, &object, &args)
+                    }
                     Some(o) => o.call(ctx, &method, &args),
                     None => Outcome::Raise(ObjectError::attribute_error(format!(
                         "no object named {object:?}"
@@ -367,6 +373,55 @@ impl Machine {
             }
             Err(e) => Outcome::Raise(e),
         }
+    }
+
+    /// `__init__(*args)` (or the original's `__concoordinit__`) on instance `name`:
+    /// an object that re-initialises itself (`Object::reinit`, a hosted Python
+    /// object) does; any other is replaced by a fresh instance of its type built
+    /// from `args`. Every call parked in the old instance is answered with
+    /// `RuntimeError`, not forgotten; what sessions held in it (a lock, permits) is
+    /// simply gone, so a later release by a holder raises as for any non-holder.
+    /// A constructor that refuses `args` changes nothing.
+    fn reinit(&mut self, ctx: &mut Ctx<'_>, name: &str, args: &[Value]) -> Outcome {
+        let parked: Vec<CallId> = self
+            .sessions
+            .iter()
+            .flat_map(|(session, s)| {
+                s.replies
+                    .iter()
+                    .filter(|(_, (_, _, reply))| *reply == Reply::Parked)
+                    .map(|(request, _)| CallId { session: *session, request: *request })
+            })
+            .collect();
+        let Some(old) = self.objects.get_mut(name) else {
+            return Outcome::Raise(ObjectError::attribute_error(format!(
+                "no object named {name:?}"
+            )));
+        };
+        if let Some(outcome) = old.reinit(ctx, args) {
+            return outcome;
+        }
+        let fresh = match self.types.construct(old.type_name(), args) {
+            Ok(fresh) => fresh,
+            Err(e) => return Outcome::Raise(e),
+        };
+        // Take the parked calls out of the old instance. What taking them back would
+        // wake there (a lock handed to the next waiter) is dropped with the old state.
+        let mut discarded = Vec::new();
+        let mut scratch =
+            Ctx::at(ctx.call(), ctx.timestamp(), ctx.slot(), ctx.fencing_token(), &mut discarded);
+        let taken: Vec<CallId> =
+            parked.into_iter().filter(|call| old.cancel(&mut scratch, *call)).collect();
+        *old = fresh;
+        for call in taken {
+            ctx.wake_error(
+                call,
+                ObjectError::runtime_error(format!(
+                    "{name} was re-initialised (__init__) while this call waited"
+                )),
+            );
+        }
+        Outcome::Return(Value::Nil)
     }
 
     /// Takes back the parked call `target` of `session`, if its object lets it go;
@@ -783,6 +838,108 @@ mod tests {
             request: RequestNumber(request),
             target: RequestNumber(target),
         })
+    }
+
+    fn call_with(
+        t: &mut Log,
+        session: SessionId,
+        request: u64,
+        object: &str,
+        method: &str,
+        args: Vec<Value>,
+    ) {
+        t.step(Request::Call {
+            session,
+            request: RequestNumber(request),
+            acked: RequestNumber(1),
+            object: object.into(),
+            method: method.into(),
+            args,
+        });
+    }
+
+    fn create(
+        t: &mut Log,
+        session: SessionId,
+        request: u64,
+        name: &str,
+        type_name: &str,
+        args: Vec<Value>,
+    ) {
+        t.step(Request::Create {
+            session,
+            request: RequestNumber(request),
+            name: name.into(),
+            type_name: type_name.into(),
+            args,
+            acked: RequestNumber(1),
+        });
+        assert_eq!(t.reply_to(session, request), Some(&Reply::Value(Value::Nil)));
+    }
+
+    fn is_error(reply: Option<&Reply>, kind: &str) -> bool {
+        matches!(reply, Some(Reply::Error(e)) if e.kind == kind)
+    }
+
+    #[test]
+    fn init_rebuilds_a_builtin_from_its_arguments_and_bad_arguments_change_nothing() {
+        let mut t = Log::new();
+        let a = t.open();
+        create(&mut t, a, 1, "hits", "Counter", vec![Value::Int(5)]);
+        call_with(&mut t, a, 2, "hits", "increment", vec![]);
+        call_with(&mut t, a, 3, "hits", "__concoordinit__", vec![Value::Int(40)]);
+        assert_eq!(t.reply_to(a, 3), Some(&Reply::Value(Value::Nil)));
+        call_with(&mut t, a, 4, "hits", "getvalue", vec![]);
+        assert_eq!(t.reply_to(a, 4), Some(&Reply::Value(Value::Int(40))));
+        call_with(&mut t, a, 5, "hits", "__init__", vec![Value::Str("x".into())]);
+        assert!(is_error(t.reply_to(a, 5), "TypeError"), "{:?}", t.out);
+        call_with(&mut t, a, 6, "hits", "__init__", vec![]);
+        call_with(&mut t, a, 7, "hits", "getvalue", vec![]);
+        assert_eq!(t.reply_to(a, 7), Some(&Reply::Value(Value::Int(0))));
+        // A retried __init__ is answered from the session table, not run again.
+        call_with(&mut t, a, 8, "hits", "increment", vec![]);
+        assert_eq!(
+            t.step(Request::Call {
+                session: a,
+                request: RequestNumber(6),
+                acked: RequestNumber(6),
+                object: "hits".into(),
+                method: "__init__".into(),
+                args: vec![],
+            }),
+            Execution::Duplicate
+        );
+        call_with(&mut t, a, 9, "hits", "getvalue", vec![]);
+        assert_eq!(t.reply_to(a, 9), Some(&Reply::Value(Value::Int(1))));
+    }
+
+    #[test]
+    fn init_answers_the_calls_parked_in_the_old_instance_and_drops_what_it_held() {
+        let mut t = Log::new();
+        let (a, b, c) = (t.open(), t.open(), t.open());
+        create(&mut t, a, 1, "door", "Lock", vec![]);
+        call_with(&mut t, a, 2, "door", "acquire", vec![]);
+        assert_eq!(t.reply_to(a, 2), Some(&Reply::Value(Value::Bool(true))));
+        call_with(&mut t, b, 1, "door", "acquire", vec![]);
+        call_with(&mut t, c, 1, "door", "acquire", vec![]);
+        // A call parked in another object is not touched.
+        call_on(&mut t, c, 2, "lock", "acquire");
+        call_on(&mut t, b, 2, "lock", "acquire");
+        assert_eq!(t.reply_to(b, 2), Some(&Reply::Parked));
+        call_with(&mut t, a, 3, "door", "__init__", vec![]);
+        assert_eq!(t.reply_to(a, 3), Some(&Reply::Value(Value::Nil)));
+        for waiter in [b, c] {
+            assert!(is_error(t.reply_to(waiter, 1), "RuntimeError"), "{:?}", t.out);
+        }
+        assert_eq!(t.out.len(), 3, "the re-init and its two waiters only: {:?}", t.out);
+        // The old holder holds nothing in the fresh lock; anyone may take it.
+        call_with(&mut t, a, 4, "door", "release", vec![]);
+        assert!(is_error(t.reply_to(a, 4), "RuntimeError"));
+        call_with(&mut t, b, 3, "door", "acquire", vec![]);
+        assert_eq!(t.reply_to(b, 3), Some(&Reply::Value(Value::Bool(true))));
+        // The other object's waiter is still parked, and woken by its release.
+        call_on(&mut t, c, 3, "lock", "release");
+        assert!(matches!(t.reply_to(b, 2), Some(Reply::Value(_))), "{:?}", t.out);
     }
 
     #[test]

@@ -196,6 +196,15 @@ pub trait Object: fmt::Debug + Send {
         false
     }
 
+    /// `__init__(*args)` through the log, for an object that re-initialises itself
+    /// in place (a hosted Python object runs its own `__init__`). `None`, the
+    /// default, lets the machine replace the instance with a fresh one of its type
+    /// built from `args`, answering the calls parked in the old one.
+    fn reinit(&mut self, ctx: &mut Ctx<'_>, args: &[Value]) -> Option<Outcome> {
+        let _ = (ctx, args);
+        None
+    }
+
     /// The object's whole state, for snapshots.
     fn snapshot(&self) -> Result<Vec<u8>, ObjectError>;
 }

@@ -6,12 +6,14 @@
 //! parked calls and snapshots work unchanged. Each call is one frame written to the
 //! host's stdin and one frame read from its stdout (little-endian u32 length +
 //! MessagePack, as the client protocol), synchronously, because applying is
-//! synchronous. The host answers with the method's result (or exception, or "park"),
+//! synchronous; the applying thread reads the answer itself (a thread hand-off per
+//! call cost more CPU than the Python method), and a watchdog thread stops a host
+//! that does not answer in time. The host answers with the method's result (or exception, or "park"),
 //! plus the parked calls the method woke. Snapshots are the host's pickle bytes,
 //! carried opaque in the machine's snapshot.
 //!
 //! A host that crashes, stops answering for `timeout`, sends something this side
-//! cannot read, or reports that a result cannot be encoded has *failed*: every
+//! cannot read, or reports a fatal error (state that cannot be pickled) has *failed*: every
 //! later use of the object does nothing, and the server, which checks `failure`
 //! after each apply before any reply leaves, stops the replica with the reason.
 //! A replica never answers from a host it no longer trusts, so it cannot diverge.
@@ -25,8 +27,9 @@ use concoord_object::{
 use concoord_wire::{RequestNumber, SessionId};
 use serde::Serialize;
 use std::io::{BufReader, Read, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -86,11 +89,31 @@ struct State {
 
 #[derive(Debug)]
 struct Pipe {
-    child: Child,
+    child: Arc<Mutex<Child>>,
     stdin: ChildStdin,
-    /// Frames read from the host's stdout by the reader thread.
-    frames: Receiver<Result<Vec<u8>, String>>,
+    /// Read by the applying thread itself: no hand-off between threads per call.
+    stdout: BufReader<ChildStdout>,
+    watch: Arc<Watch>,
+    /// Dropped to stop the watchdog.
+    _stop_watchdog: Sender<()>,
 }
+
+/// What the watchdog thread sees of the exchange in progress. It wakes every
+/// `timeout / WATCH_TICKS` (no clock read on the call path) and kills the host when
+/// the same exchange has been in progress for `ticks_allowed` ticks in a row, so a
+/// hung call is stopped between its timeout and 1.25 times it; the blocked read then
+/// ends, and `timed_out` says why.
+#[derive(Debug, Default)]
+struct Watch {
+    /// Exchanges started so far (identifies the one in progress).
+    started: AtomicU64,
+    busy: AtomicBool,
+    ticks_allowed: AtomicU64,
+    timed_out: AtomicBool,
+}
+
+/// Watchdog ticks per timeout.
+const WATCH_TICKS: u32 = 4;
 
 impl Drop for State {
     fn drop(&mut self) {
@@ -101,19 +124,85 @@ impl Drop for State {
 }
 
 impl Pipe {
+    /// Takes over a started host's pipes and starts its watchdog.
+    fn new(
+        child: Child,
+        stdin: ChildStdin,
+        stdout: ChildStdout,
+        timeout: Duration,
+    ) -> Result<Pipe, String> {
+        let child = Arc::new(Mutex::new(child));
+        let watch = Arc::new(Watch::default());
+        watch.ticks_allowed.store(u64::from(WATCH_TICKS), Ordering::Relaxed);
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let tick = (timeout / WATCH_TICKS).max(Duration::from_millis(1));
+        let (watched, killable) = (watch.clone(), child.clone());
+        let spawned =
+            std::thread::Builder::new().name("concoord-host-watchdog".into()).spawn(move || {
+                // (exchange, consecutive ticks it has been seen in progress)
+                let mut seen = (u64::MAX, 0u64);
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                    if !watched.busy.load(Ordering::Acquire) {
+                        seen = (u64::MAX, 0);
+                        continue;
+                    }
+                    let exchange = watched.started.load(Ordering::Acquire);
+                    seen = if seen.0 == exchange { (exchange, seen.1 + 1) } else { (exchange, 0) };
+                    if seen.1 >= watched.ticks_allowed.load(Ordering::Relaxed) {
+                        watched.timed_out.store(true, Ordering::Release);
+                        let mut child = killable.lock().unwrap_or_else(|e| e.into_inner());
+                        let _ = child.kill();
+                        return;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            let mut child = child.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("cannot start the object host's watchdog thread: {e}"));
+        }
+        let stdout = BufReader::with_capacity(64 * 1024, stdout);
+        Ok(Pipe { child, stdin, stdout, watch, _stop_watchdog: stop })
+    }
+
+    /// Reads one frame, the watchdog armed for `ticks` ticks.
+    fn read_frame_within(&mut self, ticks: u64) -> Result<Vec<u8>, Timeout> {
+        self.watch.ticks_allowed.store(ticks, Ordering::Relaxed);
+        self.watch.started.fetch_add(1, Ordering::AcqRel);
+        self.watch.busy.store(true, Ordering::Release);
+        let frame = read_frame(&mut self.stdout);
+        self.watch.busy.store(false, Ordering::Release);
+        match frame {
+            Err(_) if self.watch.timed_out.load(Ordering::Acquire) => Err(Timeout::Expired),
+            Err(e) => Err(Timeout::Failed(format!("{e}; {}", self.exit_status()))),
+            Ok(frame) => Ok(frame),
+        }
+    }
+
     fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// How the child ended, if it did.
     fn exit_status(&mut self) -> String {
-        match self.child.try_wait() {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        match child.try_wait() {
             Ok(Some(status)) => format!("it exited ({status})"),
             Ok(None) => "it closed its output".into(),
             Err(e) => format!("its status is unknown ({e})"),
         }
     }
+}
+
+/// Why no frame came from the host.
+enum Timeout {
+    /// The watchdog stopped a host that did not answer in time.
+    Expired,
+    /// The host's output ended or broke the framing (with its exit status).
+    Failed(String),
 }
 
 impl Host {
@@ -147,25 +236,21 @@ impl Host {
             let _ = child.kill();
             return Err("the object host's pipes could not be opened".into());
         };
-        let (tx, frames) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("concoord-host-reader".into())
-            .spawn(move || read_frames(stdout, &tx))
-            .map_err(|e| format!("cannot start the object host's reader thread: {e}"))?;
-        let mut pipe = Pipe { child, stdin, frames };
-        let hello = match pipe.frames.recv_timeout(config.timeout.max(HELLO_TIMEOUT_MIN)) {
-            Ok(Ok(body)) => body,
-            Ok(Err(e)) => {
-                let status = pipe.exit_status();
+        let mut pipe = Pipe::new(child, stdin, stdout, config.timeout)?;
+        let hello_ticks = HELLO_TIMEOUT_MIN.max(config.timeout).as_millis()
+            / (config.timeout / WATCH_TICKS).max(Duration::from_millis(1)).as_millis();
+        let hello = match pipe.read_frame_within(hello_ticks as u64) {
+            Ok(body) => body,
+            Err(Timeout::Failed(e)) => {
                 pipe.stop();
                 return Err(format!(
-                    "the object host for {class} stopped before it was ready ({e}; {status}): its \
+                    "the object host for {class} stopped before it was ready ({e}): its \
                      error is above; check that {:?} has the concoord package and that {class} \
                      can be imported from the current directory or PYTHONPATH",
                     config.python
                 ));
             }
-            Err(_) => {
+            Err(Timeout::Expired) => {
                 pipe.stop();
                 return Err(format!("the object host for {class} did not start in time"));
             }
@@ -287,17 +372,14 @@ impl State {
         if let Err(e) = pipe.stdin.write_all(&framed).and_then(|()| pipe.stdin.flush()) {
             return Err(format!("cannot write to the object host ({e}); {}", pipe.exit_status()));
         }
-        let reply = match pipe.frames.recv_timeout(self.timeout) {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => return Err(format!("{e}; {}", pipe.exit_status())),
-            Err(RecvTimeoutError::Timeout) => {
+        let reply = match pipe.read_frame_within(u64::from(WATCH_TICKS)) {
+            Ok(reply) => reply,
+            Err(Timeout::Failed(e)) => return Err(e),
+            Err(Timeout::Expired) => {
                 return Err(format!(
                     "the object host did not answer within {:?} (a method that never returns?)",
                     self.timeout
                 ))
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(format!("the object host's output ended; {}", pipe.exit_status()))
             }
         };
         decode_answer(&reply)
@@ -382,6 +464,12 @@ impl Object for HostedObject {
             Ok(outcome) => outcome,
             Err(reason) => self.failed(self.host.shared.lock().fail(reason)),
         }
+    }
+
+    fn reinit(&mut self, ctx: &mut Ctx<'_>, args: &[Value]) -> Option<Outcome> {
+        // The host runs the class's own __init__ on the live instance and answers
+        // the calls parked in the old state itself.
+        Some(self.call(ctx, "__init__", args))
     }
 
     fn query(&self, method: &str, args: &[Value]) -> Option<Result<Value, ObjectError>> {
@@ -490,19 +578,6 @@ fn frame(body: &[u8]) -> Result<Vec<u8>, String> {
     framed.extend_from_slice(&(body.len() as u32).to_le_bytes());
     framed.extend_from_slice(body);
     Ok(framed)
-}
-
-/// The reader thread: frames from the host's stdout, until it ends or breaks the
-/// framing.
-fn read_frames(stdout: impl Read, tx: &std::sync::mpsc::Sender<Result<Vec<u8>, String>>) {
-    let mut reader = BufReader::with_capacity(64 * 1024, stdout);
-    loop {
-        let frame = read_frame(&mut reader);
-        let stop = frame.is_err();
-        if tx.send(frame).is_err() || stop {
-            return;
-        }
-    }
 }
 
 fn read_frame(reader: &mut impl Read) -> Result<Vec<u8>, String> {

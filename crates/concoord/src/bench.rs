@@ -5,7 +5,9 @@
 //! Workloads: `increment` (Counter.increment, through the log), `read`
 //! (Counter.getvalue, a linearizable query without a log write), `lock` (acquire then
 //! release of one Lock shared by every client: contended hand-offs), `put` (Map.put of
-//! a distinct key per operation).
+//! a distinct key per operation). `--instance NAME` points `increment` and `read` at an
+//! existing instance with those methods instead (the cluster's `default` hosted Python
+//! class, for instance), so hosted and built-in objects meet the same load.
 //!
 //! This file is only the ConCoord backend; the timing, percentiles and report live in
 //! `concoord-bench`, which `yardstick` shares for etcd and ZooKeeper.
@@ -39,6 +41,11 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long = "json")]
     json: bool,
+    /// Call this existing instance (increment and read: its `increment` and
+    /// `getvalue`, e.g. `default` of replicas hosting a Python class) instead of the
+    /// Counter the bench creates.
+    #[arg(long = "instance")]
+    instance: Option<String>,
 }
 
 const COUNTER: &str = "bench-counter";
@@ -55,6 +62,9 @@ pub fn run(args: Args) -> Result<()> {
     };
     if args.clients == 0 || args.duration <= 0.0 {
         bail!("--clients and --duration must be positive");
+    }
+    if args.instance.is_some() && !matches!(workload, Workload::Increment | Workload::Read) {
+        bail!("--instance works with the increment and read workloads only");
     }
     let plan = Plan {
         system: "concoord".to_owned(),
@@ -75,15 +85,18 @@ pub fn run(args: Args) -> Result<()> {
 async fn connect(args: &Args, workload: Workload) -> Result<Vec<BenchClient>> {
     let options = ClientOptions { token: args.token.clone(), ..ClientOptions::default() };
     let setup = Client::connect(&args.boot, options.clone()).await?;
-    setup.create(COUNTER, "Counter", vec![]).await?;
-    setup.create(LOCK, "Lock", vec![]).await?;
-    setup.create(MAP, "Map", vec![]).await?;
+    if args.instance.is_none() {
+        setup.create(COUNTER, "Counter", vec![]).await?;
+        setup.create(LOCK, "Lock", vec![]).await?;
+        setup.create(MAP, "Map", vec![]).await?;
+    }
     setup.close().await;
 
+    let counter = args.instance.clone().unwrap_or_else(|| COUNTER.to_owned());
     let mut clients = Vec::with_capacity(args.clients);
     for index in 0..args.clients {
         let client = Client::connect(&args.boot, options.clone()).await?;
-        clients.push(BenchClient { client, index, workload });
+        clients.push(BenchClient { client, index, workload, counter: counter.clone() });
     }
     Ok(clients)
 }
@@ -93,6 +106,8 @@ struct BenchClient {
     client: Client,
     index: usize,
     workload: Workload,
+    /// The instance `increment` and `read` call.
+    counter: String,
 }
 
 impl concoord_bench::Client for BenchClient {
@@ -101,8 +116,8 @@ impl concoord_bench::Client for BenchClient {
     async fn run(&mut self, n: u64) -> Result<(), ClientError> {
         let client = &self.client;
         match self.workload {
-            Workload::Increment => client.call(COUNTER, "increment", vec![]).await.map(drop),
-            Workload::Read => client.call(COUNTER, "getvalue", vec![]).await.map(drop),
+            Workload::Increment => client.call(&self.counter, "increment", vec![]).await.map(drop),
+            Workload::Read => client.call(&self.counter, "getvalue", vec![]).await.map(drop),
             Workload::Lock => {
                 client.call(LOCK, "acquire", vec![]).await?;
                 client.call(LOCK, "release", vec![]).await.map(drop)

@@ -219,6 +219,7 @@ class Host:
     """Runs the protocol for one instance of ``cls``."""
 
     def __init__(self, cls):
+        self.current = None
         self.cls = cls
         self.obj = None
         self.takes_command = {}
@@ -265,6 +266,7 @@ class Host:
 
     def run_hooks(self, run):
         _runtime.wakes = []
+        self.current = "a session end or cancel"
         try:
             run()
             return self.checked_wakes()
@@ -272,16 +274,25 @@ class Host:
             _runtime.wakes = None
 
     def checked_wakes(self):
-        for w in _runtime.wakes:
+        """The wake-ups to send; one whose value cannot be sent wakes its caller
+        with a TypeError instead (the same on every replica: the check is pure)."""
+        wakes = _runtime.wakes
+        for i, w in enumerate(wakes):
             if w[2]:
-                self.check(w[3], "a value given to wake()")
-        return _runtime.wakes
+                problem = self.unsendable(w[3], "the value %s woke the call with" % self.current)
+                if problem is not None:
+                    wakes[i] = [w[0], w[1], False, "TypeError", problem]
+        return wakes
 
-    def check(self, value, what):
+    @staticmethod
+    def unsendable(value, what):
+        """Why ``value`` cannot travel to a client, or None. Deterministic, so every
+        replica makes the same call answer an error, not just this one."""
         try:
             _wire.check_value(value)
         except (TypeError, OverflowError, ValueError) as e:
-            raise Fatal("%s cannot be sent to a client: %s" % (what, e))
+            return "%s cannot be sent to a client: %s" % (what, e)
+        return None
 
     def method(self, name):
         if name.startswith("_") and name not in CALLABLE_DUNDERS and name not in REINIT:
@@ -293,6 +304,7 @@ class Host:
 
     def call(self, command, name, args):
         _runtime.wakes = []
+        self.current = "%s()" % name
         try:
             try:
                 if name in REINIT:
@@ -317,7 +329,10 @@ class Host:
                 raise Fatal("%s() ran out of memory" % name)
             except Exception as e:
                 return ["raise", type(e).__name__, str(e), self.checked_wakes()]
-            self.check(result, "the result of %s()" % name)
+            problem = self.unsendable(result, "the result of %s()" % name)
+            if problem is not None:
+                # Like an exception the method raised: its changes stay.
+                return ["raise", "TypeError", problem, self.checked_wakes()]
             return ["return", result, self.checked_wakes()]
         finally:
             _runtime.wakes = None
@@ -342,7 +357,9 @@ class Host:
             raise Fatal("%s() ran out of memory" % name)
         except Exception as e:
             return ["raise", type(e).__name__, str(e), []]
-        self.check(result, "the result of %s()" % name)
+        problem = self.unsendable(result, "the result of %s()" % name)
+        if problem is not None:
+            return ["raise", "TypeError", problem, []]
         return ["return", result, []]
 
     def session_closed(self, session):

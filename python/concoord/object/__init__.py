@@ -1,5 +1,6 @@
 """The original's ready-made objects as Python classes (``concoord.object.counter``,
-``.semaphore``, ``.lock``, ``.rlock``, ``.boundedsemaphore``, ``.condition``):
+``.semaphore``, ``.lock``, ``.rlock``, ``.boundedsemaphore``, ``.condition``,
+``.barrier``):
 examples of hosted objects, and what ``concoord object`` generates proxies from.
 
 What it deliberately is not: what ``concoord replica -o

@@ -91,6 +91,13 @@ class Proxy:
     def _call(self, method, *args, timeout=DEFAULT):
         return self._client.call(self._instance, method, args, timeout=timeout)
 
+    def __concoordinit__(self, *args):
+        """Re-initialises the replicated object through the log, as ``__init__(*args)``
+        would: a fresh instance built from ``args`` replaces it for every client.
+        Calls parked in the old one fail with ``RuntimeError``; what sessions held
+        in it (a lock, permits) is gone."""
+        return self._call("__init__", *args)
+
     def disconnect(self):
         """Ends this proxy's session (releasing what it holds) and its connection.
         A proxy built on a shared ``client`` leaves that client open."""

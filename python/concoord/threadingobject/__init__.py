@@ -1,6 +1,7 @@
-"""Blocking primitives for hosted Python objects, at the original's import paths:
-``dlock.DLock``, ``drlock.DRLock``, ``dsemaphore.DSemaphore``,
-``dboundedsemaphore.DBoundedSemaphore`` and ``dcondition.DCondition``.
+"""Blocking primitives for hosted Python objects: ``dlock.DLock``, ``drlock.DRLock``,
+``dsemaphore.DSemaphore``, ``dboundedsemaphore.DBoundedSemaphore`` and
+``dcondition.DCondition`` at the original's import paths, and ``dbarrier.DBarrier``
+(the original had no barrier primitive).
 
 Each keeps its waiters (the callers' ``_concoord_command``s) in its own state, so
 they are replicated and snapshotted with the object; a caller that must wait is

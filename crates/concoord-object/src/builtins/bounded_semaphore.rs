@@ -80,10 +80,10 @@ impl BoundedSemaphore {
         self.permits.value()
     }
 
-    /// Python's `repr`: `<BoundedSemaphore value=N init=M>`.
+    /// Python's `repr`: `<DBoundedSemaphore count=N init=M>`.
     #[concoord(name = "__repr__")]
     pub fn repr(&self) -> String {
-        format!("<BoundedSemaphore value={} init={}>", self.permits.value(), self.init)
+        format!("<DBoundedSemaphore count={} init={}>", self.permits.value(), self.init)
     }
 
     /// The caller of a parked call gave up: forget it.
@@ -121,7 +121,7 @@ mod tests {
     fn constructor_defaults_to_one_and_rejects_negative_values() {
         let sem = BoundedSemaphore::construct(&[]).unwrap();
         assert_eq!(sem, BoundedSemaphore::default());
-        assert_eq!(sem.repr(), "<BoundedSemaphore value=1 init=1>");
+        assert_eq!(sem.repr(), "<DBoundedSemaphore count=1 init=1>");
         let e = BoundedSemaphore::construct(&[Value::Int(-3)]).unwrap_err();
         assert_eq!(e, ObjectError::value_error("semaphore initial value must be >= 0"));
     }
@@ -158,7 +158,7 @@ mod tests {
         assert_eq!(wakes, [woke(2, 1, Value::Int(5))]);
         let (_, wakes) = call(&mut sem, (2, 2), 6, "release", &[]);
         assert_eq!(wakes, [woke(3, 1, Value::Bool(true))]);
-        assert_eq!(sem.repr(), "<BoundedSemaphore value=0 init=1>");
+        assert_eq!(sem.repr(), "<DBoundedSemaphore count=0 init=1>");
     }
 
     #[test]
@@ -185,7 +185,7 @@ mod tests {
         call(&mut sem, (1, 1), 1, "acquire", &[]);
         let restored = BoundedSemaphore::restore(&sem.snapshot().unwrap()).unwrap();
         assert_eq!(restored, sem);
-        let repr = Value::Str("<BoundedSemaphore value=2 init=3>".into());
+        let repr = Value::Str("<DBoundedSemaphore count=2 init=3>".into());
         assert_eq!(restored.query("__repr__", &[]), Some(Ok(repr)));
         assert!(BoundedSemaphore::restore(b"junk").is_err());
         let mut types = Types::new();

@@ -114,13 +114,13 @@ impl Condition {
         self.notify_everyone(ctx)
     }
 
-    /// Python's `repr`: `<Condition(<RLock owner=S count=N>, W)>` with W the number of
+    /// Python's `repr`: `<Condition(<DRLock owner=S count=N>, W)>` with W the number of
     /// calls waiting to be notified.
     #[concoord(name = "__repr__")]
     pub fn repr(&self) -> String {
         let lock = match self.owner {
-            Some(o) => format!("<RLock owner={} count={}>", o.session.0, o.count),
-            None => "<RLock owner=None count=0>".to_string(),
+            Some(o) => format!("<DRLock owner={} count={}>", o.session.0, o.count),
+            None => "<DRLock owner=None count=0>".to_string(),
         };
         format!("<Condition({lock}, {})>", self.waiters.len())
     }
@@ -231,24 +231,24 @@ mod tests {
         let mut cond = Condition::construct(&[]).unwrap();
         assert_eq!(call(&mut cond, (1, 1), "acquire", &[]), ret(Value::Bool(true)));
         assert_eq!(call(&mut cond, (1, 2), "acquire", &[]), ret(Value::Bool(true)));
-        assert_eq!(cond.repr(), "<Condition(<RLock owner=1 count=2>, 0)>");
+        assert_eq!(cond.repr(), "<Condition(<DRLock owner=1 count=2>, 0)>");
         assert_eq!(call(&mut cond, (2, 1), "acquire", &[]), parked());
         // Session 1 waits: the lock is released fully and handed to session 2.
         let (outcome, wakes) = call(&mut cond, (1, 3), "wait", &[]);
         assert_eq!(outcome, Outcome::Park, "wait parks even when it hands the lock over");
         assert_eq!(wakes, [woke(2, 1)]);
-        assert_eq!(cond.repr(), "<Condition(<RLock owner=2 count=1>, 1)>");
+        assert_eq!(cond.repr(), "<Condition(<DRLock owner=2 count=1>, 1)>");
         // Session 2 notifies: the waiter is not woken before it owns the lock.
         assert_eq!(call(&mut cond, (2, 2), "notify", &[]), ret(Value::Nil));
-        assert_eq!(cond.repr(), "<Condition(<RLock owner=2 count=1>, 0)>");
+        assert_eq!(cond.repr(), "<Condition(<DRLock owner=2 count=1>, 0)>");
         let (outcome, wakes) = call(&mut cond, (2, 3), "release", &[]);
         assert_eq!(outcome, Outcome::Return(Value::Nil));
         assert_eq!(wakes, [woke(1, 3)]);
-        assert_eq!(cond.repr(), "<Condition(<RLock owner=1 count=2>, 0)>", "count restored");
+        assert_eq!(cond.repr(), "<Condition(<DRLock owner=1 count=2>, 0)>", "count restored");
         call(&mut cond, (1, 4), "release", &[]);
         let (_, wakes) = call(&mut cond, (1, 5), "release", &[]);
         assert_eq!(wakes, []);
-        assert_eq!(cond.repr(), "<Condition(<RLock owner=None count=0>, 0)>");
+        assert_eq!(cond.repr(), "<Condition(<DRLock owner=None count=0>, 0)>");
     }
 
     #[test]
@@ -258,14 +258,14 @@ mod tests {
             assert_eq!(call(&mut cond, (session, 1), "acquire", &[]), ret(Value::Bool(true)));
             assert_eq!(call(&mut cond, (session, 2), "wait", &[]), parked());
         }
-        assert_eq!(cond.repr(), "<Condition(<RLock owner=None count=0>, 4)>");
+        assert_eq!(cond.repr(), "<Condition(<DRLock owner=None count=0>, 4)>");
         call(&mut cond, (9, 1), "acquire", &[]);
         assert_eq!(call(&mut cond, (8, 1), "acquire", &[]), parked());
         assert_eq!(call(&mut cond, (9, 2), "notify", &[Value::Int(0)]), ret(Value::Nil));
         assert_eq!(call(&mut cond, (9, 3), "notify", &[Value::Int(2)]), ret(Value::Nil));
-        assert_eq!(cond.repr(), "<Condition(<RLock owner=9 count=1>, 2)>");
+        assert_eq!(cond.repr(), "<Condition(<DRLock owner=9 count=1>, 2)>");
         assert_eq!(call(&mut cond, (9, 4), "notifyAll", &[]), ret(Value::Nil));
-        assert_eq!(cond.repr(), "<Condition(<RLock owner=9 count=1>, 0)>");
+        assert_eq!(cond.repr(), "<Condition(<DRLock owner=9 count=1>, 0)>");
         // The lock then goes, one release at a time: the earlier acquirer 8, then the
         // notified waiters 1, 2 (notify(2)), 3 and 4 (notifyAll).
         let mut order = Vec::new();
@@ -322,7 +322,7 @@ mod tests {
             call(&mut cond, (1, 7), "acquire", &[Value::Bool(false)]),
             ret(Value::Bool(false))
         );
-        assert_eq!(cond.repr(), "<Condition(<RLock owner=2 count=1>, 0)>");
+        assert_eq!(cond.repr(), "<Condition(<DRLock owner=2 count=1>, 0)>");
         assert!(cond.acquirers.is_empty());
     }
 
@@ -342,7 +342,7 @@ mod tests {
         assert_eq!(close(&mut cond, 4), []);
         // The owner (count 2) ends: the lock goes to session 2's notified wait.
         assert_eq!(close(&mut cond, 3), [woke(2, 2)]);
-        assert_eq!(cond.repr(), "<Condition(<RLock owner=2 count=1>, 0)>");
+        assert_eq!(cond.repr(), "<Condition(<DRLock owner=2 count=1>, 0)>");
         call(&mut cond, (2, 3), "wait", &[]);
         assert_eq!(close(&mut cond, 2), []);
         assert_eq!(cond, Condition::default());
@@ -357,7 +357,7 @@ mod tests {
         call(&mut cond, (2, 2), "notify", &[]);
         let mut restored = Condition::restore(&cond.snapshot().unwrap()).unwrap();
         assert_eq!(restored, cond);
-        let repr = Value::Str("<Condition(<RLock owner=2 count=1>, 0)>".into());
+        let repr = Value::Str("<Condition(<DRLock owner=2 count=1>, 0)>".into());
         assert_eq!(restored.query("__repr__", &[]), Some(Ok(repr)));
         let (_, wakes) = call(&mut restored, (2, 3), "release", &[]);
         assert_eq!(wakes, [woke(1, 2)]);

@@ -75,19 +75,19 @@ impl Lock {
         self.holder.map(|h| h.token)
     }
 
-    /// Python's `repr(lock)`: `<Lock owner=SESSION>` or `<Lock owner=None>`.
+    /// Python's `repr(lock)`: `<DLock owner=SESSION>` or `<DLock owner=None>`.
     #[concoord(name = "__repr__")]
     pub fn repr(&self) -> String {
         match self.holder {
-            Some(h) => format!("<Lock owner={}>", h.session.0),
-            None => "<Lock owner=None>".to_string(),
+            Some(h) => format!("<DLock owner={}>", h.session.0),
+            None => "<DLock owner=None>".to_string(),
         }
     }
 
     /// Python's `str(lock)`, as in the original.
     #[concoord(name = "__str__")]
     pub fn describe(&self) -> String {
-        "<Lock object>".to_string()
+        "<DLock object>".to_string()
     }
 
     /// The caller of a parked call gave up: forget it.
@@ -155,7 +155,7 @@ mod tests {
         let (outcome, wakes) = call(&mut lock, (1, 2), 20, "release", &[]);
         assert_eq!(outcome, Outcome::Return(Value::Nil));
         assert_eq!(wakes, [woke(2, 1, Value::Bool(true))]);
-        assert_eq!(lock.repr(), "<Lock owner=2>");
+        assert_eq!(lock.repr(), "<DLock owner=2>");
         assert_eq!(lock.token(), Some(20), "the token of a parked caller is its waking slot");
         // Session 3 asked for a token: it gets the slot of the release that woke it.
         let (_, wakes) = call(&mut lock, (2, 2), 21, "release", &[]);
@@ -166,7 +166,7 @@ mod tests {
         assert_eq!(wakes, []);
         assert!(!lock.locked());
         assert_eq!(lock.token(), None);
-        assert_eq!(lock.repr(), "<Lock owner=None>");
+        assert_eq!(lock.repr(), "<DLock owner=None>");
     }
 
     #[test]
@@ -205,7 +205,7 @@ mod tests {
         // Another call of the same session may still release, handing the lock to it.
         let (_, wakes) = call(&mut lock, (1, 4), 4, "release", &[]);
         assert_eq!(wakes, [woke(1, 3, Value::Bool(true))]);
-        assert_eq!(lock.repr(), "<Lock owner=1>");
+        assert_eq!(lock.repr(), "<DLock owner=1>");
     }
 
     #[test]
@@ -218,7 +218,7 @@ mod tests {
         );
         call(&mut lock, (1, 2), 2, "acquire", &[]);
         assert_eq!(call(&mut lock, (2, 1), 3, "release", &[]), (Outcome::Raise(error), vec![]));
-        assert_eq!(lock.repr(), "<Lock owner=1>", "a raising release changes nothing");
+        assert_eq!(lock.repr(), "<DLock owner=1>", "a raising release changes nothing");
         let (Outcome::Raise(e), _) = call(&mut lock, (1, 3), 4, "acquire", &[Value::Int(1)]) else {
             panic!("blocking must be a bool");
         };
@@ -234,7 +234,7 @@ mod tests {
         call(&mut lock, (2, 2), 4, "acquire", &[]);
         // Session 2's parked calls are dropped, and nobody is woken by that.
         assert_eq!(close(&mut lock, 2, 5), []);
-        assert_eq!(lock.repr(), "<Lock owner=1>");
+        assert_eq!(lock.repr(), "<DLock owner=1>");
         // The holder's session ends: the lock passes to session 3 with token 6.
         assert_eq!(close(&mut lock, 1, 6), [woke(3, 1, Value::Int(6))]);
         assert_eq!(lock.token(), Some(6));
@@ -257,8 +257,8 @@ mod tests {
     #[test]
     fn repr_str_and_registration() {
         let lock = Lock::default();
-        assert_eq!(lock.query("__repr__", &[]), Some(Ok(Value::Str("<Lock owner=None>".into()))));
-        assert_eq!(lock.query("__str__", &[]), Some(Ok(Value::Str("<Lock object>".into()))));
+        assert_eq!(lock.query("__repr__", &[]), Some(Ok(Value::Str("<DLock owner=None>".into()))));
+        assert_eq!(lock.query("__str__", &[]), Some(Ok(Value::Str("<DLock object>".into()))));
         assert_eq!(lock.query("acquire", &[]), None, "a command is not a query");
         let mut types = Types::new();
         register(&mut types);

@@ -77,20 +77,20 @@ impl RLock {
         self.owner.map(|o| o.token)
     }
 
-    /// Python's `repr(rlock)`: `<RLock owner=SESSION count=N>`, `owner=None count=0`
+    /// Python's `repr(rlock)`: `<DRLock owner=SESSION count=N>`, `owner=None count=0`
     /// when free.
     #[concoord(name = "__repr__")]
     pub fn repr(&self) -> String {
         match self.owner {
-            Some(o) => format!("<RLock owner={} count={}>", o.session.0, o.count),
-            None => "<RLock owner=None count=0>".to_string(),
+            Some(o) => format!("<DRLock owner={} count={}>", o.session.0, o.count),
+            None => "<DRLock owner=None count=0>".to_string(),
         }
     }
 
     /// Python's `str(rlock)`.
     #[concoord(name = "__str__")]
     pub fn describe(&self) -> String {
-        "<RLock object>".to_string()
+        "<DRLock object>".to_string()
     }
 
     /// The caller of a parked call gave up: forget it.
@@ -170,16 +170,16 @@ mod tests {
         assert_eq!(call(&mut lock, (1, 1), 5, "acquire", &[]), ret(Value::Bool(true)));
         assert_eq!(call(&mut lock, (1, 2), 6, "acquire", &[]), ret(Value::Bool(true)));
         assert_eq!(call(&mut lock, (1, 3), 7, "acquire_token", &[]), ret(Value::Int(5)));
-        assert_eq!(lock.repr(), "<RLock owner=1 count=3>");
+        assert_eq!(lock.repr(), "<DRLock owner=1 count=3>");
         assert_eq!(call(&mut lock, (2, 1), 8, "acquire", &[]), (Outcome::Park, vec![]));
         assert_eq!(call(&mut lock, (3, 1), 9, "acquire_token", &[]), (Outcome::Park, vec![]));
         assert_eq!(call(&mut lock, (1, 4), 10, "release", &[]), ret(Value::Nil));
         assert_eq!(call(&mut lock, (1, 5), 11, "release", &[]), ret(Value::Nil));
-        assert_eq!(lock.repr(), "<RLock owner=1 count=1>");
+        assert_eq!(lock.repr(), "<DRLock owner=1 count=1>");
         let (outcome, wakes) = call(&mut lock, (1, 6), 12, "release", &[]);
         assert_eq!(outcome, Outcome::Return(Value::Nil));
         assert_eq!(wakes, [woke(2, 1, Value::Bool(true))]);
-        assert_eq!(lock.repr(), "<RLock owner=2 count=1>");
+        assert_eq!(lock.repr(), "<DRLock owner=2 count=1>");
         assert_eq!(lock.token(), Some(12));
         let (_, wakes) = call(&mut lock, (2, 2), 13, "release", &[]);
         assert_eq!(wakes, [woke(3, 1, Value::Int(13))]);
@@ -187,7 +187,7 @@ mod tests {
         assert_eq!(wakes, []);
         assert_eq!(lock.query("locked", &[]), Some(Ok(Value::Bool(false))));
         assert_eq!(lock.query("token", &[]), Some(Ok(Value::Nil)));
-        assert_eq!(lock.repr(), "<RLock owner=None count=0>");
+        assert_eq!(lock.repr(), "<DRLock owner=None count=0>");
     }
 
     #[test]
@@ -199,7 +199,7 @@ mod tests {
         call(&mut lock, (2, 2), 4, "acquire_token", &[]);
         let (_, wakes) = call(&mut lock, (1, 2), 5, "release", &[]);
         assert_eq!(wakes, [woke(2, 1, Value::Bool(true)), woke(2, 2, Value::Int(5))]);
-        assert_eq!(lock.repr(), "<RLock owner=2 count=2>");
+        assert_eq!(lock.repr(), "<DRLock owner=2 count=2>");
         call(&mut lock, (2, 3), 6, "release", &[]);
         let (_, wakes) = call(&mut lock, (2, 4), 7, "release", &[]);
         assert_eq!(wakes, [woke(3, 1, Value::Bool(true))]);
@@ -224,7 +224,7 @@ mod tests {
         );
         assert_eq!(call(&mut lock, (2, 3), 5, "release", &[]), (Outcome::Raise(error), vec![]));
         assert!(lock.waiters.is_empty());
-        assert_eq!(lock.repr(), "<RLock owner=1 count=1>");
+        assert_eq!(lock.repr(), "<DRLock owner=1 count=1>");
     }
 
     #[test]
@@ -236,7 +236,7 @@ mod tests {
         call(&mut lock, (3, 1), 4, "acquire_token", &[]);
         assert_eq!(close(&mut lock, 2, 5), []);
         assert_eq!(close(&mut lock, 1, 6), [woke(3, 1, Value::Int(6))]);
-        assert_eq!(lock.repr(), "<RLock owner=3 count=1>");
+        assert_eq!(lock.repr(), "<DRLock owner=3 count=1>");
         assert_eq!(close(&mut lock, 3, 7), []);
         assert!(!lock.locked());
     }
@@ -250,9 +250,9 @@ mod tests {
         let restored = RLock::restore(&lock.snapshot().unwrap()).unwrap();
         assert_eq!(restored, lock);
         assert!(RLock::restore(b"junk").is_err());
-        let repr = Value::Str("<RLock owner=1 count=2>".into());
+        let repr = Value::Str("<DRLock owner=1 count=2>".into());
         assert_eq!(restored.query("__repr__", &[]), Some(Ok(repr)));
-        assert_eq!(restored.query("__str__", &[]), Some(Ok(Value::Str("<RLock object>".into()))));
+        assert_eq!(restored.query("__str__", &[]), Some(Ok(Value::Str("<DRLock object>".into()))));
         let mut types = Types::new();
         register(&mut types);
         assert_eq!(types.canonical("concoord.object.rlock.RLock"), Some("RLock"));

@@ -188,10 +188,10 @@ impl Semaphore {
         self.permits.value()
     }
 
-    /// Python's `repr(semaphore)`: `<Semaphore value=N>`.
+    /// Python's `repr(semaphore)`: `<DSemaphore count=N>`.
     #[concoord(name = "__repr__")]
     pub fn repr(&self) -> String {
-        format!("<Semaphore value={}>", self.permits.value())
+        format!("<DSemaphore count={}>", self.permits.value())
     }
 
     /// The caller of a parked call gave up: forget it.
@@ -250,7 +250,7 @@ mod tests {
         // release(3) wakes the two remaining waiters and leaves one permit free.
         let (_, wakes) = call(&mut sem, (2, 2), 9, "release", &[Value::Int(3)]);
         assert_eq!(wakes, [woke(4, 1, Value::Int(9)), woke(5, 1, Value::Bool(true))]);
-        assert_eq!(sem.repr(), "<Semaphore value=1>");
+        assert_eq!(sem.repr(), "<DSemaphore count=1>");
     }
 
     #[test]
@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(restored, sem);
         assert_eq!(close(&mut restored, 1, 3), [woke(2, 1, Value::Bool(true))]);
         assert!(Semaphore::restore(b"junk").is_err());
-        assert_eq!(sem.query("__repr__", &[]), Some(Ok(Value::Str("<Semaphore value=0>".into()))));
+        assert_eq!(sem.query("__repr__", &[]), Some(Ok(Value::Str("<DSemaphore count=0>".into()))));
         let mut types = Types::new();
         register(&mut types);
         assert_eq!(types.canonical("concoord.object.semaphore.Semaphore"), Some("Semaphore"));
