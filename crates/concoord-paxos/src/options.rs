@@ -28,6 +28,11 @@ pub enum Bug {
     SkipPreVote,
     /// A leader that hears from no quorum keeps leading.
     NoCheckQuorum,
+    /// The acceptor sends `Accepted` before the entries it acknowledges are durable.
+    AcceptedBeforeDurable,
+    /// A replica that learns chosen entries through catch-up persists their commit
+    /// point but not the entries themselves.
+    SkipPersistCatchup,
 }
 
 impl Bug {
@@ -37,7 +42,7 @@ impl Bug {
     /// availability checkers of the cut-off scenarios (`stable_leader`,
     /// `step_down`). `IgnoreClusterId` needs the operator faults the simulator
     /// models (a stranger founded on an old member's address).
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 11] = [
         Bug::SkipPersistPromise,
         Bug::AcceptLowerBallot,
         Bug::CommitOnMinority,
@@ -47,6 +52,8 @@ impl Bug {
         Bug::IgnoreClusterId,
         Bug::SkipPreVote,
         Bug::NoCheckQuorum,
+        Bug::AcceptedBeforeDurable,
+        Bug::SkipPersistCatchup,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +67,8 @@ impl Bug {
             Bug::IgnoreClusterId => "ignore-cluster-id",
             Bug::SkipPreVote => "skip-pre-vote",
             Bug::NoCheckQuorum => "no-check-quorum",
+            Bug::AcceptedBeforeDurable => "accepted-before-durable",
+            Bug::SkipPersistCatchup => "skip-persist-catchup",
         }
     }
 

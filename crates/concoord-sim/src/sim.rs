@@ -77,6 +77,12 @@ pub struct Params {
     /// right after sending a Promise (crashes at the worst points of its effect stream).
     pub crash_after_send: f64,
     pub crash_after_promise: f64,
+    /// Chance that a durable replica crashes at a sync: before, during (a torn
+    /// write of a prefix of the batch) or after it.
+    pub crash_at_persist: f64,
+    /// How far above its commit point an acceptor accepts (from the pipeline
+    /// window's minimum, `2 * alpha`, up): small values make catch-up common.
+    pub accept_ahead_max: u64,
 }
 
 impl Params {
@@ -84,7 +90,7 @@ impl Params {
         let nodes = [1, 3, 3, 3, 5, 5, 7][rng.index(7)];
         let durable = rng.chance(0.6);
         let delay_max = [2 * MS, 10 * MS, 40 * MS][rng.index(3)];
-        Params {
+        let mut p = Params {
             nodes,
             nodes_max: nodes + 2,
             clients: rng.range(1, 9) as usize,
@@ -115,7 +121,11 @@ impl Params {
             client_timeout: rng.range(150 * MS, 600 * MS),
             crash_after_send: if durable { [0.0, 0.0, 0.005, 0.02][rng.index(4)] } else { 0.0 },
             crash_after_promise: if durable { [0.0, 0.1, 0.3, 0.5][rng.index(4)] } else { 0.0 },
-        }
+            crash_at_persist: if durable { [0.0, 0.002, 0.01, 0.03][rng.index(4)] } else { 0.0 },
+            accept_ahead_max: 0,
+        };
+        p.accept_ahead_max = [2 * p.alpha, 4 * p.alpha, 64.max(4 * p.alpha)][rng.index(3)];
+        p
     }
 }
 

@@ -22,12 +22,7 @@ fn objects() -> SimOptions {
 #[test]
 fn every_injected_bug_is_caught_within_the_first_thousand_seeds() {
     for bug in Bug::ALL {
-        // FIXME(#13): with pre-vote and check-quorum in the core, dueling leaders
-        // are rare and skip-persist-promise was caught by a single seed below
-        // 1000; the operator faults moved the draws and its first catch is now
-        // seed 1173. It needs an adversarial schedule (issue 13); until then
-        // its range is wider, and the other bugs keep 0..1000.
-        let seeds = if bug == Bug::SkipPersistPromise { 0..3000 } else { 0..1000 };
+        let seeds = 0..1000;
         let caught = seeds.clone().find_map(|seed| {
             let report = run_seed(seed, &with_bug(bug));
             report.violation.filter(|v| v.checker != "liveness").map(|v| (seed, v))
@@ -98,4 +93,23 @@ fn the_objects_workload_passes_a_fixed_seed_range() {
         })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The durability bugs are caught structurally: in every durable seed, the first
+/// message that runs ahead of its write is reported by the durability checker,
+/// whether or not a crash strikes then.
+#[test]
+fn durability_bugs_are_caught_in_every_durable_seed() {
+    for bug in [Bug::SkipPersistPromise, Bug::AcceptedBeforeDurable] {
+        for seed in 0..60 {
+            let report = run_seed(seed, &with_bug(bug));
+            if !report.params.durable {
+                continue;
+            }
+            let v = report
+                .violation
+                .unwrap_or_else(|| panic!("{} not caught in durable seed {seed}", bug.name()));
+            assert_eq!(v.checker, "durability", "{} at seed {seed}: {v}", bug.name());
+        }
+    }
 }
