@@ -15,6 +15,7 @@ use crate::checkers::liveness::{self, NodeView};
 use crate::checkers::Violation;
 use crate::faults::Faults;
 use crate::workload::objects::Objects;
+use crate::workload::pipelined::Pipelined;
 use crate::workload::registers::Registers;
 use crate::workload::Driver;
 use crate::world::{founders, Event, Phase, World, CLUSTER, CONVERGENCE_BOUND, MS, SEC};
@@ -45,6 +46,9 @@ pub enum Workload {
     /// The object layer (`concoord-object`'s machine) with built-in objects, sessions,
     /// parked calls and clients that crash (their sessions expire).
     Objects,
+    /// The object layer under pipelining clients: many requests in flight per
+    /// session, bursts that fill batches and the window, creations mid-stream.
+    Pipelined,
 }
 
 /// Parameters of one run, drawn from its seed ("swarm testing": each seed explores
@@ -171,6 +175,10 @@ impl Sim {
             Workload::Registers => Box::new(Registers::new(clients)),
             Workload::Objects => {
                 Box::new(Objects::new(seed, clients, world.opts.object_bugs.clone()))
+            }
+            Workload::Pipelined => {
+                let bugs = world.opts.object_bugs.clone();
+                Box::new(Pipelined::new(&mut world, seed, clients, bugs))
             }
         };
         let membership = founders(world.params.nodes);

@@ -68,7 +68,14 @@ fn a_fixed_seed_range_passes_without_injected_bugs() {
 #[test]
 fn every_injected_object_bug_is_caught_within_the_first_thousand_seeds() {
     for bug in MachineBug::ALL {
-        let opts = SimOptions { object_bugs: [bug].into_iter().collect(), ..objects() };
+        // Only a pipelining client has earlier requests in flight for a Create to
+        // acknowledge.
+        let workload = if bug == MachineBug::CreateAcksEarlier {
+            Workload::Pipelined
+        } else {
+            Workload::Objects
+        };
+        let opts = SimOptions { object_bugs: [bug].into_iter().collect(), workload, ..objects() };
         let caught = (0..1000).find_map(|seed| run_seed(seed, &opts).violation.map(|v| (seed, v)));
         match caught {
             Some((seed, v)) => println!("{}: caught at seed {seed} by {v}", bug.name()),
@@ -112,4 +119,22 @@ fn durability_bugs_are_caught_in_every_durable_seed() {
             assert_eq!(v.checker, "durability", "{} at seed {seed}: {v}", bug.name());
         }
     }
+}
+
+/// The pipelined workload: many requests in flight per session, in bursts, with
+/// creations mid-stream; it batches (more than 5 commands per slot on average).
+#[test]
+fn the_pipelined_workload_passes_a_fixed_seed_range_and_fills_batches() {
+    let opts = SimOptions { workload: Workload::Pipelined, ..SimOptions::default() };
+    let (mut commands, mut slots) = (0, 0);
+    let failures: Vec<String> = (0..30)
+        .filter_map(|seed| {
+            let report = run_seed(seed, &opts);
+            commands += report.stats.commands;
+            slots += report.stats.command_slots;
+            report.violation.map(|v| format!("seed {seed}: {v}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(commands > 5 * slots, "{commands} commands in {slots} slots");
 }
