@@ -906,7 +906,8 @@ impl Replica {
             .iter()
             .map(|e| e.ballot)
             .filter(|b| self.ballot().is_some_and(|mine| *b > mine))
-            .max();
+            .max()
+            .filter(|_| !self.opts.has_bug(Bug::KeepLeadingAboveBallot));
         // The entries are stored as chosen, so the commit point covering them goes
         // to disk in the same sync: a crash between two syncs must not leave chosen
         // entries above the durable commit point, where recovery would take them for
@@ -961,7 +962,7 @@ impl Replica {
         }
         // A snapshot does not say at which ballots its slots were chosen; a leader
         // cannot vouch for its own entries there any more (see `on_catchup`).
-        if self.is_leader() {
+        if self.is_leader() && !self.opts.has_bug(Bug::KeepLeadingAboveBallot) {
             self.step_down(now, None, effects);
         }
         self.note_commit(from, snapshot.slot);
@@ -1253,7 +1254,11 @@ impl Replica {
                 continue;
             }
             l.timestamp_floor = l.timestamp_floor.max(e.value.timestamp);
-            let better = l.adopted.get(&e.slot).is_none_or(|(b, _)| e.ballot > *b);
+            let better = if self.opts.has_bug(Bug::AdoptFirstValue) {
+                !l.adopted.contains_key(&e.slot)
+            } else {
+                l.adopted.get(&e.slot).is_none_or(|(b, _)| e.ballot > *b)
+            };
             if better {
                 l.adopted.insert(e.slot, (e.ballot, e.value));
                 // An earlier ballot may have chosen this slot: reads waiting now must
@@ -1292,6 +1297,8 @@ impl Replica {
             inflight.acks.insert(from);
             let quorum = if self.opts.has_bug(Bug::CommitOnMinority) {
                 !inflight.acks.is_empty()
+            } else if self.opts.has_bug(Bug::CountNonVoters) {
+                self.schedule.at(slot).is_some_and(|m| inflight.acks.len() * 2 > m.voter_count())
             } else {
                 self.schedule.at(slot).is_some_and(|m| m.is_quorum(&inflight.acks))
             };

@@ -57,6 +57,9 @@ fn parse() -> Result<Option<Args>, String> {
                 for bug in Bug::ALL {
                     println!("{}", bug.name());
                 }
+                for bug in Bug::UNCAUGHT {
+                    println!("{} (not yet caught reliably)", bug.name());
+                }
                 for bug in MachineBug::ALL {
                     println!("{} (objects workload)", bug.name());
                 }
