@@ -846,6 +846,17 @@ impl World {
         let old = n.id;
         let opts = self.replica_options(old);
         let mut effects = Vec::new();
+        let knows_nothing =
+            n.base.is_none() && n.disk.genesis.is_none() && n.disk.snapshot.is_none();
+        if self.params.durable && knows_nothing && n.boot.is_empty() {
+            // A joiner (a rejoined founder, say) that crashed before its disk held a
+            // membership finds no member on its own: its known addresses died with
+            // the process and a founder has no boot list. The operator restarts it
+            // with boot addresses, as `-b` would.
+            let others = (0..self.nodes.len()).filter(|i| *i != node).collect();
+            self.nodes[node].boot = others;
+        }
+        let n = &self.nodes[node];
         let replica = if self.params.durable {
             Replica::recover(
                 old,
