@@ -40,14 +40,19 @@ pub enum MachineBug {
     /// A cancel answers the parked call as cancelled without asking its object to
     /// forget it: the object may still grant it later, to a caller who left.
     CancelWithoutObject,
+    /// A `Create` acknowledges every earlier request of its session (it takes its
+    /// own request number for `acked`): a pipelining client's earlier calls lose
+    /// their replies (issue 13). Only the pipelined workload can show it.
+    CreateAcksEarlier,
 }
 
 impl MachineBug {
-    pub const ALL: [MachineBug; 4] = [
+    pub const ALL: [MachineBug; 5] = [
         MachineBug::ApplyDuplicateTwice,
         MachineBug::KeepHoldingsOnExpiry,
         MachineBug::WakeWrongWaiter,
         MachineBug::CancelWithoutObject,
+        MachineBug::CreateAcksEarlier,
     ];
 
     pub fn name(self) -> &'static str {
@@ -56,6 +61,7 @@ impl MachineBug {
             MachineBug::KeepHoldingsOnExpiry => "keep-holdings-on-expiry",
             MachineBug::WakeWrongWaiter => "wake-wrong-waiter",
             MachineBug::CancelWithoutObject => "cancel-without-object",
+            MachineBug::CreateAcksEarlier => "create-acks-earlier",
         }
     }
 
@@ -304,7 +310,7 @@ impl Machine {
                 slot,
                 session,
                 request,
-                acked,
+                if self.bugs.contains(&MachineBug::CreateAcksEarlier) { request } else { acked },
                 |m, _| m.create(&name, &type_name, &args),
                 responses,
             ),

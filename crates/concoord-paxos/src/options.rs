@@ -28,6 +28,19 @@ pub enum Bug {
     SkipPreVote,
     /// A leader that hears from no quorum keeps leading.
     NoCheckQuorum,
+    /// The acceptor sends `Accepted` before the entries it acknowledges are durable.
+    AcceptedBeforeDurable,
+    /// A replica that learns chosen entries through catch-up persists their commit
+    /// point but not the entries themselves.
+    SkipPersistCatchup,
+    /// The leader counts every acknowledging replica toward a slot's quorum,
+    /// learners and retired identities included, against the number of voters.
+    CountNonVoters,
+    /// Phase 1 adopts the first value reported for a slot, not the highest-ballot one.
+    AdoptFirstValue,
+    /// A leader that learns, through catch-up or a snapshot, an entry labelled above
+    /// its own ballot keeps leading.
+    KeepLeadingAboveBallot,
 }
 
 impl Bug {
@@ -37,7 +50,7 @@ impl Bug {
     /// availability checkers of the cut-off scenarios (`stable_leader`,
     /// `step_down`). `IgnoreClusterId` needs the operator faults the simulator
     /// models (a stranger founded on an old member's address).
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 13] = [
         Bug::SkipPersistPromise,
         Bug::AcceptLowerBallot,
         Bug::CommitOnMinority,
@@ -47,7 +60,16 @@ impl Bug {
         Bug::IgnoreClusterId,
         Bug::SkipPreVote,
         Bug::NoCheckQuorum,
+        Bug::AcceptedBeforeDurable,
+        Bug::SkipPersistCatchup,
+        Bug::CountNonVoters,
+        Bug::AdoptFirstValue,
     ];
+
+    /// Bugs of a class the simulator does not reach yet: `--inject` takes them and
+    /// `--list-bugs` names them, but no test requires them to be caught. A leader
+    /// learning a higher-labelled entry needs an adversarial schedule (issue 13).
+    pub const UNCAUGHT: [Bug; 1] = [Bug::KeepLeadingAboveBallot];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -60,11 +82,16 @@ impl Bug {
             Bug::IgnoreClusterId => "ignore-cluster-id",
             Bug::SkipPreVote => "skip-pre-vote",
             Bug::NoCheckQuorum => "no-check-quorum",
+            Bug::AcceptedBeforeDurable => "accepted-before-durable",
+            Bug::SkipPersistCatchup => "skip-persist-catchup",
+            Bug::CountNonVoters => "count-non-voters",
+            Bug::AdoptFirstValue => "adopt-first-value",
+            Bug::KeepLeadingAboveBallot => "keep-leading-above-ballot",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Bug> {
-        Bug::ALL.into_iter().find(|b| b.name() == name)
+        Bug::ALL.into_iter().chain(Bug::UNCAUGHT).find(|b| b.name() == name)
     }
 }
 

@@ -611,6 +611,8 @@ impl Replica {
             stored.push(AcceptedEntry { slot, ballot, value });
             slots.push(slot);
         }
+        // The barrier rule makes the acknowledgement wait for the write before it.
+        let at = effects.len();
         if !stored.is_empty() {
             self.persist(PersistOp::Accept(stored), effects);
         } else if raised {
@@ -618,7 +620,11 @@ impl Replica {
         }
         if !slots.is_empty() {
             let msg = Message::Accepted { ballot, slots, commit_max: self.commit_max };
-            effects.push(self.send(from, msg));
+            if self.opts.has_bug(Bug::AcceptedBeforeDurable) {
+                effects.insert(at, self.send(from, msg));
+            } else {
+                effects.push(self.send(from, msg));
+            }
         }
         self.learn_commit(now, from, ballot, leader_commit, effects);
     }
@@ -900,17 +906,28 @@ impl Replica {
             .iter()
             .map(|e| e.ballot)
             .filter(|b| self.ballot().is_some_and(|mine| *b > mine))
-            .max();
+            .max()
+            .filter(|_| !self.opts.has_bug(Bug::KeepLeadingAboveBallot));
         // The entries are stored as chosen, so the commit point covering them goes
         // to disk in the same sync: a crash between two syncs must not leave chosen
         // entries above the durable commit point, where recovery would take them for
-        // mere acceptances (and more of them than `accept_ahead_max` allows).
-        let last = stored.last().map_or(self.commit_max, |e| e.slot);
+        // mere acceptances (and more of them than `accept_ahead_max` allows). A crash
+        // during that sync may still tear it (the log keeps a prefix of its records),
+        // so they go in runs of at most `accept_ahead_max` entries, each followed by
+        // its commit point: whatever prefix survives recovers.
         let top_label = stored.iter().map(|e| e.ballot).max();
-        self.persist(PersistOp::Accept(stored), effects);
-        if last > self.commit_persisted {
-            self.commit_persisted = last;
-            self.persist(PersistOp::Commit(last), effects);
+        let run = (self.opts.accept_ahead_max as usize).max(1);
+        let mut stored = stored.into_iter().peekable();
+        while stored.peek().is_some() {
+            let chunk: Vec<AcceptedEntry> = stored.by_ref().take(run).collect();
+            let last = chunk.last().map_or(self.commit_max, |e| e.slot);
+            if !self.opts.has_bug(Bug::SkipPersistCatchup) {
+                self.persist(PersistOp::Accept(chunk), effects);
+            }
+            if last > self.commit_persisted {
+                self.commit_persisted = last;
+                self.persist(PersistOp::Commit(last), effects);
+            }
         }
         if let Some(higher) = deposed_by {
             self.max_seen = self.max_seen.max(higher);
@@ -945,7 +962,7 @@ impl Replica {
         }
         // A snapshot does not say at which ballots its slots were chosen; a leader
         // cannot vouch for its own entries there any more (see `on_catchup`).
-        if self.is_leader() {
+        if self.is_leader() && !self.opts.has_bug(Bug::KeepLeadingAboveBallot) {
             self.step_down(now, None, effects);
         }
         self.note_commit(from, snapshot.slot);
@@ -1237,7 +1254,11 @@ impl Replica {
                 continue;
             }
             l.timestamp_floor = l.timestamp_floor.max(e.value.timestamp);
-            let better = l.adopted.get(&e.slot).is_none_or(|(b, _)| e.ballot > *b);
+            let better = if self.opts.has_bug(Bug::AdoptFirstValue) {
+                !l.adopted.contains_key(&e.slot)
+            } else {
+                l.adopted.get(&e.slot).is_none_or(|(b, _)| e.ballot > *b)
+            };
             if better {
                 l.adopted.insert(e.slot, (e.ballot, e.value));
                 // An earlier ballot may have chosen this slot: reads waiting now must
@@ -1276,6 +1297,8 @@ impl Replica {
             inflight.acks.insert(from);
             let quorum = if self.opts.has_bug(Bug::CommitOnMinority) {
                 !inflight.acks.is_empty()
+            } else if self.opts.has_bug(Bug::CountNonVoters) {
+                self.schedule.at(slot).is_some_and(|m| inflight.acks.len() * 2 > m.voter_count())
             } else {
                 self.schedule.at(slot).is_some_and(|m| m.is_quorum(&inflight.acks))
             };

@@ -15,6 +15,7 @@ use crate::checkers::liveness::{self, NodeView};
 use crate::checkers::Violation;
 use crate::faults::Faults;
 use crate::workload::objects::Objects;
+use crate::workload::pipelined::Pipelined;
 use crate::workload::registers::Registers;
 use crate::workload::Driver;
 use crate::world::{founders, Event, Phase, World, CLUSTER, CONVERGENCE_BOUND, MS, SEC};
@@ -45,6 +46,9 @@ pub enum Workload {
     /// The object layer (`concoord-object`'s machine) with built-in objects, sessions,
     /// parked calls and clients that crash (their sessions expire).
     Objects,
+    /// The object layer under pipelining clients: many requests in flight per
+    /// session, bursts that fill batches and the window, creations mid-stream.
+    Pipelined,
 }
 
 /// Parameters of one run, drawn from its seed ("swarm testing": each seed explores
@@ -77,6 +81,12 @@ pub struct Params {
     /// right after sending a Promise (crashes at the worst points of its effect stream).
     pub crash_after_send: f64,
     pub crash_after_promise: f64,
+    /// Chance that a durable replica crashes at a sync: before, during (a torn
+    /// write of a prefix of the batch) or after it.
+    pub crash_at_persist: f64,
+    /// How far above its commit point an acceptor accepts (from the pipeline
+    /// window's minimum, `2 * alpha`, up): small values make catch-up common.
+    pub accept_ahead_max: u64,
 }
 
 impl Params {
@@ -84,7 +94,7 @@ impl Params {
         let nodes = [1, 3, 3, 3, 5, 5, 7][rng.index(7)];
         let durable = rng.chance(0.6);
         let delay_max = [2 * MS, 10 * MS, 40 * MS][rng.index(3)];
-        Params {
+        let mut p = Params {
             nodes,
             nodes_max: nodes + 2,
             clients: rng.range(1, 9) as usize,
@@ -115,7 +125,11 @@ impl Params {
             client_timeout: rng.range(150 * MS, 600 * MS),
             crash_after_send: if durable { [0.0, 0.0, 0.005, 0.02][rng.index(4)] } else { 0.0 },
             crash_after_promise: if durable { [0.0, 0.1, 0.3, 0.5][rng.index(4)] } else { 0.0 },
-        }
+            crash_at_persist: if durable { [0.0, 0.002, 0.01, 0.03][rng.index(4)] } else { 0.0 },
+            accept_ahead_max: 0,
+        };
+        p.accept_ahead_max = [2 * p.alpha, 4 * p.alpha, 64.max(4 * p.alpha)][rng.index(3)];
+        p
     }
 }
 
@@ -161,6 +175,10 @@ impl Sim {
             Workload::Registers => Box::new(Registers::new(clients)),
             Workload::Objects => {
                 Box::new(Objects::new(seed, clients, world.opts.object_bugs.clone()))
+            }
+            Workload::Pipelined => {
+                let bugs = world.opts.object_bugs.clone();
+                Box::new(Pipelined::new(&mut world, seed, clients, bugs))
             }
         };
         let membership = founders(world.params.nodes);

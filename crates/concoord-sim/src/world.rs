@@ -345,7 +345,7 @@ impl World {
     pub(crate) fn replica_options(&self, id: ReplicaId) -> Options {
         Options {
             alpha: self.params.alpha,
-            accept_ahead_max: 64.max(4 * self.params.alpha),
+            accept_ahead_max: self.params.accept_ahead_max,
             auto_promote: self.params.auto_promote,
             remove_dead_after: self.params.remove_dead_after.map(Span),
             durable: self.params.durable,
@@ -469,10 +469,32 @@ impl World {
         if n.gen != gen || !n.is_up() {
             return;
         }
+        // A crash may strike at any sync: before it (nothing of the batch reaches
+        // the disk), during it (a torn write: a prefix of the batch, record by
+        // record, as the server's log recovers it), or after it (all of it, but
+        // none of the effects that waited for it).
+        let risk = self.params.crash_at_persist;
+        if risk > 0.0 && self.phase == Phase::Faults && !self.hold_faults && self.rng.chance(risk) {
+            let n = &mut self.nodes[node];
+            let written = self.rng.range(0, n.unsynced.len() as u64 + 1) as usize;
+            for op in n.unsynced.drain(..written) {
+                n.disk.apply(&op);
+            }
+            let check = crate::checkers::durability::on_disk(n.id, &n.disk);
+            self.record(check);
+            self.crash(driver, node);
+            let gen = self.nodes[node].gen;
+            let after = self.rng.range(MS, 100 * MS);
+            self.schedule(self.now + after, Event::Restart { node, gen });
+            return;
+        }
+        let n = &mut self.nodes[node];
         for op in n.unsynced.drain(..) {
             n.disk.apply(&op);
         }
         n.syncing = false;
+        let check = crate::checkers::durability::on_disk(n.id, &n.disk);
+        self.record(check);
         self.run_effects(driver, node);
         self.schedule_timer(node);
     }
@@ -599,6 +621,14 @@ impl World {
     pub(crate) fn send(&mut self, node: usize, to: ReplicaId, msg: Message) {
         let from = self.nodes[node].id;
         let cluster = self.nodes[node].replica.as_ref().and_then(|r| r.cluster());
+        // Durability is every process's own business, a stranger's included.
+        if self.params.durable {
+            let n = &self.nodes[node];
+            let memory =
+                |slot| n.replica.as_ref().and_then(|r| r.accepted(slot)).map(|(_, v)| v.clone());
+            let check = crate::checkers::durability::on_send(from, &n.disk, &msg, memory);
+            self.record(check);
+        }
         // The checkers watch the real cluster: a stranger's own protocol is not theirs.
         if !self.is_stranger(node) {
             self.observe_send(from, &msg);
@@ -816,6 +846,17 @@ impl World {
         let old = n.id;
         let opts = self.replica_options(old);
         let mut effects = Vec::new();
+        let knows_nothing =
+            n.base.is_none() && n.disk.genesis.is_none() && n.disk.snapshot.is_none();
+        if self.params.durable && knows_nothing && n.boot.is_empty() {
+            // A joiner (a rejoined founder, say) that crashed before its disk held a
+            // membership finds no member on its own: its known addresses died with
+            // the process and a founder has no boot list. The operator restarts it
+            // with boot addresses, as `-b` would.
+            let others = (0..self.nodes.len()).filter(|i| *i != node).collect();
+            self.nodes[node].boot = others;
+        }
+        let n = &self.nodes[node];
         let replica = if self.params.durable {
             Replica::recover(
                 old,

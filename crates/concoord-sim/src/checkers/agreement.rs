@@ -9,10 +9,13 @@
 //! "Chosen" is judged from outside, by the checker's own ground truth: a value is
 //! chosen at slot `t` when a majority of the voters of the membership that truly
 //! governs `t` (computed from the agreed log with the correct alpha rule) have sent
-//! `Accepted` for the ballot that proposed it. Replicas' own beliefs play no part.
+//! `Accepted` for the ballot that proposed it. Replicas' own beliefs play no part,
+//! and neither does the product's membership code: quorums and the slot schedule
+//! come from the checkers' own `oracle.rs`.
 
+use super::oracle::Oracle;
 use super::{Check, Violation};
-use concoord_paxos::{effective_slot, Ballot, Command, Membership, Schedule, Value};
+use concoord_paxos::{Ballot, Command, Membership, Value};
 use concoord_wire::{ReplicaId, Slot};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Agreement {
     alpha: u64,
     /// The membership schedule implied by the agreed log, with the correct rule.
-    truth: Schedule,
+    truth: Oracle,
     /// Highest slot folded into `truth`.
     truth_through: Slot,
     /// (slot, ballot) -> digest of the value that ballot proposed there.
@@ -33,7 +36,7 @@ impl Agreement {
     pub fn new(initial: Membership, alpha: u64) -> Agreement {
         Agreement {
             alpha,
-            truth: Schedule::starting_with(initial),
+            truth: Oracle::new(&initial, alpha),
             truth_through: Slot::ZERO,
             proposals: BTreeMap::new(),
             acceptances: BTreeMap::new(),
@@ -69,7 +72,7 @@ impl Agreement {
         self.truth_through = slot;
         for command in &value.commands {
             if let Command::Reconfigure(change) = command {
-                self.truth.schedule(change, effective_slot(slot, self.alpha));
+                self.truth.chosen(slot, change);
             }
         }
     }
@@ -111,7 +114,7 @@ impl Agreement {
                 checker: "agreement",
                 detail: format!(
                     "{replica:?} applied value {digest:x} at slot {slot:?}, which a quorum of {:?} had not accepted (chosen: {chosen:x?})",
-                    self.truth.at(slot).map(|m| m.voter_ids().collect::<Vec<_>>())
+                    self.truth.at(slot).map(|m| &m.voters)
                 ),
             });
         }
@@ -140,6 +143,6 @@ impl Agreement {
     pub fn forget_below(&mut self, slot: Slot) {
         self.proposals = self.proposals.split_off(&(slot, Ballot::ZERO));
         self.acceptances = self.acceptances.split_off(&(slot, Ballot::ZERO));
-        self.truth.truncate_before(slot);
+        self.truth.forget_below(slot);
     }
 }

@@ -9,8 +9,11 @@
 //! - `registers.rs`: integer registers with a session table (`app.rs`), the
 //!   consensus core's own test application.
 //! - `objects.rs`: `concoord-object`'s `Machine` with every built-in object.
+//! - `pipelined.rs`: the same machine, loaded by clients with many requests in
+//!   flight, in bursts, creating objects mid-stream.
 
 pub(crate) mod objects;
+pub(crate) mod pipelined;
 pub(crate) mod registers;
 
 use crate::world::World;

@@ -97,6 +97,9 @@ pub(crate) struct Objects {
     /// before cancellation existed.
     cancel_chance: f64,
     cancel_rng: Prng,
+    /// Calls and creations the machine refused, (session, request), since the
+    /// driver last looked (the pipelined workload judges them).
+    pub(crate) refused: Vec<(u64, u64)>,
 }
 
 /// The instances the objects workload creates through the log: (name, type,
@@ -181,7 +184,18 @@ impl Objects {
             object_bugs,
             cancel_chance,
             cancel_rng,
+            refused: Vec::new(),
         }
+    }
+
+    /// A query of `object` on `node`'s machine, as the replica would answer it.
+    pub(crate) fn query(
+        &self,
+        node: usize,
+        object: &str,
+        method: &str,
+    ) -> Result<ObjValue, concoord_object::ObjectError> {
+        self.nodes[node].machine.query(object, method, &[])
     }
 
     fn new_machine(&self) -> Machine {
@@ -200,8 +214,7 @@ impl Objects {
         value: &concoord_paxos::Value,
         extended: bool,
     ) {
-        let n = &mut self.nodes[node];
-        let machine = &mut n.machine;
+        let machine = &mut self.nodes[node].machine;
         let mut responses = Vec::new();
         let mut executed = Vec::new();
         let mut ended = Vec::new();
@@ -212,6 +225,15 @@ impl Objects {
             if execution == Execution::Executed {
                 if let Ok(om::Request::Call { session, request, .. }) = om::Request::decode(bytes) {
                     executed.push((session.0, request.0));
+                }
+            }
+            if execution == Execution::Refused {
+                if let Ok(
+                    om::Request::Call { session, request, .. }
+                    | om::Request::Create { session, request, .. },
+                ) = om::Request::decode(bytes)
+                {
+                    self.refused.push((session.0, request.0));
                 }
             }
         }

@@ -22,12 +22,7 @@ fn objects() -> SimOptions {
 #[test]
 fn every_injected_bug_is_caught_within_the_first_thousand_seeds() {
     for bug in Bug::ALL {
-        // FIXME(#13): with pre-vote and check-quorum in the core, dueling leaders
-        // are rare and skip-persist-promise was caught by a single seed below
-        // 1000; the operator faults moved the draws and its first catch is now
-        // seed 1173. It needs an adversarial schedule (issue 13); until then
-        // its range is wider, and the other bugs keep 0..1000.
-        let seeds = if bug == Bug::SkipPersistPromise { 0..3000 } else { 0..1000 };
+        let seeds = 0..1000;
         let caught = seeds.clone().find_map(|seed| {
             let report = run_seed(seed, &with_bug(bug));
             report.violation.filter(|v| v.checker != "liveness").map(|v| (seed, v))
@@ -73,7 +68,14 @@ fn a_fixed_seed_range_passes_without_injected_bugs() {
 #[test]
 fn every_injected_object_bug_is_caught_within_the_first_thousand_seeds() {
     for bug in MachineBug::ALL {
-        let opts = SimOptions { object_bugs: [bug].into_iter().collect(), ..objects() };
+        // Only a pipelining client has earlier requests in flight for a Create to
+        // acknowledge.
+        let workload = if bug == MachineBug::CreateAcksEarlier {
+            Workload::Pipelined
+        } else {
+            Workload::Objects
+        };
+        let opts = SimOptions { object_bugs: [bug].into_iter().collect(), workload, ..objects() };
         let caught = (0..1000).find_map(|seed| run_seed(seed, &opts).violation.map(|v| (seed, v)));
         match caught {
             Some((seed, v)) => println!("{}: caught at seed {seed} by {v}", bug.name()),
@@ -98,4 +100,41 @@ fn the_objects_workload_passes_a_fixed_seed_range() {
         })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The durability bugs are caught structurally: in every durable seed, the first
+/// message that runs ahead of its write is reported by the durability checker,
+/// whether or not a crash strikes then.
+#[test]
+fn durability_bugs_are_caught_in_every_durable_seed() {
+    for bug in [Bug::SkipPersistPromise, Bug::AcceptedBeforeDurable] {
+        for seed in 0..60 {
+            let report = run_seed(seed, &with_bug(bug));
+            if !report.params.durable {
+                continue;
+            }
+            let v = report
+                .violation
+                .unwrap_or_else(|| panic!("{} not caught in durable seed {seed}", bug.name()));
+            assert_eq!(v.checker, "durability", "{} at seed {seed}: {v}", bug.name());
+        }
+    }
+}
+
+/// The pipelined workload: many requests in flight per session, in bursts, with
+/// creations mid-stream; it batches (more than 5 commands per slot on average).
+#[test]
+fn the_pipelined_workload_passes_a_fixed_seed_range_and_fills_batches() {
+    let opts = SimOptions { workload: Workload::Pipelined, ..SimOptions::default() };
+    let (mut commands, mut slots) = (0, 0);
+    let failures: Vec<String> = (0..30)
+        .filter_map(|seed| {
+            let report = run_seed(seed, &opts);
+            commands += report.stats.commands;
+            slots += report.stats.command_slots;
+            report.violation.map(|v| format!("seed {seed}: {v}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(commands > 5 * slots, "{commands} commands in {slots} slots");
 }
