@@ -633,9 +633,10 @@ impl Server {
                     if self.misaddressed.insert(from) {
                         tracing::warn!(
                             "replica {from} at {addr} sends {} meant for replica {}, not \
-                             this one ({}): ignoring its messages to that identity; if \
-                             this address held that replica, it was restarted without its \
-                             data, and rejoins only through -b",
+                             this one ({}): ignoring its messages to that identity. If this \
+                             address held that replica, it was restarted without its data: a \
+                             replica without its data must be started with -b <a member's \
+                             address> to rejoin",
                             msg.kind(),
                             to.map(|t| t.to_string()).unwrap_or_default(),
                             self.replica.id()
