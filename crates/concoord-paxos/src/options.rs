@@ -41,6 +41,11 @@ pub enum Bug {
     /// A leader that learns, through catch-up or a snapshot, an entry labelled above
     /// its own ballot keeps leading.
     KeepLeadingAboveBallot,
+    /// A joiner asks only its command line's boot list, never the members it has
+    /// known: a removed founder (no `-b`) or a replica whose only boot peer is gone
+    /// never comes back. The rule lives in the shells (the server's `boot_addrs`,
+    /// the simulator's `SendToBootstrap`), and the simulator's shell honours the bug.
+    BootListOnly,
 }
 
 impl Bug {
@@ -50,7 +55,7 @@ impl Bug {
     /// availability checkers of the cut-off scenarios (`stable_leader`,
     /// `step_down`). `IgnoreClusterId` needs the operator faults the simulator
     /// models (a stranger founded on an old member's address).
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::SkipPersistPromise,
         Bug::AcceptLowerBallot,
         Bug::CommitOnMinority,
@@ -64,6 +69,7 @@ impl Bug {
         Bug::SkipPersistCatchup,
         Bug::CountNonVoters,
         Bug::AdoptFirstValue,
+        Bug::BootListOnly,
     ];
 
     /// Bugs of a class the simulator does not reach yet: `--inject` takes them and
@@ -87,6 +93,7 @@ impl Bug {
             Bug::CountNonVoters => "count-non-voters",
             Bug::AdoptFirstValue => "adopt-first-value",
             Bug::KeepLeadingAboveBallot => "keep-leading-above-ballot",
+            Bug::BootListOnly => "boot-list-only",
         }
     }
 

@@ -14,7 +14,7 @@ use crate::checkers::{Check, Violation};
 use crate::sim::{Params, SimOptions, Stats};
 use crate::workload::{ClientMsg, Driver, Reply};
 use concoord_paxos::{
-    DurableState, Effect, Fnv, Input, Membership, Message, Options, PersistOp, Prng, Rejected,
+    Bug, DurableState, Effect, Fnv, Input, Membership, Message, Options, PersistOp, Prng, Rejected,
     Replica,
 };
 use concoord_wire::{ClusterId, ReplicaId, Slot, Span, Time};
@@ -571,7 +571,9 @@ impl World {
                     // list or of every membership the replica has known, whether or
                     // not a process runs there now (a shell cannot know).
                     let mut candidates: Vec<usize> = n.boot.clone();
-                    candidates.extend(n.known.iter().filter(|i| !n.boot.contains(i)));
+                    if !self.opts.bugs.contains(&Bug::BootListOnly) {
+                        candidates.extend(n.known.iter().filter(|i| !n.boot.contains(i)));
+                    }
                     candidates.retain(|i| *i != node);
                     if !candidates.is_empty() {
                         let target = candidates[self.rng.index(candidates.len())];

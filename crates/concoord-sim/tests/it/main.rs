@@ -19,13 +19,23 @@ fn objects() -> SimOptions {
 /// the convergence timeout: a safety checker, or for the availability bugs
 /// (`skip-pre-vote`, `no-check-quorum`) the bounded checks of the cut-off
 /// scenarios (`stable_leader`, `step_down`). The checkers can fail.
+/// Whether `v` is the violation `bug` must cause. A joiner that asks only its boot
+/// list harms nothing but its own return: what shows is a removed replica that never
+/// becomes a member again, which only the liveness check after healing can see.
+fn counts(bug: Bug, checker: &str, detail: &str) -> bool {
+    match bug {
+        Bug::BootListOnly => checker == "liveness" && detail.contains("not a member yet"),
+        _ => checker != "liveness",
+    }
+}
+
 #[test]
 fn every_injected_bug_is_caught_within_the_first_thousand_seeds() {
     for bug in Bug::ALL {
         let seeds = 0..1000;
         let caught = seeds.clone().find_map(|seed| {
             let report = run_seed(seed, &with_bug(bug));
-            report.violation.filter(|v| v.checker != "liveness").map(|v| (seed, v))
+            report.violation.filter(|v| counts(bug, v.checker, &v.detail)).map(|v| (seed, v))
         });
         match caught {
             Some((seed, v)) => println!("{}: caught at seed {seed} by {v}", bug.name()),
