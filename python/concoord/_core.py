@@ -79,6 +79,7 @@ class Options:
         call_timeout=None,
         connect_timeout=2.0,
         give_up_after=60.0,
+        liveness_timeout=0.6,
     ):
         if give_up_after is None:
             give_up_after = INF  # never give up: calls wait for the cluster to return
@@ -87,6 +88,7 @@ class Options:
             ("attempt_timeout", attempt_timeout),
             ("connect_timeout", connect_timeout),
             ("give_up_after", give_up_after),
+            ("liveness_timeout", liveness_timeout),
         ]:
             if not value > 0:
                 raise ValueError("%s must be a positive number of seconds, not %r" % (name, value))
@@ -98,6 +100,9 @@ class Options:
         self.call_timeout = call_timeout
         self.connect_timeout = connect_timeout
         self.give_up_after = give_up_after
+        # A request unanswered on a connection silent for a quarter of this is
+        # followed by a Status probe; no answer to it within this long: fail over.
+        self.liveness_timeout = liveness_timeout
 
 
 def parse_bootstrap(bootstrap):
@@ -211,7 +216,7 @@ class _Pending:
 
     def __init__(self, kind, frame, waiter, deadline):
         # ("open", nonce) | ("keepalive", session) | ("close",) | ("status",) |
-        # ("discover",) | ("call", session, request) | ("cancel", session, request, target)
+        # ("discover",) | ("probe",) | ("call", session, request) | ("cancel", session, request, target)
         self.kind = kind
         # The whole frame: a resend is these bytes, unchanged.
         self.frame = frame
@@ -254,6 +259,8 @@ class Core:
         self.next_id = 1
         self.keepalive_at = None
         self.discover_at = now
+        # When the current connection last brought anything (for the liveness probe).
+        self.heard_at = None
         # The cluster this client talks to: pinned from the first Status that names
         # one; every Hello names it from then on.
         self.cluster = None
@@ -307,7 +314,45 @@ class Core:
             earliest = min(earliest, self.link[2])
         if self.keepalive_at is not None and self.session is not None:
             earliest = min(earliest, self.keepalive_at)
+        check = self._liveness_check_at()
+        if check is not None:
+            earliest = min(earliest, check)
         return None if earliest == INF else earliest
+
+    def _liveness_check_at(self):
+        """When ``_check_liveness`` next has something to do: the probe's deadline
+        while one is out, else when a request unanswered on a silent connection
+        calls for a probe."""
+        if self.link[0] != "up" or self.heard_at is None:
+            return None
+        oldest = None
+        for p in self.pending.values():
+            if p.attempt != SENT:
+                continue
+            if p.kind[0] == "probe":
+                return max(p.sent_at, self.heard_at) + self.options.liveness_timeout
+            if oldest is None or p.sent_at < oldest:
+                oldest = p.sent_at
+        if oldest is None:
+            return None
+        return max(oldest, self.heard_at) + self.options.liveness_timeout / 4.0
+
+    def _check_liveness(self, now):
+        """Leaves a replica that has gone quiet (paused, cut off) well before the
+        attempt timeout: a live replica answers a Status probe at once."""
+        at = self._liveness_check_at()
+        if at is None or now < at:
+            return
+        if any(p.kind[0] == "probe" for p in self.pending.values()):
+            self._fail_over(
+                now,
+                None,
+                "%s answered neither a request nor a probe for %gs"
+                % (self.link[1], self.options.liveness_timeout),
+            )
+        else:
+            id = self._take_id()
+            self._add_pending(now, id, ("probe",), _wire.status(id), None, None)
 
     # --- Commands from users -------------------------------------------------------
 
@@ -400,6 +445,7 @@ class Core:
             return False
         target = self.link[1]
         self.link = ("up", target)
+        self.heard_at = now
         log.debug("connected to %s (leader: %s); resending %d requests", target, leader, len(self.pending))
         if leader:
             self._learn(leader)
@@ -446,13 +492,16 @@ class Core:
         if self.link[0] != "up":
             return
         target = self.link[1]
+        self.heard_at = now
         if isinstance(frame, _wire.Reply):
             self._progress()
             self._on_reply(now, frame.id, frame.reply)
         elif isinstance(frame, _wire.Status):
             self._progress()
             p = self.pending.get(frame.id)
-            if p is not None and p.kind[0] in ("status", "discover"):
+            if p is not None and p.kind[0] == "probe":
+                del self.pending[frame.id]
+            elif p is not None and p.kind[0] in ("status", "discover"):
                 del self.pending[frame.id]
                 if p.kind[0] == "discover":
                     why = self._check_cluster(target, frame.status)
@@ -513,6 +562,7 @@ class Core:
                 self._connect(target)
             else:
                 self.link = ("idle",)
+        self._check_liveness(now)
         session = self.session
         if session is not None and self.keepalive_at is not None and now >= self.keepalive_at:
             self.keepalive_at = now + self.keepalive_every
@@ -788,6 +838,9 @@ class Core:
         self.last_error = why
         self.out.clear()
         self.effects.append(("disconnect",))
+        # The next connection is probed afresh.
+        for id in [id for id, p in self.pending.items() if p.kind[0] == "probe"]:
+            del self.pending[id]
         for p in self.pending.values():
             if p.attempt == SENT:
                 p.attempt = UNSENT

@@ -62,10 +62,19 @@ class Client:
         call_timeout=None,
         connect_timeout=2.0,
         give_up_after=60.0,
+        liveness_timeout=0.6,
     ):
         """Connects, follows the cluster to its leader and opens a session."""
         addrs = parse_bootstrap(bootstrap)
-        options = Options(token, lease, attempt_timeout, call_timeout, connect_timeout, give_up_after)
+        options = Options(
+            token,
+            lease,
+            attempt_timeout,
+            call_timeout,
+            connect_timeout,
+            give_up_after,
+            liveness_timeout,
+        )
         loop = asyncio.get_running_loop()
         ready = loop.create_future()
         nonce_seed = random.SystemRandom().getrandbits(63)

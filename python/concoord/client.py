@@ -365,7 +365,9 @@ class Client:
     all for this long: fail over and resend), ``call_timeout`` (a call's total time,
     parked time included; None: wait until woken), ``connect_timeout``,
     ``give_up_after`` (no replica answered for this long: outstanding calls fail;
-    None: never).
+    None: never), ``liveness_timeout`` (a quiet replica that does not answer a
+    Status probe within this long is left: a paused or cut-off leader costs about
+    a second, not the attempt timeout).
 
     The constructor returns once the session is open; it raises ``Unavailable``
     when no replica answered within ``give_up_after``, ``BadToken`` when the token
@@ -381,9 +383,18 @@ class Client:
         call_timeout=None,
         connect_timeout=2.0,
         give_up_after=60.0,
+        liveness_timeout=0.6,
     ):
         addrs = parse_bootstrap(bootstrap)
-        options = Options(token, lease, attempt_timeout, call_timeout, connect_timeout, give_up_after)
+        options = Options(
+            token,
+            lease,
+            attempt_timeout,
+            call_timeout,
+            connect_timeout,
+            give_up_after,
+            liveness_timeout,
+        )
         ready = concurrent.futures.Future()
         nonce_seed = random.SystemRandom().getrandbits(63)
         core = Core(addrs, options, time.monotonic(), nonce_seed, ready)

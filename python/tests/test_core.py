@@ -219,7 +219,7 @@ def test_busy_requests_are_resent_after_a_doubling_backoff():
 
 
 def test_an_unanswered_request_fails_over_after_the_attempt_timeout_but_a_parked_one_does_not():
-    f = Fixture(attempt_timeout=1.0)
+    f = Fixture(attempt_timeout=1.0, liveness_timeout=60.0)
     f.open()
     f.call()
     id = calls(f.core)[0][0]
@@ -233,6 +233,42 @@ def test_an_unanswered_request_fails_over_after_the_attempt_timeout_but_a_parked
     f.core.on_tick(later + 0.999)
     assert f.core.take_effects() == []
     f.core.on_tick(later + 1.0)
+    assert f.core.take_effects() == [("disconnect",), ("connect", "b:2")]
+
+
+def test_a_quiet_replica_is_probed_and_left_when_the_probe_brings_nothing():
+    f = Fixture(liveness_timeout=0.6)
+    f.open()
+    start = f.now
+    f.call()
+    assert sent_status(sent(f.core)) == []
+    f.core.on_tick(start + 0.149)
+    assert sent_status(sent(f.core)) == [], "not before a quarter of the liveness timeout"
+    assert f.core.next_deadline() == pytest.approx(start + 0.15)
+    f.core.on_tick(start + 0.15)
+    assert len(sent_status(sent(f.core))) == 1, "a silent connection is probed"
+    f.core.on_tick(start + 0.7)
+    assert sent_status(sent(f.core)) == [], "one probe at a time"
+    assert f.core.take_effects() == []
+    f.core.on_tick(start + 0.75)
+    assert f.core.take_effects() == [("disconnect",), ("connect", "b:2")]
+    assert "probe" in f.core.last_error
+
+
+def test_a_replica_that_answers_the_probe_keeps_the_call_until_the_attempt_timeout():
+    f = Fixture(liveness_timeout=0.6, attempt_timeout=2.0)
+    f.open()
+    start = f.now
+    f.call()
+    sent(f.core)
+    t = start
+    while t + 0.05 < start + 2.0:
+        t += 0.05
+        f.core.on_tick(t)
+        for id in sent_status(sent(f.core)):
+            f.core.on_frame(t, _wire.Status(id, {"members": []}))
+        assert f.core.take_effects() == [], "left a live replica at %.2f" % (t - start)
+    f.core.on_tick(start + 2.0)
     assert f.core.take_effects() == [("disconnect",), ("connect", "b:2")]
 
 
