@@ -26,6 +26,13 @@ use tokio::time::Instant;
 /// wait in the command channel. It stays below the replicas' limit of unacknowledged
 /// replies per session (`machine::REPLIES_PER_SESSION_MAX`, 1024).
 pub(crate) const PENDING_MAX: usize = 1_000;
+/// Most request numbers between the oldest call still waiting in a session and the
+/// next one: the replicas keep the reply of every request from the oldest
+/// unanswered one on (`acked`), at most `machine::REPLIES_PER_SESSION_MAX` (1024),
+/// and refuse more. One call parked for long would otherwise let the calls after it
+/// use up that room and fail. Calls beyond it wait in the queue until the oldest
+/// is answered.
+const SPAN_MAX: u64 = 1_000;
 /// A request refused with `Busy` is resent after this delay, doubling per refusal.
 const BUSY_DELAY_MIN: Duration = Duration::from_millis(10);
 const BUSY_DELAY_MAX: Duration = Duration::from_millis(500);
@@ -491,8 +498,10 @@ impl Core {
         };
         let queued = Queued { op, waiter, bound: self.timing.bound(now, timeout) };
         match self.session {
-            Session::Open { .. } => self.issue(now, queued),
-            Session::Opening => self.queued.push_back(queued),
+            Session::Open { .. } if self.queued.is_empty() && !self.span_full() => {
+                self.issue(now, queued)
+            }
+            Session::Open { .. } | Session::Opening => self.queued.push_back(queued),
             Session::None => {
                 self.queued.push_back(queued);
                 self.start_session(now, None);
@@ -601,6 +610,13 @@ impl Core {
     }
 
     pub(crate) fn on_frame(&mut self, now: Instant, frame: ServerFrame) {
+        self.on_frame_inner(now, frame);
+        if !self.queued.is_empty() {
+            self.drain_queued(now);
+        }
+    }
+
+    fn on_frame_inner(&mut self, now: Instant, frame: ServerFrame) {
         let Link::Up { target, .. } = &self.link else { return };
         self.heard_at = Some(now);
         let probe_answer = matches!(frame, ServerFrame::Status { id, .. }
@@ -772,7 +788,39 @@ impl Core {
         if let Waiter::Session(Some(w)) = waiter {
             let _ = w.send(Ok(session));
         }
-        for queued in std::mem::take(&mut self.queued) {
+        self.drain_queued(now);
+    }
+
+    /// The acknowledgement watermark of `session`: the oldest call (or cancel) still
+    /// waiting, or `next` when none is.
+    fn acked(&self, session: SessionId, next: RequestNumber) -> RequestNumber {
+        self.pending
+            .values()
+            .filter_map(|p| match p.kind {
+                Kind::Call { session: s, request } | Kind::Cancel { session: s, request, .. }
+                    if s == session =>
+                {
+                    Some(request)
+                }
+                _ => None,
+            })
+            .min()
+            .unwrap_or(next)
+    }
+
+    /// Whether the next call would stand `SPAN_MAX` numbers or more past the oldest
+    /// one still waiting.
+    fn span_full(&self) -> bool {
+        match self.session {
+            Session::Open { id, next } => next.0 - self.acked(id, next).0 >= SPAN_MAX,
+            Session::None | Session::Opening => false,
+        }
+    }
+
+    /// Issues queued calls, in order, while the session is open and has room.
+    fn drain_queued(&mut self, now: Instant) {
+        while matches!(self.session, Session::Open { .. }) && !self.span_full() {
+            let Some(queued) = self.queued.pop_front() else { break };
             if !queued.waiter.is_closed() {
                 self.issue(now, queued);
             }
@@ -811,6 +859,13 @@ impl Core {
     }
 
     pub(crate) fn on_tick(&mut self, now: Instant) {
+        self.on_tick_inner(now);
+        if !self.queued.is_empty() && !self.exited {
+            self.drain_queued(now);
+        }
+    }
+
+    fn on_tick_inner(&mut self, now: Instant) {
         if self.exited {
             return;
         }
@@ -913,19 +968,7 @@ impl Core {
             return;
         }
         // The replicas may forget every reply below the oldest call still waiting.
-        let acked = self
-            .pending
-            .values()
-            .filter_map(|p| match p.kind {
-                Kind::Call { session: s, request } | Kind::Cancel { session: s, request, .. }
-                    if s == session =>
-                {
-                    Some(request)
-                }
-                _ => None,
-            })
-            .min()
-            .unwrap_or(next);
+        let acked = self.acked(session, next);
         let request = match op {
             Op::Call { object, method, args } => {
                 Request::Call { session, request: next, acked, object, method, args }
@@ -1843,6 +1886,39 @@ mod tests {
         core.on_frame(now, ServerFrame::Status { id, status: stranger });
         assert_eq!(core.take_effects(), [Effect::Disconnect, Effect::Connect("b:2".into())]);
         assert_eq!(core.cluster().as_deref(), Some("00000000000000c1"));
+    }
+
+    #[test]
+    fn calls_wait_while_the_oldest_one_would_stand_too_far_behind() {
+        let mut f = started(ClientOptions::default());
+        open(&mut f);
+        let _parked = call(&mut f, "acquire");
+        let first = numbers(&sent(&mut f.core))[0][0];
+        f.core.on_frame(f.now, reply(first, Reply::Parked));
+        // Calls after the parked one run and are answered, but the replicas keep
+        // every reply from the parked call's number on: at most SPAN_MAX numbers.
+        let mut answers = Vec::new();
+        for _ in 1..SPAN_MAX + 5 {
+            answers.push(call(&mut f, "m"));
+            for [id, ..] in numbers(&sent(&mut f.core)) {
+                f.core.on_frame(f.now, reply(id, Reply::Value(Value::Nil)));
+            }
+        }
+        let issued = SPAN_MAX as usize - 1;
+        let done = answers.iter_mut().map(|a| a.try_recv().is_ok()).filter(|ok| *ok).count();
+        assert_eq!(done, issued);
+        assert_eq!(f.core.queued.len(), answers.len() - issued, "the rest wait");
+        // The parked call is answered: the waiting calls go, in order.
+        f.core.on_frame(f.now, reply(first, Reply::Value(Value::Bool(true))));
+        let next = numbers(&sent(&mut f.core));
+        assert_eq!(next.len(), answers.len() - issued);
+        assert_eq!(
+            next[0][1],
+            SPAN_MAX + 1,
+            "numbered after the last one issued (#1 parked, #2..=#1000)"
+        );
+        assert!(next.windows(2).all(|w| w[1][1] == w[0][1] + 1), "in order");
+        assert!(f.core.queued.is_empty());
     }
 
     #[test]
