@@ -36,6 +36,11 @@ log = logging.getLogger("concoord.client")
 # Most requests outstanding at once; more wait, unnumbered, in `queued`. It stays
 # below the replicas' limit of unacknowledged replies per session (1024).
 PENDING_MAX = 1000
+# Most request numbers between the oldest call still waiting in a session and the
+# next one (the replicas keep every reply from the oldest unanswered request on, at
+# most 1024 per session, and refuse more): later calls wait in the queue, so one
+# long-parked call cannot make every call after it fail.
+SPAN_MAX = 1000
 # A request refused with Busy is resent after this delay, doubling per refusal.
 BUSY_DELAY_MIN = 0.010
 BUSY_DELAY_MAX = 0.500
@@ -381,7 +386,12 @@ class Core:
         if refusal is not None:
             return _fail(waiter, refusal)
         queued = _Queued(op, waiter, self._deadline(now, timeout))
-        if self.session is not None and not self.queued and len(self.pending) < PENDING_MAX:
+        if (
+            self.session is not None
+            and not self.queued
+            and len(self.pending) < PENDING_MAX
+            and not self._span_full()
+        ):
             self._issue(now, queued)
         else:
             self.queued.append(queued)
@@ -563,6 +573,8 @@ class Core:
             else:
                 self.link = ("idle",)
         self._check_liveness(now)
+        if self.queued:
+            self._drain_queued(now)
         session = self.session
         if session is not None and self.keepalive_at is not None and now >= self.keepalive_at:
             self.keepalive_at = now + self.keepalive_every
@@ -688,8 +700,30 @@ class Core:
         id = self._take_id()
         self._add_pending(now, id, ("keepalive", session), _wire.keep_alive(id, session), None, None)
 
+    def _oldest_waiting(self, session, next_number):
+        """The number of the oldest call (or cancel) of ``session`` still waiting,
+        or ``next_number``. Requests of a session are numbered in the order their ids
+        are taken, and ``pending`` keeps insertion order, so the first one found is
+        the oldest."""
+        for p in self.pending.values():
+            if p.kind[0] in ("call", "cancel") and p.kind[1] == session:
+                return min(next_number, p.kind[2])
+        return next_number
+
+    def _span_full(self):
+        state = self.session_state
+        if not isinstance(state, tuple):
+            return False
+        session, next_number = state
+        return next_number - self._oldest_waiting(session, next_number) >= SPAN_MAX
+
     def _drain_queued(self, now):
-        while self.queued and self.session is not None and len(self.pending) < PENDING_MAX:
+        while (
+            self.queued
+            and self.session is not None
+            and len(self.pending) < PENDING_MAX
+            and not self._span_full()
+        ):
             queued = self.queued.popleft()
             if not queued.waiter.done():
                 self._issue(now, queued)
@@ -700,14 +734,7 @@ class Core:
         if queued.deadline is not None and now >= queued.deadline:
             return _fail(queued.waiter, Timeout("the call timed out before it was sent: it had no effect"))
         # The replicas may forget every reply below the oldest request still waiting.
-        # Requests of a session are numbered in the order their ids are taken, and
-        # `pending` keeps insertion order, so the first one of this session is the
-        # oldest: no need to look at the others (this runs for every call).
-        acked = next_number
-        for p in self.pending.values():
-            if p.kind[0] in ("call", "cancel") and p.kind[1] == session:
-                acked = min(acked, p.kind[2])
-                break
+        acked = self._oldest_waiting(session, next_number)
         id = self._take_id()
         op = queued.op
         try:

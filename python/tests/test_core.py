@@ -272,6 +272,28 @@ def test_a_replica_that_answers_the_probe_keeps_the_call_until_the_attempt_timeo
     assert f.core.take_effects() == [("disconnect",), ("connect", "b:2")]
 
 
+def test_calls_wait_while_the_oldest_one_would_stand_too_far_behind():
+    f = Fixture()
+    f.open()
+    f.call("acquire")
+    first = calls(f.core)[0][0]
+    f.core.on_frame(f.now, reply(first, "Parked"))
+    answers = []
+    for _ in range(1, _core.SPAN_MAX + 5):
+        answers.append(f.call())
+        for id, _, _ in calls(f.core):
+            f.core.on_frame(f.now, reply(id, "Value", None))
+    issued = _core.SPAN_MAX - 1
+    assert sum(1 for a in answers if a.done()) == issued
+    assert len(f.core.queued) == len(answers) - issued, "the rest wait"
+    f.core.on_frame(f.now, reply(first, "Value", True))
+    later = calls(f.core)
+    assert len(later) == len(answers) - issued
+    assert later[0][1] == _core.SPAN_MAX + 1
+    assert [c[1] for c in later] == list(range(later[0][1], later[0][1] + len(later)))
+    assert not f.core.queued
+
+
 def test_reconnecting_backs_off_only_after_a_full_round_of_addresses():
     delays = [round(_core.reconnect_delay(n, 3) * 1000) for n in range(1, 13)]
     assert delays == [0, 0, 0, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]
