@@ -14,7 +14,9 @@ pub struct Args {
     /// Port to listen on (default: a random port in 14000-15000; 0 lets the OS choose).
     #[arg(short = 'p', long = "port")]
     port: Option<u16>,
-    /// Join the cluster of these replicas: host:port[,host:port...].
+    /// Join the cluster of these replicas: host:port[,host:port...], or
+    /// dns://DOMAIN[@server[:port]] (looked up once, at start, through the cluster's
+    /// SRV records, else its A records and port 14000).
     #[arg(short = 'b', long = "boot")]
     boot: Option<String>,
     /// Type of the cluster's default object, by short or dotted name
@@ -160,6 +162,8 @@ pub fn run(args: Args) -> Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
+        let mut config = config;
+        config.boot = resolve_boot(std::mem::take(&mut config.boot)).await?;
         let running = concoord_server::start(config).await.map_err(explain)?;
         println!("concoord replica listening on {}", running.addr);
         use std::io::Write;
@@ -195,6 +199,16 @@ async fn wait_for_signal() {
 pub fn parse_boot(list: &str) -> Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if let Some(dns) = concoord_naming::parse_dns_url(entry) {
+            // Checked now, looked up at start (`resolve_boot`).
+            if let Err(e) = dns {
+                bail!("bootstrap entry {entry:?}: {e}");
+            }
+            if !out.iter().any(|e| e == entry) {
+                out.push(entry.to_string());
+            }
+            continue;
+        }
         let Some((host, port)) = entry.rsplit_once(':') else {
             bail!(
                 "bootstrap entry {entry:?} has no port: give host:port (DNS names without a port \
@@ -210,6 +224,27 @@ pub fn parse_boot(list: &str) -> Result<Vec<String>> {
     }
     if out.is_empty() {
         bail!("-b needs at least one host:port");
+    }
+    Ok(out)
+}
+
+/// Replaces every `dns://` entry of a boot list by the replicas its records name
+/// (once: from then on the replica rejoins through the members it has known).
+async fn resolve_boot(boot: Vec<String>) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for entry in boot {
+        let found = match concoord_naming::parse_dns_url(&entry) {
+            Some(Ok(target)) => concoord_naming::resolve(&target)
+                .await
+                .with_context(|| format!("cannot look up the replicas of {entry}"))?,
+            Some(Err(e)) => bail!("bootstrap entry {entry:?}: {e}"),
+            None => vec![entry],
+        };
+        for addr in found {
+            if !out.contains(&addr) {
+                out.push(addr);
+            }
+        }
     }
     Ok(out)
 }

@@ -283,3 +283,39 @@ async fn the_dns_listener_survives_garbage() {
     client.call("default", "increment", vec![]).await.unwrap();
     client.close().await;
 }
+
+/// A replica given `-b dns://DOMAIN@server` finds the cluster through its name
+/// server and joins it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_joins_through_a_dns_boot_entry() {
+    let _serial = serial();
+    let extra = ["-n", DOMAIN, "--dns-port", "0"];
+    let setup = Setup { extra: extra.iter().map(|s| s.to_string()).collect(), ..Setup::default() };
+    let cluster = Cluster::start(2, setup).await;
+    let server = dns_addr(&cluster, 0);
+    let boot = format!("dns://{}@{server}", DOMAIN.trim_end_matches('.'));
+    let args: Vec<String> = ["-a", "127.0.0.1", "-p", "0", "-o", "Counter", "-b", &boot]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let log = cluster.scratch.0.join("dns-joiner.log");
+    struct Kill(crate::harness::Replica);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            self.0.kill();
+        }
+    }
+    let joiner = Kill(crate::harness::spawn_replica(&args, &log));
+    cluster.wait_voters(3).await;
+    let status = cluster.status(cluster.leader().await).await.unwrap();
+    assert!(status.members.iter().any(|m| m.addr == joiner.0.addr), "{status:?}");
+
+    // A name nobody serves is a clear error at start, not a replica that waits.
+    let out = std::process::Command::new(BIN)
+        .args(["replica", "-a", "127.0.0.1", "-p", "0", "-o", "Counter", "-b"])
+        .arg(format!("dns://nobody.example.test@{server}"))
+        .output()
+        .expect("run concoord replica");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("cannot look up the replicas"), "{err}");
+}
