@@ -498,9 +498,10 @@ impl Core {
         };
         let queued = Queued { op, waiter, bound: self.timing.bound(now, timeout) };
         match self.session {
-            Session::Open { .. } if self.queued.is_empty() && !self.span_full() => {
-                self.issue(now, queued)
-            }
+            Session::Open { .. } if self.queued.is_empty() => match self.room() {
+                Some(acked) => self.issue(now, queued, acked),
+                None => self.queued.push_back(queued),
+            },
             Session::Open { .. } | Session::Opening => self.queued.push_back(queued),
             Session::None => {
                 self.queued.push_back(queued);
@@ -808,21 +809,20 @@ impl Core {
             .unwrap_or(next)
     }
 
-    /// Whether the next call would stand `SPAN_MAX` numbers or more past the oldest
-    /// one still waiting.
-    fn span_full(&self) -> bool {
-        match self.session {
-            Session::Open { id, next } => next.0 - self.acked(id, next).0 >= SPAN_MAX,
-            Session::None | Session::Opening => false,
-        }
+    /// The `acked` of the next call, if the session is open and that call would
+    /// stand less than `SPAN_MAX` numbers past the oldest one still waiting.
+    fn room(&self) -> Option<RequestNumber> {
+        let Session::Open { id, next } = self.session else { return None };
+        let acked = self.acked(id, next);
+        (next.0 - acked.0 < SPAN_MAX).then_some(acked)
     }
 
     /// Issues queued calls, in order, while the session is open and has room.
     fn drain_queued(&mut self, now: Instant) {
-        while matches!(self.session, Session::Open { .. }) && !self.span_full() {
+        while let Some(acked) = self.room() {
             let Some(queued) = self.queued.pop_front() else { break };
             if !queued.waiter.is_closed() {
-                self.issue(now, queued);
+                self.issue(now, queued, acked);
             }
         }
     }
@@ -957,7 +957,8 @@ impl Core {
     }
 
     /// Numbers a call in the open session and sends it.
-    fn issue(&mut self, now: Instant, queued: Queued) {
+    /// Numbers and sends a call; `acked` is `room()`'s answer for it.
+    fn issue(&mut self, now: Instant, queued: Queued, acked: RequestNumber) {
         let Session::Open { id: session, next } = self.session else {
             unreachable!("calls are issued only in an open session");
         };
@@ -967,8 +968,6 @@ impl Core {
             let _ = waiter.send(Err(ClientError::Timeout));
             return;
         }
-        // The replicas may forget every reply below the oldest call still waiting.
-        let acked = self.acked(session, next);
         let request = match op {
             Op::Call { object, method, args } => {
                 Request::Call { session, request: next, acked, object, method, args }
