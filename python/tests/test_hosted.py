@@ -3,7 +3,8 @@ module.Class`` for a class written to a temporary directory, run by the object h
 (``python3 -m concoord.host``). A hosted counter on three replicas, exceptions by
 type, blocking through ``concoord.threadingobject`` with two clients, a session
 that ends releasing a lock, a durable replica recovering its object from a
-snapshot, a replica of different code refused, a host that crashes or hangs
+snapshot, state that cannot be pickled keeping the log instead of stopping the
+replicas, a replica of different code refused, a host that crashes or hangs
 stopping its replica with a clear message, and a result that cannot be sent
 answered as the caller's TypeError by every replica."""
 
@@ -89,6 +90,30 @@ MODULES = {
             def wake_badly(self):
                 wake(self.parked, {1, 2})
                 return "woke"
+    """,
+    "spoilable": """
+        import threading
+
+        import concoord
+
+        class Spoilable:
+            def __init__(self):
+                self.items = []
+                self.guard = None
+
+            def add(self, item):
+                self.items.append(item)
+
+            def spoil(self):
+                # A lock cannot be pickled: snapshots fail while it is there.
+                self.guard = threading.Lock()
+
+            def mend(self):
+                self.guard = None
+
+            @concoord.readonly
+            def getitems(self):
+                return self.items
     """,
     "hostedlock": """
         from concoord.threadingobject.dlock import DLock
@@ -267,6 +292,73 @@ def test_a_durable_replica_recovers_its_python_object_from_a_snapshot(modules, t
                 again.call("default", "acquire", timeout=0.5)
         finally:
             again.close()
+    finally:
+        replica.kill()
+        if client is not None:
+            client.close()
+
+
+UNPICKLABLE = "cannot pickle the object for a snapshot: self.guard (a _thread.lock)"
+
+
+def test_state_that_cannot_be_pickled_keeps_the_log_and_stops_no_replica(
+    modules, cluster_factory
+):
+    cluster = cluster_factory(3, object="spoilable.Spoilable", extra=["--snapshot-every", "4"])
+    client = cluster.client()
+    try:
+        client.call("default", "spoil")
+        for i in range(24):
+            client.call("default", "add", [i])
+        assert client.call("default", "getitems") == list(range(24))
+        # Every replica tried to snapshot, said why it could not, and serves on.
+        assert len(cluster.live()) == 3
+        for replica in cluster.replicas:
+            log = replica.log_text()
+            assert UNPICKLABLE in log and "keeps its log instead of compacting" in log, log
+        cluster.wait_voters(3)
+        # A replica that joins now catches up from the kept log.
+        cluster.add_replica()
+        cluster.wait_voters(4)
+        client.call("default", "add", [24])
+        assert client.call("default", "getitems") == list(range(25))
+    finally:
+        client.close()
+
+
+def test_a_durable_replica_replays_the_log_it_kept_when_snapshots_failed(modules, tmp_path):
+    port = free_port()
+    args = [
+        "-a", "127.0.0.1", "-p", str(port), "-o", "spoilable.Spoilable",
+        "--data-dir", str(tmp_path / "data"), "--snapshot-every", "4",
+    ]
+    logs = [tmp_path / ("replica-%d.log" % i) for i in range(3)]
+    replica = Replica(args, logs[0])
+    client = None
+    try:
+        client = Client(replica.addr, give_up_after=2)
+        client.call("default", "spoil")
+        for i in range(20):
+            client.call("default", "add", [i])
+        assert UNPICKLABLE in replica.log_text()
+        client.close()
+        replica.kill()
+
+        # Restarted: nothing was compacted, the log replays every add.
+        replica = Replica(args, logs[1])
+        client = Client(replica.addr, give_up_after=2)
+        assert client.call("default", "getitems") == list(range(20))
+        # Mended: the next snapshot point takes a snapshot again.
+        client.call("default", "mend")
+        for i in range(20, 30):
+            client.call("default", "add", [i])
+        client.close()
+        replica.kill()
+
+        replica = Replica(args, logs[2])
+        assert "installed a snapshot" in replica.log_text()
+        client = Client(replica.addr, give_up_after=2)
+        assert client.call("default", "getitems") == list(range(30))
     finally:
         replica.kill()
         if client is not None:

@@ -12,8 +12,12 @@
 //! plus the parked calls the method woke. Snapshots are the host's pickle bytes,
 //! carried opaque in the machine's snapshot.
 //!
+//! State that cannot be pickled fails only that snapshot (an error naming the
+//! attribute and its type): the server keeps its log instead of compacting and tries
+//! again at its next snapshot point.
+//!
 //! A host that crashes, stops answering for `timeout`, sends something this side
-//! cannot read, or reports a fatal error (state that cannot be pickled) has *failed*: every
+//! cannot read, or reports a fatal error (a snapshot it cannot unpickle) has *failed*: every
 //! later use of the object does nothing, and the server, which checks `failure`
 //! after each apply before any reply leaves, stops the replica with the reason.
 //! A replica never answers from a host it no longer trusts, so it cannot diverge.
@@ -516,8 +520,14 @@ impl Object for HostedObject {
     fn snapshot(&self) -> Result<Vec<u8>, ObjectError> {
         let mut state = self.host.shared.lock();
         let fields = state.exchange(&("snapshot",))?;
-        match (tag(&fields), fields.get(1)) {
-            (Some("state"), Some(Value::Bytes(b))) => Ok(b.clone()),
+        match (tag(&fields), fields.get(1), fields.get(2)) {
+            (Some("state"), Some(Value::Bytes(b)), _) => Ok(b.clone()),
+            // State that cannot be pickled is this snapshot's failure, not the host's:
+            // the host is unchanged and keeps serving, and the server keeps its log
+            // (nothing is compacted) and tries again at its next snapshot point.
+            (Some("raise"), Some(Value::Str(kind)), Some(Value::Str(message))) => {
+                Err(ObjectError::new(kind.clone(), message.clone()))
+            }
             _ => Err(state.fail(format!("unexpected answer to snapshot: {fields:?}"))),
         }
     }

@@ -440,6 +440,8 @@ struct Server {
     /// The Python object host, when the default object is a Python class.
     host: Option<Host>,
     applied: Slot,
+    /// Where the last snapshot was taken (or tried and failed): the next one is due
+    /// `snapshot_every` slots later.
     last_snapshot: Slot,
     /// Bytes of log applied since the last snapshot, and that snapshot's size.
     log_bytes_since_snapshot: u64,
@@ -1087,7 +1089,22 @@ impl Server {
     }
 
     fn take_snapshot(&mut self, slot: Slot) -> Result<(), ServerError> {
-        let data = self.machine.snapshot().map_err(|e| ServerError::Machine(e.to_string()))?;
+        let data = match self.machine.snapshot() {
+            Ok(data) => data,
+            Err(e) => {
+                // Nothing is lost: the log since the last snapshot stays (a durable
+                // restart replays it), the object is unchanged, and the next attempt
+                // is `snapshot_every` slots later.
+                tracing::error!(
+                    "replica {} cannot take a snapshot at slot {slot}: {e}; it keeps its log \
+                     instead of compacting and tries again in {} slots",
+                    self.replica.id(),
+                    self.config.snapshot_every
+                );
+                self.last_snapshot = slot;
+                return Ok(());
+            }
+        };
         self.last_snapshot = slot;
         self.last_snapshot_bytes = data.len() as u64;
         self.metrics.snapshots.inc();

@@ -215,6 +215,39 @@ def _hooks(root, name):
     return found
 
 
+def _pickles(value):
+    try:
+        pickle.dumps(value, protocol=4)
+        return True
+    except Exception:
+        return False
+
+
+def _unpicklable(value, path, depth=0):
+    """``(path, type name)`` of the innermost part of ``value`` that cannot be
+    pickled (``self.jobs['a'].lock``, ``_thread.lock``), or ``(None, None)`` when
+    ``value`` pickles. Followed through instance attributes, lists, tuples, sets and
+    dict values; only run once a snapshot has failed."""
+    if _pickles(value):
+        return None, None
+    if depth < WALK_DEPTH_MAX:
+        if isinstance(value, (list, tuple)):
+            children = [("%s[%d]" % (path, i), v) for i, v in enumerate(value)]
+        elif isinstance(value, dict):
+            children = [("%s[%r]" % (path, k), v) for k, v in value.items()]
+            children += [("a key of %s" % path, k) for k in value]
+        elif isinstance(value, (set, frozenset)):
+            children = [("a member of %s" % path, v) for v in value]
+        else:
+            d = getattr(value, "__dict__", None)
+            children = [("%s.%s" % (path, k), v) for k, v in d.items()] if isinstance(d, dict) else []
+        for child_path, child in children:
+            if not _pickles(child):
+                return _unpicklable(child, child_path, depth + 1)
+    t = type(value)
+    return path, "%s.%s" % (t.__module__, t.__qualname__) if t.__module__ != "builtins" else t.__qualname__
+
+
 class Host:
     """Runs the protocol for one instance of ``cls``."""
 
@@ -251,7 +284,7 @@ class Host:
             wakes = self.run_hooks(lambda: result.append(self.cancel(Command(session, request))))
             return ["cancelled", result[0], wakes]
         if tag == "snapshot":
-            return ["state", self.snapshot()]
+            return self.snapshot()
         if tag == "restore":
             self.restore(message[1])
             return ["ok"]
@@ -379,13 +412,25 @@ class Host:
         return False
 
     def snapshot(self):
+        """``["state", pickle]``, or ``["raise", type, reason]`` when the state cannot
+        be pickled: the replica then keeps its log instead of compacting it, logs the
+        reason and tries again at its next snapshot point, so nothing is lost and
+        the host keeps serving."""
+        state = (self.obj, _runtime.parked)
         try:
-            return pickle.dumps((self.obj, _runtime.parked), protocol=4)
+            return ["state", pickle.dumps(state, protocol=4)]
         except Exception as e:
-            raise Fatal(
-                "cannot pickle the object for a snapshot (%s: %s): a hosted object's state "
-                "must be picklable (no locks, files, sockets or threads)" % (type(e).__name__, e)
-            )
+            where, culprit = _unpicklable(self.obj, "self")
+            if where is None:
+                where, culprit = _unpicklable(_runtime.parked, "the parked calls")
+            found = "" if where is None else "%s (a %s) " % (where, culprit)
+            return [
+                "raise",
+                type(e).__name__,
+                "cannot pickle the object for a snapshot: %scannot be pickled (%s: %s); a "
+                "hosted object's state must be picklable (no locks, files, sockets, "
+                "generators, lambdas or threads)" % (found, type(e).__name__, e),
+            ]
 
     def restore(self, data):
         try:
