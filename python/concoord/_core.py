@@ -274,6 +274,13 @@ class Core:
         self.exited = False
         self.out = bytearray()
         self.effects = []
+        # What a sleeping timer may not know yet, without recomputing
+        # `next_deadline` (a walk over every pending request) after every call:
+        # `deadline_dirty` says any deadline may have moved earlier; otherwise
+        # `new_deadline` is the earliest one the hot path (a call sent on an open
+        # connection, its answer) added since the timer last looked.
+        self.deadline_dirty = True
+        self.new_deadline = INF
         self.start_session(now)
 
     # --- What the shell reads ----------------------------------------------------
@@ -291,8 +298,19 @@ class Core:
     def has_effects(self):
         return bool(self.effects)
 
+    def wake_deadline(self):
+        """What a timer sleeping until the last ``next_deadline`` needs to hear
+        about: the earliest deadline added since, or None. Cheap on the hot path;
+        after anything rarer it is ``next_deadline`` itself."""
+        if self.deadline_dirty:
+            return self.next_deadline()
+        earliest, self.new_deadline = self.new_deadline, INF
+        return None if earliest == INF else earliest
+
     def next_deadline(self):
         """The earliest time ``on_tick`` has something to do, or None."""
+        self.deadline_dirty = False
+        self.new_deadline = INF
         if self.exited:
             return None
         # A running minimum, not a list: this runs after every call, over every
@@ -394,6 +412,7 @@ class Core:
         ):
             self._issue(now, queued)
         else:
+            self.deadline_dirty = True
             self.queued.append(queued)
             self.start_session(now)
 
@@ -403,6 +422,7 @@ class Core:
         taken back through the cluster, as on a timeout, so that a parked acquire
         is not granted later to a caller who left. If it completed first, its
         result goes nowhere."""
+        self.deadline_dirty = True
         for q in self.queued:
             if q.waiter is waiter:
                 self.queued.remove(q)
@@ -415,6 +435,7 @@ class Core:
 
     def status(self, now, waiter):
         """Asks the connected replica to describe itself (a dict)."""
+        self.deadline_dirty = True
         refusal = self._refusal()
         if refusal is not None:
             return _fail(waiter, refusal)
@@ -424,6 +445,7 @@ class Core:
     def close(self, now, waiter):
         """Ends the session (releasing what it holds), waiting briefly for the
         cluster to confirm, then exits. ``waiter`` gets None when done."""
+        self.deadline_dirty = True
         if self.exited or self.closing is not None:
             return _resolve(waiter, None)
         self.closing = now + self.close_wait
@@ -437,6 +459,7 @@ class Core:
     def close_now(self, now):
         """The user's handle is gone: end the session without waiting (its lease
         would end it anyway) and exit."""
+        self.deadline_dirty = True
         if self.exited:
             return
         session = self.session
@@ -451,6 +474,7 @@ class Core:
     def on_connected(self, now, replica, leader):
         """The shell connected to the target it was told; returns False if the core
         no longer wants that connection (the shell then closes it)."""
+        self.deadline_dirty = True
         if self.link[0] != "connecting":
             return False
         target = self.link[1]
@@ -475,6 +499,7 @@ class Core:
     def on_connect_failed(self, now, kind, message):
         """Connecting failed: ``kind`` is the ErrorKind the replica refused Hello
         with, or None when there was no answer (``message`` says why)."""
+        self.deadline_dirty = True
         if self.link[0] != "connecting":
             return
         target = self.link[1]
@@ -495,6 +520,7 @@ class Core:
     def on_disconnected(self, now, why):
         """The connection broke (closed, reset, a failed write, or bytes that are
         not a frame of ours)."""
+        self.deadline_dirty = True
         if self.link[0] == "up":
             self._fail_over(now, None, why)
 
@@ -505,8 +531,19 @@ class Core:
         self.heard_at = now
         if isinstance(frame, _wire.Reply):
             self._progress()
+            p = self.pending.get(frame.id)
+            if (
+                p is None
+                or p.kind[0] != "call"
+                or p.cancelling
+                or frame.reply[0] not in ("Value", "Error", "Parked")
+            ):
+                # Anything but a call's plain answer may move a deadline earlier.
+                self.deadline_dirty = True
             self._on_reply(now, frame.id, frame.reply)
-        elif isinstance(frame, _wire.Status):
+            return
+        self.deadline_dirty = True
+        if isinstance(frame, _wire.Status):
             self._progress()
             p = self.pending.get(frame.id)
             if p is not None and p.kind[0] == "probe":
@@ -533,6 +570,7 @@ class Core:
         # A second Welcome means nothing.
 
     def on_tick(self, now):
+        self.deadline_dirty = True
         if self.exited:
             return
         if self.closing is not None and now >= self.closing:
@@ -765,6 +803,20 @@ class Core:
             p.attempt = SENT
             p.sent_at = now
             p.ever_sent = True
+            # Its attempt timeout, its own deadline, and the liveness check it may
+            # start (exact when it is the only request out, else later than the
+            # oldest one's, which the timer knows).
+            earliest = now + self.options.attempt_timeout
+            if deadline is not None and deadline < earliest:
+                earliest = deadline
+            if self.heard_at is not None:
+                check = max(now, self.heard_at) + self.options.liveness_timeout / 4.0
+                if check < earliest:
+                    earliest = check
+            if earliest < self.new_deadline:
+                self.new_deadline = earliest
+        else:
+            self.deadline_dirty = True
         assert id not in self.pending, "request ids are never reused"
         self.pending[id] = p
         self._ensure_link(now)

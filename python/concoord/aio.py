@@ -161,7 +161,7 @@ class Client:
             self._drop_connection()
             self._wake.set()
             return
-        deadline = core.next_deadline()
+        deadline = core.wake_deadline()
         if deadline is not None and deadline < self._sleeping_until:
             self._wake.set()
 

@@ -2,8 +2,9 @@
 at once, and ``status_of``, a one-shot status request to one replica.
 
 A client owns one session and one connection, to the leader. Calling threads encode
-their arguments, number the call and write its frame themselves (under one lock,
-so frames never interleave). While it waits, one calling thread at a time reads the
+their arguments and number the call under one lock; then one of them at a time (the
+flusher) writes, outside the lock, every frame queued so far, so that under load one
+send carries the calls of many threads and frames never interleave. While it waits, one calling thread at a time reads the
 connection itself, for everyone, so that a reply wakes its caller without a hand-off
 between threads; when no caller reads, the background I/O thread does. The I/O
 thread also runs the timers (keep-alive, attempt timeouts, call timeouts) and makes
@@ -84,6 +85,48 @@ class _Refused(Exception):
         self.message = message
 
 
+class _Waiter:
+    """What a thread in ``Client.call`` waits on: the part of a
+    ``concurrent.futures.Future`` the core and the shell use, on one lock held until
+    the answer is in (a Future builds a condition variable per call, which cost
+    more than the rest of the call's bookkeeping)."""
+
+    __slots__ = ("_lock", "_done", "_value", "_error")
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._done = False
+        self._value = None
+        self._error = None
+
+    def done(self):
+        return self._done
+
+    def cancelled(self):
+        return False
+
+    def set_result(self, value):
+        assert not self._done, "the core resolves a waiter once"
+        self._value = value
+        self._done = True
+        self._lock.release()
+
+    def set_exception(self, error):
+        assert not self._done, "the core resolves a waiter once"
+        self._error = error
+        self._done = True
+        self._lock.release()
+
+    def result(self):
+        if not self._done:
+            self._lock.acquire()
+            self._lock.release()  # a second result() must not block
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 class _Shell:
     """The I/O side of one client: the socket, the I/O thread and the lock around
     the core. Kept apart from ``Client`` so that the thread does not keep the
@@ -111,6 +154,13 @@ class _Shell:
         self.reader_wake_r.setblocking(False)
         self.reader_wake_w.setblocking(False)
         self.buf = bytearray()
+        # A calling thread that writes what the core queued outside the lock (see
+        # `flush`): while it does, nobody else writes, and frames other threads
+        # queue meanwhile go out in its next write, many calls in one send.
+        self.flushing = False
+        # Sockets closed while a flush was under way: shut down at once, closed
+        # when the flush ends (so their descriptor cannot be reused under it).
+        self.retired = []
         self.connect_to = None
         self.exiting = False
         # When the I/O thread will wake by itself; -inf while it is awake (it looks
@@ -120,10 +170,12 @@ class _Shell:
 
     # --- Called with the lock held, from any thread --------------------------------
 
-    def after(self):
+    def after(self, defer=False):
         """Carries out the core's effects, writes what it queued, and wakes the I/O
-        thread if it has something new to do."""
+        thread if it has something new to do. With ``defer``, instead of writing it
+        returns True when the caller must ``flush`` once it has let go of the lock."""
         wake = False
+        flush = False
         while True:
             for effect in self.core.take_effects():
                 if effect[0] == "disconnect":
@@ -136,7 +188,10 @@ class _Shell:
                 else:
                     self.exiting = True
                     wake = True
-            if self.sock is None or not self.core.out:
+            if self.sock is None or not self.core.out or self.flushing:
+                break  # (a flushing thread takes these bytes too, in order)
+            if defer:
+                self.flushing = flush = True
                 break
             try:
                 sent = self.sock.send(self.core.out)
@@ -149,9 +204,9 @@ class _Shell:
                 self.core.on_disconnected(time.monotonic(), "writing to %s: %s" % (target, e))
                 continue
             break
-        if self.sock is not None and self.core.out:
+        if self.sock is not None and self.core.out and not self.flushing:
             wake = True  # the I/O thread waits for the socket to take the rest
-        deadline = self.core.next_deadline()
+        deadline = self.core.wake_deadline()
         if deadline is not None and deadline < self.sleeping_until:
             wake = True
         if wake:
@@ -166,6 +221,55 @@ class _Shell:
                 self.reader_wake_w.send(b"\0")
             except OSError:
                 pass
+        return flush
+
+    def flush(self):
+        """Writes what the core queued, outside the lock, for as long as there is
+        something: called by the thread that ``after(defer=True)`` made the
+        flusher. Calls queued by other threads while it writes go out in its next
+        write, so under load one send carries many calls."""
+        try:
+            self.flush_queued()
+        except BaseException:
+            with self.lock:
+                if self.flushing:
+                    self.end_flush()
+            raise
+
+    def flush_queued(self):
+        while True:
+            with self.lock:
+                sock = self.sock
+                if sock is None or not self.core.out or self.exiting:
+                    return self.end_flush()
+                data = bytes(self.core.out)
+                self.core.out.clear()
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as e:
+                with self.lock:
+                    if self.sock is sock:
+                        target = self.core.link[1] if len(self.core.link) > 1 else "the replica"
+                        self.close_sock()
+                        self.core.on_disconnected(time.monotonic(), "writing to %s: %s" % (target, e))
+                    return self.end_flush()
+            if sent < len(data):
+                with self.lock:
+                    if self.sock is sock:
+                        # The socket is full: the I/O thread writes the rest when it
+                        # drains, ahead of anything queued since.
+                        self.core.out[:0] = data[sent:]
+                    return self.end_flush()
+
+    def end_flush(self):
+        """With the lock held: this thread stops being the flusher."""
+        self.flushing = False
+        for sock in self.retired:
+            sock.close()
+        self.retired = []
+        self.after()
 
     def close_sock(self):
         if self.sock is not None:
@@ -173,7 +277,14 @@ class _Shell:
                 self.selector.unregister(self.sock)
             except (KeyError, ValueError):
                 pass
-            self.sock.close()
+            if self.flushing:
+                try:
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                self.retired.append(self.sock)
+            else:
+                self.sock.close()
             self.sock = None
             self.sock_events = 0
             self.buf = bytearray()
@@ -238,8 +349,9 @@ class _Shell:
     def watch_socket(self, want_write):
         if self.sock is None:
             return
+        # While a calling thread flushes, the socket is its to write.
         events = (selectors.EVENT_READ if self.reader is None else 0) | (
-            selectors.EVENT_WRITE if want_write else 0
+            selectors.EVENT_WRITE if want_write and not self.flushing else 0
         )
         if events != self.sock_events:
             if not events:
@@ -417,11 +529,13 @@ class Client:
         ``call_timeout``) cancels it through the cluster, raising ``Timeout`` only
         once the cluster confirms it had no effect."""
         packed = _wire.pack_args(args)
-        future = concurrent.futures.Future()
+        future = _Waiter()
         shell = self._shell
         with shell.lock:
             shell.core.call(time.monotonic(), object, method, packed, future, timeout)
-            shell.after()
+            flush = shell.after(defer=True)
+        if flush:
+            shell.flush()
         try:
             return shell.wait(future)
         except BaseException:
@@ -450,7 +564,9 @@ class Client:
             now = time.monotonic()
             for object, method, packed, future in calls:
                 shell.core.call(now, object, method, packed, future, DEFAULT)
-            shell.after()
+            flush = shell.after(defer=True)
+        if flush:
+            shell.flush()
 
     def create(self, name, type_name, args=(), timeout=DEFAULT):
         """Creates the instance ``name`` of ``type_name`` (``"Counter"`` or the

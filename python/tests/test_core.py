@@ -272,6 +272,34 @@ def test_a_replica_that_answers_the_probe_keeps_the_call_until_the_attempt_timeo
     assert f.core.take_effects() == [("disconnect",), ("connect", "b:2")]
 
 
+def test_a_sleeping_timer_hears_of_every_deadline_that_moved_earlier():
+    """The shells wake their timer when ``wake_deadline()`` is earlier than what it
+    sleeps until; after a call it does not walk every pending request, yet it is
+    never later than a deadline the call added."""
+    f = Fixture(liveness_timeout=0.6, attempt_timeout=5.0)
+    f.open()
+    sleeping_until = f.core.next_deadline()
+    assert sleeping_until == pytest.approx(T0 + 10.0 / 3), "only the keep-alive is due"
+    first = f.call()
+    # The call starts the liveness check, the earliest deadline now.
+    assert f.core.wake_deadline() == pytest.approx(T0 + 0.15) == f.core.next_deadline()
+    sleeping_until = f.core.next_deadline()
+    f.now += 0.01
+    f.call()
+    assert f.core.wake_deadline() >= sleeping_until, "nothing earlier: no wake-up"
+    assert f.core.wake_deadline() is None, "taken once"
+    f.call(timeout=0.05)
+    assert f.core.wake_deadline() == pytest.approx(f.now + 0.05)
+    # Anything rarer than a call and its answer (here a Busy refusal) is computed
+    # exactly.
+    f.core.next_deadline()
+    (busy, _, _) = calls(f.core)[0]
+    f.core.on_frame(f.now, _wire.Error(busy, "Busy", "the leader is full"))
+    assert f.core.wake_deadline() == pytest.approx(f.now + _core.BUSY_DELAY_MIN)
+    assert f.core.next_deadline() == pytest.approx(f.now + _core.BUSY_DELAY_MIN)
+    assert not first.done()
+
+
 def test_calls_wait_while_the_oldest_one_would_stand_too_far_behind():
     f = Fixture()
     f.open()
