@@ -17,6 +17,7 @@ asyncio client (``concoord.aio`` is).
 
 import concurrent.futures
 import logging
+import math
 import random
 import select
 import selectors
@@ -166,6 +167,10 @@ class _Shell:
         # When the I/O thread will wake by itself; -inf while it is awake (it looks
         # at the core again before sleeping, so nobody needs to wake it).
         self.sleeping_until = float("-inf")
+        # A deadline earlier than that, met while a calling thread reads: the reader
+        # polls until then and runs the timers itself (sparing a wake-up of the I/O
+        # thread per call), and hands it on to the I/O thread when it stops reading.
+        self.reader_deadline = float("inf")
         self.thread = threading.Thread(target=self.run, name="concoord-client", daemon=True)
 
     # --- Called with the lock held, from any thread --------------------------------
@@ -207,14 +212,24 @@ class _Shell:
         if self.sock is not None and self.core.out and not self.flushing:
             wake = True  # the I/O thread waits for the socket to take the rest
         deadline = self.core.wake_deadline()
+        poke = False
         if deadline is not None and deadline < self.sleeping_until:
-            wake = True
+            if self.reader is None or self.exiting:
+                wake = True
+            elif deadline < self.reader_deadline:
+                self.reader_deadline = deadline
+                poke = True  # to shorten its poll
         if wake:
             self.wake()
         if (
             self.reader is not None
             and self.reader is not threading.current_thread()
-            and (self.reader_future.done() or self.sock is not self.reader_sock or self.exiting)
+            and (
+                poke
+                or self.reader_future.done()
+                or self.sock is not self.reader_sock
+                or self.exiting
+            )
         ):
             # Another thread resolved the reader's call or replaced its socket.
             try:
@@ -392,40 +407,77 @@ class _Shell:
             self.close_sock()
             self.core.on_disconnected(now, "%s sent a bad frame: %s" % (target, e))
 
-    def wait(self, future):
+    def claim_reader(self, future):
+        """With the lock held: makes this thread the reader, waiting for
+        ``future``, if nobody reads; True if it did. A caller claims it before its
+        request leaves, so that the I/O thread cannot take the answer first (and
+        hand it over through a wake-up)."""
+        if self.reader is not None or self.sock is None or self.exiting or future.done():
+            return False
+        self.reader, self.reader_future, self.reader_sock = (
+            threading.current_thread(),
+            future,
+            self.sock,
+        )
+        self.watch_socket(bool(self.core.out))
+        return True
+
+    def wait(self, future, reading=False):
         """Waits for ``future``, reading the connection in this thread meanwhile
         if no one else does (the I/O thread then stops watching it), so a reply
-        wakes its caller directly instead of through the I/O thread."""
-        me = threading.current_thread()
+        wakes its caller directly instead of through the I/O thread. ``reading``:
+        this thread claimed the reader's part already."""
         while not future.done():
-            with self.lock:
-                sock = self.sock
-                if future.done() or sock is None or self.reader is not None or self.exiting:
-                    break
-                self.reader, self.reader_future, self.reader_sock = me, future, sock
-                self.watch_socket(bool(self.core.out))
+            if not reading:
+                with self.lock:
+                    if future.done() or not self.claim_reader(future):
+                        break
+            reading = False
             try:
-                self.read_until(future, sock)
+                self.read_until(future, self.reader_sock)
             finally:
                 with self.lock:
                     self.reader = self.reader_future = self.reader_sock = None
+                    if self.reader_deadline < self.sleeping_until:
+                        self.wake()  # the timers are the I/O thread's again
+                    self.reader_deadline = float("inf")
                     if not self.exiting:
                         self.watch_socket(bool(self.core.out))
+        if reading:
+            with self.lock:
+                self.reader = self.reader_future = self.reader_sock = None
+                if self.reader_deadline < self.sleeping_until:
+                    self.wake()
+                self.reader_deadline = float("inf")
+                if not self.exiting:
+                    self.watch_socket(bool(self.core.out))
         return future.result()
 
     def read_until(self, future, sock):
         poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        poller.register(self.reader_wake_r, select.POLLIN)
+        with self.lock:
+            # Under the lock: another thread may close the socket (a failover).
+            if future.done() or self.sock is not sock or self.exiting:
+                return
+            poller.register(sock, select.POLLIN)
+            poller.register(self.reader_wake_r, select.POLLIN)
         while True:
             with self.lock:
                 if future.done() or self.sock is not sock or self.exiting:
                     return
-            # Bounded, so that a missed poke costs a moment, never a hang.
-            events = poller.poll(READER_POLL_MS)
+                # Bounded, so that a missed poke costs a moment, never a hang.
+                timeout_ms = READER_POLL_MS
+                if self.reader_deadline != float("inf"):
+                    left = math.ceil((self.reader_deadline - time.monotonic()) * 1000)
+                    timeout_ms = max(0, min(READER_POLL_MS, left))
+            events = poller.poll(timeout_ms)
             with self.lock:
                 if future.done() or self.sock is not sock or self.exiting:
                     return
+                now = time.monotonic()
+                if now >= self.reader_deadline:
+                    self.reader_deadline = float("inf")
+                    self.core.on_tick(now)
                 for fd, _ in events:
                     if fd == self.reader_wake_r.fileno():
                         try:
@@ -533,11 +585,12 @@ class Client:
         shell = self._shell
         with shell.lock:
             shell.core.call(time.monotonic(), object, method, packed, future, timeout)
+            reading = shell.claim_reader(future)
             flush = shell.after(defer=True)
         if flush:
             shell.flush()
         try:
-            return shell.wait(future)
+            return shell.wait(future, reading)
         except BaseException:
             if not future.done():
                 # Interrupted while waiting: take the call back (a parked acquire
