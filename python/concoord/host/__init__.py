@@ -299,7 +299,7 @@ class Host:
 
     def run_hooks(self, run):
         _runtime.wakes = []
-        self.current = "a session end or cancel"
+        self.current = None
         try:
             run()
             return self.checked_wakes()
@@ -312,7 +312,8 @@ class Host:
         wakes = _runtime.wakes
         for i, w in enumerate(wakes):
             if w[2]:
-                problem = self.unsendable(w[3], "the value %s woke the call with" % self.current)
+                what = "a session end or cancel" if self.current is None else "%s()" % self.current
+                problem = self.unsendable(w[3], "the value %s woke the call with" % what)
                 if problem is not None:
                     wakes[i] = [w[0], w[1], False, "TypeError", problem]
         return wakes
@@ -337,7 +338,7 @@ class Host:
 
     def call(self, command, name, args):
         _runtime.wakes = []
-        self.current = "%s()" % name
+        self.current = name
         try:
             try:
                 if name in REINIT:
@@ -447,18 +448,23 @@ class Host:
 
 
 def _read_exact(stream, n):
-    data = b""
-    while len(data) < n:
-        chunk = stream.read(n - len(data))
-        if not chunk:
-            return None
-        data += chunk
+    """``n`` bytes from the buffered ``stream`` (which reads until it has them), or
+    None at its end."""
+    data = stream.read(n)
+    if len(data) < n:
+        return None
     return data
 
 
+# One packer for the process (the host has one thread): packb would build one per
+# message.
+_packer = msgpack.Packer(use_bin_type=True)
+_HEADER = struct.Struct("<I")
+
+
 def _send(out, message):
-    body = msgpack.packb(message, use_bin_type=True)
-    out.write(struct.pack("<I", len(body)) + body)
+    body = _packer.pack(message)
+    out.write(_HEADER.pack(len(body)) + body)
     out.flush()
 
 
@@ -502,7 +508,7 @@ def main(argv=None):
             header = _read_exact(proto_in, 4)
             if header is None:
                 return 0
-            (n,) = struct.unpack("<I", header)
+            (n,) = _HEADER.unpack(header)
             if n == 0 or n > HOST_FRAME_MAX:
                 raise Fatal("the replica sent a frame of %d bytes" % n)
             body = _read_exact(proto_in, n)
