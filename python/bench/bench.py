@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -50,6 +51,12 @@ class TenCounter:
 '''
 
 TICK = os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu():
+    """CPU seconds (user + system) this process (the Python client) has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 class Cluster:
@@ -123,12 +130,14 @@ def rust_bench(binary, boot, clients, duration, instance=None, warmup=1.0):
 
 
 def python_sequential(boot, duration):
-    """Per-call latencies (ms) of one proxy calling increment() back to back."""
+    """Per-call latencies (ms) of one proxy calling increment() back to back, and
+    the client's CPU per call (µs)."""
     c = Counter(boot, instance="py-seq", create=True)
     try:
         for _ in range(50):
             c.increment()
         lat = []
+        cpu0 = own_cpu()
         end = time.perf_counter() + duration
         while True:
             t0 = time.perf_counter()
@@ -137,7 +146,7 @@ def python_sequential(boot, duration):
             lat.append((t1 - t0) * 1000)
             if t1 >= end:
                 break
-        return lat
+        return lat, (own_cpu() - cpu0) / len(lat) * 1e6
     finally:
         c.disconnect()
 
@@ -158,14 +167,14 @@ def python_threads(boot, threads, duration):
     for w in workers:
         w.start()
     time.sleep(1.0)  # warm-up
-    before, t0 = sum(counts), time.perf_counter()
+    before, t0, cpu0 = sum(counts), time.perf_counter(), own_cpu()
     time.sleep(duration)
-    after, t1 = sum(counts), time.perf_counter()
+    after, t1, cpu1 = sum(counts), time.perf_counter(), own_cpu()
     stop.set()
     for w in workers:
         w.join()
     client.close()
-    return (after - before) / (t1 - t0)
+    return (after - before) / (t1 - t0), (cpu1 - cpu0) / max(1, after - before) * 1e6
 
 
 def python_asyncio(boot, tasks, duration):
@@ -184,13 +193,13 @@ def python_asyncio(boot, tasks, duration):
 
         workers = [asyncio.ensure_future(run(i)) for i in range(tasks)]
         await asyncio.sleep(1.0)
-        before, t0 = sum(counts), time.perf_counter()
+        before, t0, cpu0 = sum(counts), time.perf_counter(), own_cpu()
         await asyncio.sleep(duration)
-        after, t1 = sum(counts), time.perf_counter()
+        after, t1, cpu1 = sum(counts), time.perf_counter(), own_cpu()
         stop.set()
         await asyncio.gather(*workers)
         await client.close()
-        return (after - before) / (t1 - t0)
+        return (after - before) / (t1 - t0), (cpu1 - cpu0) / max(1, after - before) * 1e6
 
     return asyncio.run(main())
 
@@ -232,25 +241,30 @@ def main():
                 # Interleaved rounds, so that a change in the machine's load hits both
                 # clients alike; the ratio is of the medians of the rounds' p50s.
                 rounds = 5
-                rust_p50, python_p50 = [], []
+                rust_p50, python_p50, python_cpu = [], [], []
                 for _ in range(rounds):
                     rust_p50.append(rust_bench(args.bin, cluster.boot, 1, args.duration / rounds)["p50_ms"])
-                    lat = python_sequential(cluster.boot, args.duration / rounds)
+                    lat, cpu = python_sequential(cluster.boot, args.duration / rounds)
                     python_p50.append(statistics.median(lat))
+                    python_cpu.append(cpu)
                 print("\n| sequential increment, 3 durable replicas, %d interleaved rounds | p50 per round | median |" % rounds)
                 print("|---|---|---|")
                 print("| Rust client (`concoord bench -c 1`) | %s | %.3f ms |" % (
                     " ".join("%.3f" % x for x in rust_p50), statistics.median(rust_p50)))
                 print("| Python client (`Counter.increment()`) | %s | %.3f ms |" % (
                     " ".join("%.3f" % x for x in python_p50), statistics.median(python_p50)))
-                print("\nPython p50 / Rust p50 (medians) = %.2f" % (
-                    statistics.median(python_p50) / statistics.median(rust_p50)))
-                threads = python_threads(cluster.boot, 64, args.duration)
-                aio = python_asyncio(cluster.boot, 64, args.duration)
-                print("\n| one Python client, C = 64 | calls/s |")
-                print("|---|---|")
-                print("| 64 threads on one `concoord.client.Client` | %.0f |" % threads)
-                print("| 64 tasks on one `concoord.aio.Client` | %.0f |" % aio)
+                print("\nPython p50 / Rust p50 (medians) = %.2f; the Python client's CPU per "
+                      "sequential call: %.0f µs (median)" % (
+                          statistics.median(python_p50) / statistics.median(rust_p50),
+                          statistics.median(python_cpu)))
+                threads, threads_cpu = python_threads(cluster.boot, 64, args.duration)
+                aio, aio_cpu = python_asyncio(cluster.boot, 64, args.duration)
+                rust64 = rust_bench(args.bin, cluster.boot, 64, args.duration)["ops_per_sec"]
+                print("\n| one client process, C = 64 | calls/s | client CPU per call |")
+                print("|---|---|---|")
+                print("| 64 threads on one `concoord.client.Client` | %.0f | %.0f µs |" % (threads, threads_cpu))
+                print("| 64 tasks on one `concoord.aio.Client` | %.0f | %.0f µs |" % (aio, aio_cpu))
+                print("| the Rust client (`concoord bench -c 64`), same cluster | %.0f | |" % rust64)
             finally:
                 cluster.stop()
         if "hosted" in parts:
@@ -281,6 +295,7 @@ def main():
                 (rr, rc), (hr, hc) = by[("Counter", clients)], by[("tencounter.TenCounter", clients)]
                 print("C = %d: hosted/Rust throughput %.2f, extra CPU per call per replica %.0f µs" % (
                     clients, hr["ops_per_sec"] / rr["ops_per_sec"], (hc - rc) / 3))
+        print("\nload average at the end: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
