@@ -437,21 +437,24 @@ class _Shell:
                 self.read_until(future, self.reader_sock)
             finally:
                 with self.lock:
-                    self.reader = self.reader_future = self.reader_sock = None
-                    if self.reader_deadline < self.sleeping_until:
-                        self.wake()  # the timers are the I/O thread's again
-                    self.reader_deadline = float("inf")
-                    if not self.exiting:
-                        self.watch_socket(bool(self.core.out))
+                    self.stop_reading()
         if reading:
             with self.lock:
-                self.reader = self.reader_future = self.reader_sock = None
-                if self.reader_deadline < self.sleeping_until:
-                    self.wake()
-                self.reader_deadline = float("inf")
-                if not self.exiting:
-                    self.watch_socket(bool(self.core.out))
+                self.stop_reading()
         return future.result()
+
+    def stop_reading(self):
+        """With the lock held: this thread stops reading; the timers are the I/O
+        thread's again, woken only if something is due before it wakes anyway
+        (the deadline the reader kept is often gone: its call was answered)."""
+        self.reader = self.reader_future = self.reader_sock = None
+        if self.reader_deadline != float("inf"):
+            self.reader_deadline = float("inf")
+            deadline = self.core.next_deadline()
+            if deadline is not None and deadline < self.sleeping_until:
+                self.wake()
+        if not self.exiting:
+            self.watch_socket(bool(self.core.out))
 
     def read_until(self, future, sock):
         poller = select.poll()
