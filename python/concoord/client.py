@@ -221,6 +221,10 @@ class _Shell:
                 poke = True  # to shorten its poll
         if wake:
             self.wake()
+        if self.reader is None:
+            # Requests may wait for answers now that nobody reads: the I/O thread
+            # watches for them from here on.
+            self.watch_socket(bool(self.core.out))
         if (
             self.reader is not None
             and self.reader is not threading.current_thread()
@@ -364,8 +368,12 @@ class _Shell:
     def watch_socket(self, want_write):
         if self.sock is None:
             return
-        # While a calling thread flushes, the socket is its to write.
-        events = (selectors.EVENT_READ if self.reader is None else 0) | (
+        # The I/O thread reads while requests wait for answers and no caller reads
+        # (an idle client's socket stays out of its selector: a sequential caller
+        # then changes nothing there per call); while a calling thread flushes,
+        # the socket is its to write.
+        read = self.reader is None and bool(self.core.pending)
+        events = (selectors.EVENT_READ if read else 0) | (
             selectors.EVENT_WRITE if want_write and not self.flushing else 0
         )
         if events != self.sock_events:
@@ -407,11 +415,13 @@ class _Shell:
             self.close_sock()
             self.core.on_disconnected(now, "%s sent a bad frame: %s" % (target, e))
 
-    def claim_reader(self, future):
+    def claim_reader(self, future, writes_next=False):
         """With the lock held: makes this thread the reader, waiting for
         ``future``, if nobody reads; True if it did. A caller claims it before its
         request leaves, so that the I/O thread cannot take the answer first (and
-        hand it over through a wake-up)."""
+        hand it over through a wake-up). ``writes_next``: the caller's
+        ``after(defer=True)`` follows, so the queued bytes are a flusher's to write,
+        not the I/O thread's."""
         if self.reader is not None or self.sock is None or self.exiting or future.done():
             return False
         self.reader, self.reader_future, self.reader_sock = (
@@ -419,7 +429,7 @@ class _Shell:
             future,
             self.sock,
         )
-        self.watch_socket(bool(self.core.out))
+        self.watch_socket(bool(self.core.out) and not writes_next)
         return True
 
     def wait(self, future, reading=False):
@@ -588,7 +598,7 @@ class Client:
         shell = self._shell
         with shell.lock:
             shell.core.call(time.monotonic(), object, method, packed, future, timeout)
-            reading = shell.claim_reader(future)
+            reading = shell.claim_reader(future, writes_next=True)
             flush = shell.after(defer=True)
         if flush:
             shell.flush()
