@@ -10,6 +10,9 @@ Run by ``scripts/bench-python``; prints Markdown tables.
    only the object differs) on three durable replicas of the built-in Counter and
    on three hosting ``tencounter.TenCounter``, at C = 1, 8, 64, with the CPU the
    replicas (and their object hosts) spent per applied call.
+3. ``overhead``: one in-memory replica (no disk, no peers), so that the round trip
+   is mostly the clients: the sequential p50 of both clients, interleaved, and the
+   Python client's CPU per call.
 
 What it deliberately is not: a test. Nothing here asserts a speed; the numbers
 depend on the machine and on whatever else runs on it.
@@ -225,7 +228,7 @@ def main():
     parser.add_argument("--bin", required=True)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--base-port", type=int, default=16700)
-    parser.add_argument("--parts", default="client,hosted")
+    parser.add_argument("--parts", default="overhead,client,hosted")
     args = parser.parse_args()
     parts = args.parts.split(",")
     workdir = tempfile.mkdtemp(prefix="concoord-pybench.")
@@ -234,6 +237,37 @@ def main():
     print("machine: %d cores, load average %s; Python %s" % (
         os.cpu_count(), " ".join("%.2f" % x for x in os.getloadavg()), sys.version.split()[0]))
     try:
+        if "overhead" in parts:
+            port = args.base_port + 30
+            proc = subprocess.Popen(
+                [args.bin, "replica", "-a", "127.0.0.1", "-p", str(port), "-o", "Counter"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            boot = "127.0.0.1:%d" % port
+            try:
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        status_of(boot, timeout=1.0)
+                        break
+                    except ConCoordError:
+                        if time.monotonic() > deadline:
+                            raise SystemExit("the replica at %s did not start" % boot)
+                        time.sleep(0.1)
+                rounds = 5
+                rust_p50, python_p50, python_cpu = [], [], []
+                for _ in range(rounds):
+                    rust_p50.append(rust_bench(args.bin, boot, 1, args.duration / rounds)["p50_ms"] * 1000)
+                    lat, cpu = python_sequential(boot, args.duration / rounds)
+                    python_p50.append(statistics.median(lat) * 1000)
+                    python_cpu.append(cpu)
+                print("\n| sequential increment, one in-memory replica, %d interleaved rounds | p50 per round (µs) | median |" % rounds)
+                print("|---|---|---|")
+                print("| Rust client | %s | %.0f µs |" % (" ".join("%.0f" % x for x in rust_p50), statistics.median(rust_p50)))
+                print("| Python client | %s | %.0f µs |" % (" ".join("%.0f" % x for x in python_p50), statistics.median(python_p50)))
+                print("| Python client's CPU per call | %s | %.0f µs |" % (" ".join("%.0f" % x for x in python_cpu), statistics.median(python_cpu)))
+            finally:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
         if "client" in parts:
             cluster = Cluster(args.bin, workdir, args.base_port, "Counter")
             try:
