@@ -306,12 +306,8 @@ async fn opening(stream: &TcpStream) -> Opening {
                 Ok(0) | Err(_) => return Opening::Nothing,
                 Ok(n) => n,
             };
-            if head[0] != 0x16 {
-                return Opening::Plain;
-            }
-            if n >= 3 {
-                let tls = head[1] == 0x03 && head[2] <= 0x04;
-                return if tls { Opening::Tls } else { Opening::Plain };
+            if let Some(opening) = classify(&head[..n]) {
+                return opening;
             }
             // The rest of the record header is on its way (peek returns at once
             // while anything is buffered, so wait instead of spinning).
@@ -321,13 +317,28 @@ async fn opening(stream: &TcpStream) -> Opening {
     tokio::time::timeout(HELLO_TIMEOUT, peek).await.unwrap_or(Opening::Nothing)
 }
 
+/// What a connection that started with `head` is, if that is enough to tell.
+fn classify(head: &[u8]) -> Option<Opening> {
+    match head {
+        [] | [0x16] | [0x16, 0x03] => None,
+        [0x16, 0x03, minor, ..] if *minor <= 0x04 => Some(Opening::Tls),
+        _ => Some(Opening::Plain),
+    }
+}
+
+/// The address a refusal is logged under once: the IP, since every connection of
+/// a client comes from another port.
+fn peer_ip(stream: &TcpStream) -> String {
+    stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+}
+
 /// A TLS `protocol_version` alert (fatal), the answer of a replica without TLS to
 /// a TLS client: its TLS library then reports a failure at once instead of
 /// waiting for a ServerHello that never comes.
 const ALERT_PROTOCOL_VERSION: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46];
 
 async fn answer_tls_without_tls(mut stream: TcpStream, gate: &Gate) {
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let peer = peer_ip(&stream);
     if gate.first_report(format!("tls client {peer}")) {
         tracing::warn!(
             "{peer} speaks TLS, and this replica runs without it (--tls-cert, --tls-key, \
@@ -348,7 +359,7 @@ async fn answer_tls_without_tls(mut stream: TcpStream, gate: &Gate) {
 /// first frame (which may carry a token: that is why clients must be configured
 /// for TLS too) is read and dropped, never looked at beyond the peer magic.
 async fn refuse_plaintext(mut stream: TcpStream, gate: &Gate) {
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let peer = peer_ip(&stream);
     // A hello is small; anything larger is not one of ours (nor worth reading).
     let first = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream, 64 * 1024)).await;
     let is_peer = matches!(&first, Ok(Ok(body)) if body.starts_with(b"concoord-peer/"));
@@ -396,7 +407,7 @@ async fn serve_connection(
         }
         (Some(_), Opening::Plain) => return refuse_plaintext(stream, &gate).await,
         (Some(tls), Opening::Tls) => {
-            let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            let peer = peer_ip(&stream);
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
             let stream = match tokio::time::timeout(HELLO_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => stream,
@@ -919,6 +930,30 @@ mod tests {
             let _ = protocol::decode::<ClientFrame>(&body);
             let _ = postcard::from_bytes::<PeerHello>(&body);
         }
+    }
+
+    #[test]
+    fn tls_handshakes_are_told_from_plaintext_frames() {
+        // A TLS record header: handshake, version 3.1 (what a ClientHello carries).
+        assert_eq!(classify(&[0x16, 0x03, 0x01]), Some(Opening::Tls));
+        assert_eq!(classify(&[0x16, 0x03, 0x03]), Some(Opening::Tls));
+        // Too little to tell yet.
+        assert_eq!(classify(&[]), None);
+        assert_eq!(classify(&[0x16]), None);
+        assert_eq!(classify(&[0x16, 0x03]), None);
+        // A plaintext hello of 22 (0x16) bytes: its length's next byte is 0.
+        let mut hello = Vec::new();
+        put_frame(&mut hello, &[7u8; 0x16], PEER_FRAME_MAX).unwrap();
+        assert_eq!(classify(&hello[..3]), Some(Opening::Plain));
+        let peer = hello_frame(&PeerHello {
+            version: PROTOCOL_VERSION,
+            from: ReplicaId(1),
+            addr: "127.0.0.1:1".into(),
+            object_type: "Counter".into(),
+            token: None,
+            cluster: None,
+        });
+        assert_eq!(classify(&peer[..3]), Some(Opening::Plain));
     }
 
     #[test]

@@ -273,3 +273,43 @@ async fn a_tls_client_reaching_a_plaintext_replica_is_told_so() {
     replica.kill();
     assert!(why.contains("runs without TLS"), "{why}");
 }
+
+/// `dns://` finds TLS replicas: the name server hands out their addresses, and
+/// clients and joiners then check the certificates against those IPs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_bootstrap_finds_tls_replicas() {
+    let _serial = serial();
+    let pki = Scratch::new("tls-dns-pki");
+    let ca = Ca::new(&pki.0, "good");
+    let replica_cert = ca.issue("replica", &["127.0.0.1"]);
+    let mut extra = replica_flags(&replica_cert, &ca.cert);
+    extra.extend(["-n", "cc.example.test.", "--dns-port", "0"].map(String::from));
+    let setup = Setup { extra, tls: Some(ca.client(None)), ..Setup::default() };
+    let mut cluster = Cluster::start(1, setup).await;
+    let log = cluster.replicas[0].as_ref().unwrap().log.clone();
+    wait_log(&log, "name server listening on ").await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let dns = text
+        .lines()
+        .filter_map(|l| l.split("name server listening on ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .next()
+        .unwrap()
+        .to_string();
+    let url = format!("dns://cc.example.test@{dns}");
+
+    // A joiner given only the dns:// entry joins over TLS.
+    let mut args: Vec<String> =
+        ["-a", "127.0.0.1", "-p", "0", "-o", "Counter", "-b", &url].map(String::from).to_vec();
+    args.extend(replica_flags(&replica_cert, &ca.cert));
+    let joiner = spawn_replica(&args, &cluster.scratch.0.join("dns-joiner.log"));
+    cluster.addrs.push(joiner.addr.clone());
+    cluster.replicas.push(Some(joiner));
+    cluster.wait_voters(2).await;
+
+    let client = connect(&url, Some(ca.client(None))).await.unwrap();
+    client.call("default", "increment", vec![]).await.unwrap();
+    assert_eq!(client.call("default", "getvalue", vec![]).await.unwrap(), Value::Int(1));
+    let why = tls_error(connect(&url, None).await);
+    assert!(why.contains("requires TLS"), "{why}");
+}
