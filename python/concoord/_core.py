@@ -29,6 +29,7 @@ from .exception import (
     Timeout,
     Unavailable,
     remote_exception,
+    TlsError,
 )
 
 log = logging.getLogger("concoord.client")
@@ -73,6 +74,11 @@ INF = float("inf")
 DEFAULT = object()
 
 
+# The ``kind`` a shell passes to ``on_connect_failed`` when TLS itself failed (a
+# certificate refused, an alert): not an ErrorKind of the protocol.
+TLS_FAILED = "tls"
+
+
 class Options:
     """How a client talks to the cluster (seconds throughout)."""
 
@@ -85,6 +91,7 @@ class Options:
         connect_timeout=2.0,
         give_up_after=60.0,
         liveness_timeout=0.6,
+        ssl_context=None,
     ):
         if give_up_after is None:
             give_up_after = INF  # never give up: calls wait for the cluster to return
@@ -108,6 +115,8 @@ class Options:
         # A request unanswered on a connection silent for a quarter of this is
         # followed by a Status probe; no answer to it within this long: fail over.
         self.liveness_timeout = liveness_timeout
+        # An ``ssl.SSLContext`` for replicas started with --tls-cert (None: plaintext).
+        self.ssl_context = ssl_context
 
 
 def parse_bootstrap(bootstrap):
@@ -505,6 +514,10 @@ class Core:
         target = self.link[1]
         if kind == "BadToken":
             self._fatal_error(BadToken("%s refused the token: %s" % (target, message)))
+        elif kind == "TlsRequired":
+            self._fatal_error(TlsError("%s: %s" % (target, message)))
+        elif kind == TLS_FAILED:
+            self._fatal_error(TlsError(message))
         elif kind == "BadVersion":
             self._fatal_error(
                 ProtocolError(
@@ -624,6 +637,8 @@ class Core:
         outstanding = id is not None and id in self.pending
         if kind == "BadToken":
             self._fatal_error(BadToken("%s refused the token: %s" % (target, message)))
+        elif kind == "TlsRequired":
+            self._fatal_error(TlsError("%s: %s" % (target, message)))
         elif kind == "BadVersion":
             self._fatal_error(
                 ProtocolError("%s speaks another protocol version (%s)" % (target, message))

@@ -55,6 +55,7 @@ ERROR_KINDS = frozenset(
         "Busy",
         "NotReady",
         "OtherCluster",
+        "TlsRequired",
     ]
 )
 

@@ -18,10 +18,12 @@ import asyncio
 import logging
 import random
 import socket
+import ssl
 import time
 
 from . import _wire
-from ._core import DEFAULT, Core, Options, parse_bootstrap, split_addr
+from . import tls
+from ._core import DEFAULT, TLS_FAILED, Core, Options, parse_bootstrap, split_addr
 from .exception import ProtocolError
 
 log = logging.getLogger("concoord.client")
@@ -63,6 +65,7 @@ class Client:
         connect_timeout=2.0,
         give_up_after=60.0,
         liveness_timeout=0.6,
+        ssl_context=None,
     ):
         """Connects, follows the cluster to its leader and opens a session."""
         addrs = parse_bootstrap(bootstrap)
@@ -74,6 +77,7 @@ class Client:
             connect_timeout,
             give_up_after,
             liveness_timeout,
+            ssl_context,
         )
         loop = asyncio.get_running_loop()
         ready = loop.create_future()
@@ -221,7 +225,11 @@ class Client:
         try:
             # A dns:// target is looked up here: off the event loop.
             host, port = await asyncio.get_running_loop().run_in_executor(None, split_addr, target)
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            context = self._options.ssl_context
+            opening = asyncio.open_connection(
+                host, port, ssl=context, server_hostname=host if context is not None else None
+            )
+            reader, writer = await asyncio.wait_for(opening, timeout)
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -254,8 +262,11 @@ class Client:
             if writer is not None:
                 writer.close()
             if generation == self._generation:
-                why = "cannot connect to %s: %s" % (target, e or type(e).__name__)
-                core.on_connect_failed(time.monotonic(), None, why)
+                if isinstance(e, ssl.SSLError) and tls.is_failure(e):
+                    core.on_connect_failed(time.monotonic(), TLS_FAILED, tls.explain(target, e))
+                else:
+                    why = "cannot connect to %s: %s" % (target, e or type(e).__name__)
+                    core.on_connect_failed(time.monotonic(), None, why)
                 self._after()
             return
         if generation != self._generation or not core.on_connected(time.monotonic(), frame.replica, frame.leader):

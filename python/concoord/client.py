@@ -22,13 +22,14 @@ import random
 import select
 import selectors
 import socket
+import ssl
 import threading
 import time
 import weakref
 
-from . import _wire
-from ._core import DEFAULT, Core, Options, parse_bootstrap, split_addr
-from .exception import BadToken, ProtocolError, Unavailable
+from . import _wire, tls
+from ._core import DEFAULT, TLS_FAILED, Core, Options, parse_bootstrap, split_addr
+from .exception import BadToken, ProtocolError, TlsError, Unavailable
 
 __all__ = ["Client", "status_of", "DEFAULT"]
 
@@ -40,14 +41,27 @@ READ_CHUNK = 256 * 1024
 READER_POLL_MS = 500
 
 
-def connect_socket(target, token, timeout, cluster=None):
-    """Connects to ``target``, says Hello (naming ``cluster`` once known) and reads
-    the answer, all within ``timeout`` seconds. Returns ``(socket, Welcome, leftover bytes)``; raises
-    ``OSError`` (no connection, no answer) or ``_Refused`` (an Error answer)."""
+def connect_socket(target, token, timeout, cluster=None, ssl_context=None):
+    """Connects to ``target`` (through TLS with ``ssl_context``), says Hello (naming
+    ``cluster`` once known) and reads the answer, all within ``timeout`` seconds.
+    Returns ``(socket, Welcome, leftover bytes)``; raises ``OSError`` (no
+    connection, no answer), ``_Refused`` (an Error answer) or ``_TlsFailed``."""
     deadline = time.monotonic() + timeout
-    sock = socket.create_connection(split_addr(target), timeout=timeout)
+    host, port = split_addr(target)
+    sock = socket.create_connection((host, port), timeout=timeout)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ssl_context is not None:
+            sock = ssl_context.wrap_socket(sock, server_hostname=host)
+    except ssl.SSLError as e:
+        sock.close()
+        if tls.is_failure(e):
+            raise _TlsFailed(tls.explain(target, e)) from None
+        raise
+    except BaseException:
+        sock.close()
+        raise
+    try:
         sock.sendall(_wire.hello(token, cluster))
         buf = bytearray()
         while True:
@@ -74,9 +88,20 @@ def connect_socket(target, token, timeout, cluster=None):
                 % (target, frame.version, _wire.PROTOCOL_VERSION)
             )
         return sock, frame, leftover
+    except ssl.SSLError as e:
+        # With TLS 1.3 the replica judges the client's certificate after the
+        # handshake: its refusal arrives here.
+        sock.close()
+        if tls.is_failure(e):
+            raise _TlsFailed(tls.explain(target, e)) from None
+        raise
     except BaseException:
         sock.close()
         raise
+
+
+class _TlsFailed(Exception):
+    """TLS itself failed (a certificate refused, an alert): not worth retrying."""
 
 
 class _Refused(Exception):
@@ -201,7 +226,7 @@ class _Shell:
             try:
                 sent = self.sock.send(self.core.out)
                 del self.core.out[:sent]
-            except BlockingIOError:
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 pass
             except OSError as e:
                 target = self.core.link[1] if len(self.core.link) > 1 else "the replica"
@@ -390,7 +415,12 @@ class _Shell:
         target = self.core.link[1] if len(self.core.link) > 1 else "the replica"
         try:
             data = sock.recv(READ_CHUNK)
-        except BlockingIOError:
+            # A TLS socket hands out one record per recv; the rest of a record
+            # already decrypted would not wake the selector.
+            pending = getattr(sock, "pending", None)
+            while data and pending is not None and pending():
+                data += sock.recv(READ_CHUNK)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except OSError as e:
             self.close_sock()
@@ -509,8 +539,16 @@ class _Shell:
             cluster = self.core.cluster
         try:
             sock, welcome, leftover = connect_socket(
-                target, self.options.token, self.options.connect_timeout, cluster
+                target,
+                self.options.token,
+                self.options.connect_timeout,
+                cluster,
+                self.options.ssl_context,
             )
+        except _TlsFailed as e:
+            with self.lock:
+                self.core.on_connect_failed(time.monotonic(), TLS_FAILED, str(e))
+            return
         except _Refused as e:
             with self.lock:
                 self.core.on_connect_failed(time.monotonic(), e.kind, e.message)
@@ -544,11 +582,14 @@ class Client:
     ``give_up_after`` (no replica answered for this long: outstanding calls fail;
     None: never), ``liveness_timeout`` (a quiet replica that does not answer a
     Status probe within this long is left: a paused or cut-off leader costs about
-    a second, not the attempt timeout).
+    a second, not the attempt timeout). ``ssl_context``: an ``ssl.SSLContext``
+    (``concoord.tls.client_context(ca, cert, key)``) for replicas started with
+    ``--tls-cert``.
 
     The constructor returns once the session is open; it raises ``Unavailable``
     when no replica answered within ``give_up_after``, ``BadToken`` when the token
-    was refused.
+    was refused, ``TlsError`` when TLS failed (a certificate refused, or one side
+    without TLS).
     """
 
     def __init__(
@@ -561,6 +602,7 @@ class Client:
         connect_timeout=2.0,
         give_up_after=60.0,
         liveness_timeout=0.6,
+        ssl_context=None,
     ):
         addrs = parse_bootstrap(bootstrap)
         options = Options(
@@ -571,6 +613,7 @@ class Client:
             connect_timeout,
             give_up_after,
             liveness_timeout,
+            ssl_context,
         )
         ready = concurrent.futures.Future()
         nonce_seed = random.SystemRandom().getrandbits(63)
@@ -708,7 +751,7 @@ def _drop(shell):
         shell.after()
 
 
-def status_of(addr, token=None, timeout=2.0):
+def status_of(addr, token=None, timeout=2.0, ssl_context=None):
     """Asks the replica at ``addr`` (one ``host:port``) to describe itself, without
     a session: connect, Hello, Status. Any replica answers, leader or not."""
     addrs = parse_bootstrap(addr)
@@ -716,10 +759,14 @@ def status_of(addr, token=None, timeout=2.0):
         raise ValueError("%r: give one replica's host:port" % (addr,))
     deadline = time.monotonic() + timeout
     try:
-        sock, _, leftover = connect_socket(addrs[0], token, timeout)
+        sock, _, leftover = connect_socket(addrs[0], token, timeout, None, ssl_context)
+    except _TlsFailed as e:
+        raise TlsError(str(e)) from None
     except _Refused as e:
         if e.kind == "BadToken":
             raise BadToken("%s refused the token: %s" % (addrs[0], e.message)) from None
+        if e.kind == "TlsRequired":
+            raise TlsError("%s: %s" % (addrs[0], e.message)) from None
         raise Unavailable("%s refused the connection: %s" % (addrs[0], e)) from None
     except (OSError, _wire.FrameError) as e:
         raise Unavailable("cannot get the status of %s: %s" % (addrs[0], e)) from None

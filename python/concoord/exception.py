@@ -50,6 +50,13 @@ class BadToken(ConCoordError):
     (``concoord replica --token``). The client does not retry."""
 
 
+class TlsError(ConCoordError):
+    """TLS failed: a replica's certificate was not signed by the CA the client
+    trusts or does not name the address dialled, the replica refused the client's
+    certificate (or its absence), or one side speaks TLS and the other does not.
+    A configuration error: the client does not retry."""
+
+
 class ProtocolError(ConCoordError):
     """A replica broke the client protocol, or a request cannot be sent at all."""
 

@@ -193,9 +193,10 @@ def proxy_method(fn, asynchronous=False, batched=False):
 
 
 CONSTRUCTOR = '''
-def __init__(self, bootstrap, timeout=60, debug=False, token=%r):
-    """Connects to the replicas; does not touch the replicated object."""
-    self.proxy = ClientProxy(bootstrap, timeout, debug, token)
+def __init__(self, bootstrap, timeout=60, debug=False, token=%r, ssl_context=None):
+    """Connects to the replicas (through TLS with ``ssl_context``, see
+    ``concoord.tls``); does not touch the replicated object."""
+    self.proxy = ClientProxy(bootstrap, timeout, debug, token, ssl_context=ssl_context)
 
 def __concoordinit__(self, *args):
     """Re-initialises the replicated object in place with ``args``."""
@@ -204,11 +205,14 @@ def __concoordinit__(self, *args):
 
 
 BATCH_CONSTRUCTOR = '''
-def __init__(self, bootstrap, timeout=60, debug=False, token=%r, batch_size=100):
-    """Connects to the replicas; does not touch the replicated object. Methods
-    queue their call and return a future; ``self.proxy.flush()`` sends the queue
-    (so does asking a future for its result, or ``batch_size`` queued calls)."""
-    self.proxy = ClientProxy(bootstrap, timeout, debug, token, batch_size=batch_size)
+def __init__(self, bootstrap, timeout=60, debug=False, token=%r, batch_size=100, ssl_context=None):
+    """Connects to the replicas (through TLS with ``ssl_context``, see
+    ``concoord.tls``); does not touch the replicated object. Methods queue their
+    call and return a future; ``self.proxy.flush()`` sends the queue (so does
+    asking a future for its result, or ``batch_size`` queued calls)."""
+    self.proxy = ClientProxy(
+        bootstrap, timeout, debug, token, batch_size=batch_size, ssl_context=ssl_context
+    )
 
 def __concoordinit__(self, *args):
     """Re-initialises the replicated object in place with ``args`` (a future)."""
@@ -223,9 +227,13 @@ def __init__(self, client, instance="default"):
     self.instance = instance
 
 @classmethod
-async def connect(cls, bootstrap, timeout=60, debug=False, token=%r):
-    """Connects to the replicas; does not touch the replicated object."""
-    return cls(await _ConCoordClient.connect(bootstrap, token=token, give_up_after=timeout))
+async def connect(cls, bootstrap, timeout=60, debug=False, token=%r, ssl_context=None):
+    """Connects to the replicas (through TLS with ``ssl_context``, see
+    ``concoord.tls``); does not touch the replicated object."""
+    client = await _ConCoordClient.connect(
+        bootstrap, token=token, give_up_after=timeout, ssl_context=ssl_context
+    )
+    return cls(client)
 
 async def close(self):
     """Ends the session, releasing what it holds."""

@@ -83,10 +83,12 @@ class Replica:
 
 
 class Cluster:
-    def __init__(self, tmp_path, object="Counter", token=None, extra=()):
+    def __init__(self, tmp_path, object="Counter", token=None, extra=(), ssl_context=None):
         self.tmp_path = tmp_path
         self.object = object
         self.token = token
+        # How the test talks to replicas started with --tls-cert (in `extra`).
+        self.ssl_context = ssl_context
         self.extra = list(extra)
         self.replicas = []
 
@@ -112,7 +114,7 @@ class Cluster:
 
     def status(self, replica):
         try:
-            return status_of(replica.addr, self.token, timeout=2.0)
+            return status_of(replica.addr, self.token, timeout=2.0, ssl_context=self.ssl_context)
         except ConCoordError:
             return None
 
@@ -142,6 +144,7 @@ class Cluster:
         raise AssertionError("no %d caught-up voters within %gs\n%s" % (n, limit, self.logs()))
 
     def client(self, **options):
+        options.setdefault("ssl_context", self.ssl_context)
         return Client(self.boot, token=self.token, **options)
 
     def logs(self):

@@ -98,7 +98,8 @@ def test_synchronous_and_batching_proxies_forward_positional_arguments(proxytype
     ledger.__concoordinit__("side", 5)
     assert ledger.__len__() == "result"
     kind = "queued" if proxytype == 2 else "sync"
-    assert Recorder.sent[0] == ("connect", ("127.0.0.1:1", 60, False, "s3cret"), {"batch_size": 100} if proxytype == 2 else {})
+    options = {"batch_size": 100, "ssl_context": None} if proxytype == 2 else {"ssl_context": None}
+    assert Recorder.sent[0] == ("connect", ("127.0.0.1:1", 60, False, "s3cret"), options)
     assert Recorder.sent[1:6] == [
         (kind, "open", ("ann", 0)),
         (kind, "deposit", ("ann", 1, 2)),
@@ -128,7 +129,7 @@ def test_the_asyncio_proxy_awaits_every_method(tmp_path):
 
     sent = asyncio.run(main())
     assert sent == [
-        ("connect", ("127.0.0.1:1",), {"token": "s3cret", "give_up_after": 60}),
+        ("connect", ("127.0.0.1:1",), {"token": "s3cret", "give_up_after": 60, "ssl_context": None}),
         ("await", "default", "open", ["ann", 0]),
         ("await", "default", "deposit", ["ann", 1, 2]),
         ("await", "default", "__concoordinit__", []),

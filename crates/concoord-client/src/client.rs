@@ -7,7 +7,7 @@ use crate::conn;
 use crate::core::{framed, Command, ConnectError, Core};
 use crate::driver::{self, Dialer, Shared};
 use crate::options::parse_cluster;
-use crate::{parse_addrs, ClientError, ClientOptions};
+use crate::{parse_addrs, ClientError, ClientOptions, ClientTls};
 use concoord_object::protocol::{ClientFrame, ErrorKind, ServerFrame, StatusReport};
 use concoord_object::Value;
 use concoord_wire::SessionId;
@@ -44,7 +44,11 @@ impl Client {
         let (commands, receiver) = mpsc::channel(COMMANDS_MAX);
         let shared = Arc::new(Shared::default());
         let core = Core::new(addrs, &opts, clock::now(), clock::nonce_seed(), ready);
-        let dialer = Dialer { token: opts.token.clone(), connect_timeout: opts.connect_timeout };
+        let dialer = Dialer {
+            token: opts.token.clone(),
+            tls: opts.tls.clone(),
+            connect_timeout: opts.connect_timeout,
+        };
         tokio::spawn(driver::run(core, receiver, shared.clone(), dialer));
         // On an error `commands` is dropped here, and the driver stops.
         let session = session.await.map_err(|_| stopped())??;
@@ -176,14 +180,30 @@ pub async fn status_of(
     token: Option<&str>,
     timeout: Duration,
 ) -> Result<StatusReport, ClientError> {
+    status_of_with_tls(addr, token, None, timeout).await
+}
+
+/// As `status_of`, speaking TLS when `tls` is given (to replicas started with
+/// `--tls-cert`).
+pub async fn status_of_with_tls(
+    addr: &str,
+    token: Option<&str>,
+    tls: Option<&ClientTls>,
+    timeout: Duration,
+) -> Result<StatusReport, ClientError> {
     let addrs = parse_addrs(addr)?;
     let [addr] = addrs.as_slice() else {
         return Err(ClientError::BadAddress(format!("{addr:?}: give one replica's host:port")));
     };
-    let (mut conn, _) = conn::connect(addr.clone(), token.map(str::to_string), None, timeout)
-        .await
-        .map_err(|e| match e {
+    let (mut conn, _) =
+        conn::connect(addr.clone(), token.map(str::to_string), None, tls.cloned(), timeout)
+            .await
+            .map_err(|e| match e {
             ConnectError::Refused { kind: ErrorKind::BadToken, .. } => ClientError::BadToken,
+            ConnectError::Refused { kind: ErrorKind::TlsRequired, message } => {
+                ClientError::Tls(format!("{addr}: {message}"))
+            }
+            ConnectError::Tls(why) => ClientError::Tls(why),
             ConnectError::Refused { kind, message } => ClientError::Unavailable(format!(
                 "{addr} refused the connection: {kind}: {message}"
             )),

@@ -110,6 +110,9 @@ pub(crate) enum ConnectError {
     Refused { kind: ErrorKind, message: String },
     /// No connection, no answer in time, or an answer that was not `Welcome`.
     Failed(String),
+    /// TLS failed: the replica's certificate, or ours, was refused, or one side
+    /// speaks TLS and the other does not. Retrying elsewhere will not help.
+    Tls(String),
 }
 
 /// A call waiting for a session before it can be numbered.
@@ -587,6 +590,9 @@ impl Core {
             ConnectError::Refused { kind: ErrorKind::BadToken, .. } => {
                 self.fatal_error(ClientError::BadToken)
             }
+            ConnectError::Refused { kind: ErrorKind::TlsRequired, message } => {
+                self.fatal_error(ClientError::Tls(format!("{target}: {message}")))
+            }
             ConnectError::Refused { kind: ErrorKind::BadVersion, message } => {
                 self.fatal_error(ClientError::Protocol(format!(
                     "{target} speaks another protocol version ({message}): use a client of \
@@ -598,6 +604,7 @@ impl Core {
                 None,
                 format!("{target} refused the connection: {kind}: {message}"),
             ),
+            ConnectError::Tls(why) => self.fatal_error(ClientError::Tls(why)),
             ConnectError::Failed(why) => self.fail_over(now, None, why),
         }
     }
@@ -681,6 +688,9 @@ impl Core {
         let outstanding = id.filter(|id| self.pending.contains_key(id));
         match (kind, outstanding) {
             (ErrorKind::BadToken, _) => self.fatal_error(ClientError::BadToken),
+            (ErrorKind::TlsRequired, _) => {
+                self.fatal_error(ClientError::Tls(format!("{target}: {message}")))
+            }
             (ErrorKind::BadVersion, _) => self.fatal_error(ClientError::Protocol(format!(
                 "{target} speaks another protocol version ({message})"
             ))),

@@ -37,6 +37,7 @@ enum Event {
 #[derive(Debug)]
 pub(crate) struct Dialer {
     pub(crate) token: Option<String>,
+    pub(crate) tls: Option<crate::ClientTls>,
     pub(crate) connect_timeout: Duration,
 }
 
@@ -62,7 +63,9 @@ pub(crate) async fn run(
                     let token = dialer.token.clone();
                     let cluster = core.cluster();
                     let timeout = dialer.connect_timeout;
-                    connecting = Some(Box::pin(conn::connect(target, token, cluster, timeout)));
+                    let tls = dialer.tls.clone();
+                    connecting =
+                        Some(Box::pin(conn::connect(target, token, cluster, tls, timeout)));
                 }
                 Effect::Exit => {
                     if let Some(c) = &mut conn {
@@ -86,7 +89,8 @@ pub(crate) async fn run(
 
         let deadline = core.next_deadline();
         let accept = commands_open && core.accepts_commands();
-        let wants_write = conn.is_some() && !core.outgoing().is_empty();
+        let wants_write =
+            conn.as_ref().is_some_and(|c| !core.outgoing().is_empty() || c.wants_write());
         let event = tokio::select! {
             command = commands.recv(), if accept => Event::Command(command),
             result = finish(&mut connecting), if connecting.is_some() => Event::Connected(result),

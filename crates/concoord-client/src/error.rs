@@ -22,6 +22,11 @@ pub enum ClientError {
     /// The replicas refused the token.
     #[error("bad token: the replicas refused the token; pass the one they were started with (--token, or CONCOORD_TOKEN)")]
     BadToken,
+    /// TLS failed: a certificate was refused (by the client or by the replica), or
+    /// the client and the replicas disagree on speaking TLS. A configuration error:
+    /// the client does not retry.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// No replica answered for `give_up_after`, or the client was closed.
     #[error("service unavailable: {0}")]
     Unavailable(String),

@@ -56,11 +56,13 @@ mod core;
 mod driver;
 mod error;
 mod options;
+mod tls;
 
 pub use blocking::BlockingClient;
-pub use client::{status_of, Client};
+pub use client::{status_of, status_of_with_tls, Client};
 pub use concoord_object::protocol::StatusReport;
 pub use concoord_object::{ObjectError, Value};
 pub use concoord_wire::SessionId;
 pub use error::ClientError;
 pub use options::{parse_addrs, ClientOptions};
+pub use tls::ClientTls;

@@ -1,7 +1,7 @@
 //! `ClientOptions` and the parsing of replica address lists. Addresses are kept as
 //! `host:port` (or `dns://DOMAIN[@server[:port]]`) text and resolved when connecting.
 
-use crate::ClientError;
+use crate::{ClientError, ClientTls};
 use std::time::Duration;
 
 /// How a client talks to the cluster. `ClientOptions::default()` suits most users.
@@ -45,6 +45,9 @@ pub struct ClientOptions {
     /// When no replica has answered for this long, outstanding calls fail with
     /// `Unavailable` (the next call tries again).
     pub give_up_after: Duration,
+    /// Speak TLS to the replicas (those started with `--tls-cert`), verifying their
+    /// certificates against a CA. `None`: plaintext.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -58,6 +61,7 @@ impl Default for ClientOptions {
             call_timeout: None,
             connect_timeout: Duration::from_secs(2),
             give_up_after: Duration::from_secs(60),
+            tls: None,
         }
     }
 }

@@ -81,6 +81,9 @@ pub enum ErrorKind {
     /// `Hello` named a cluster this replica does not belong to (a process founded on
     /// an old member's address); the connection is closed. Try another replica.
     OtherCluster,
+    /// The replica requires TLS and the connection is plaintext; the connection is
+    /// closed. Connect with TLS.
+    TlsRequired,
 }
 
 impl fmt::Display for ErrorKind {
@@ -95,6 +98,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Busy => "busy",
             ErrorKind::NotReady => "not ready",
             ErrorKind::OtherCluster => "another cluster",
+            ErrorKind::TlsRequired => "TLS required",
         };
         f.write_str(s)
     }

@@ -11,5 +11,6 @@ pub mod metrics;
 pub mod net;
 pub mod server;
 pub mod storage;
+pub mod tls;
 
 pub use server::{object_types, start, Config, Running, ServerError, DEFAULT_OBJECT};

@@ -7,7 +7,14 @@
 //! One port serves both clients and replicas. A replica's first frame is
 //! `PEER_MAGIC` followed by a postcard `PeerHello`; anything else is a client,
 //! whose first frame must be a MessagePack `ClientFrame::Hello`.
+//!
+//! With TLS (`Gate::tls`), every connection is TLS from its first byte, and the
+//! frames above travel inside it. The first bytes tell a TLS ClientHello from a
+//! plaintext frame, so a plaintext client or replica is answered with a refusal it
+//! can read instead of a silent hang, and a TLS client reaching a replica without
+//! TLS gets a TLS alert.
 
+use crate::tls::{server_name, Tls};
 use concoord_object::protocol::{
     self, ClientFrame, ErrorKind, ServerFrame, CLIENT_FRAME_MAX, PROTOCOL_VERSION,
 };
@@ -19,10 +26,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
+
+/// The reading side of a connection, plaintext or TLS.
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing side of a connection, plaintext or TLS.
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Identifies one client connection.
 pub type ConnId = u64;
@@ -121,14 +132,16 @@ pub struct Shared {
 pub struct Gate {
     pub token: Option<String>,
     pub object_type: String,
+    /// Accept only TLS connections, with this configuration.
+    pub tls: Option<Tls>,
     /// Refusals already logged at `warn` (by peer address and reason): a refused
     /// replica retries every second or so, and the log should not repeat itself.
     pub reported: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Gate {
-    pub fn new(token: Option<String>, object_type: String) -> Gate {
-        Gate { token, object_type, reported: std::sync::Mutex::new(Default::default()) }
+    pub fn new(token: Option<String>, object_type: String, tls: Option<Tls>) -> Gate {
+        Gate { token, object_type, tls, reported: std::sync::Mutex::new(Default::default()) }
     }
 
     /// Whether this refusal is new (the first of its kind from that address).
@@ -211,7 +224,7 @@ enum ReadError {
     Frame(FrameError),
 }
 
-async fn read_frame(rd: &mut OwnedReadHalf, max: usize) -> Result<Vec<u8>, ReadError> {
+async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R, max: usize) -> Result<Vec<u8>, ReadError> {
     let mut header = [0u8; FRAME_HEADER_LEN];
     rd.read_exact(&mut header).await.map_err(|_| ReadError::Closed)?;
     let len = body_len(header, max).map_err(ReadError::Frame)?;
@@ -232,7 +245,7 @@ fn coalesce(buf: &mut Vec<u8>, rx: &mut mpsc::Receiver<Vec<u8>>) {
 }
 
 /// Writes queued frames, several per write when they queue up.
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Vec<u8>>) {
     let mut buf = Vec::new();
     while let Some(frame) = rx.recv().await {
         buf.clear();
@@ -272,6 +285,109 @@ pub async fn accept_loop(
     }
 }
 
+/// What the first bytes of a connection are.
+#[derive(Debug, PartialEq)]
+enum Opening {
+    Tls,
+    Plain,
+    /// Closed, or silent for `HELLO_TIMEOUT`.
+    Nothing,
+}
+
+/// Tells a TLS ClientHello from one of our plaintext frames by its first three bytes,
+/// without consuming them: a TLS handshake record starts 0x16 0x03 0x00..=0x04, which
+/// read as the start of our little-endian length would announce a first frame of
+/// more than 64 KiB, larger than any hello.
+async fn opening(stream: &TcpStream) -> Opening {
+    let peek = async {
+        let mut head = [0u8; 3];
+        loop {
+            let n = match stream.peek(&mut head).await {
+                Ok(0) | Err(_) => return Opening::Nothing,
+                Ok(n) => n,
+            };
+            if let Some(opening) = classify(&head[..n]) {
+                return opening;
+            }
+            // The rest of the record header is on its way (peek returns at once
+            // while anything is buffered, so wait instead of spinning).
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(HELLO_TIMEOUT, peek).await.unwrap_or(Opening::Nothing)
+}
+
+/// What a connection that started with `head` is, if that is enough to tell.
+fn classify(head: &[u8]) -> Option<Opening> {
+    match head {
+        [] | [0x16] | [0x16, 0x03] => None,
+        [0x16, 0x03, minor, ..] if *minor <= 0x04 => Some(Opening::Tls),
+        _ => Some(Opening::Plain),
+    }
+}
+
+/// The address a refusal is logged under once: the IP, since every connection of
+/// a client comes from another port.
+fn peer_ip(stream: &TcpStream) -> String {
+    stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+}
+
+/// A TLS `protocol_version` alert (fatal), the answer of a replica without TLS to
+/// a TLS client: its TLS library then reports a failure at once instead of
+/// waiting for a ServerHello that never comes.
+const ALERT_PROTOCOL_VERSION: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46];
+
+async fn answer_tls_without_tls(mut stream: TcpStream, gate: &Gate) {
+    let peer = peer_ip(&stream);
+    if gate.first_report(format!("tls client {peer}")) {
+        tracing::warn!(
+            "{peer} speaks TLS, and this replica runs without it (--tls-cert, --tls-key, \
+             --tls-ca): refusing"
+        );
+    }
+    // Read what it sent first, so closing does not reset the connection before the
+    // alert is read.
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut sink)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&ALERT_PROTOCOL_VERSION))
+        .await;
+    let _ = stream.shutdown().await;
+}
+
+/// Answers a plaintext connection to a replica that requires TLS with a refusal the
+/// other side can read (a client `Error`, or a `PeerRefusal` for a replica). Its
+/// first frame (which may carry a token: that is why clients must be configured
+/// for TLS too) is read and dropped, never looked at beyond the peer magic.
+async fn refuse_plaintext(mut stream: TcpStream, gate: &Gate) {
+    let peer = peer_ip(&stream);
+    // A hello is small; anything larger is not one of ours (nor worth reading).
+    let first = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream, 64 * 1024)).await;
+    let is_peer = matches!(&first, Ok(Ok(body)) if body.starts_with(b"concoord-peer/"));
+    if gate.first_report(format!("plaintext {} {peer}", is_peer)) {
+        let who = if is_peer { "replica" } else { "client" };
+        tracing::warn!("refusing a plaintext {who} at {peer}: this replica requires TLS");
+    }
+    let frame = if is_peer {
+        let reason = "this replica requires TLS: start every replica with --tls-cert, \
+                      --tls-key and --tls-ca"
+            .into();
+        let body = postcard::to_allocvec(&PeerRefusal { reason }).unwrap_or_default();
+        let mut frame = Vec::new();
+        let _ = put_frame(&mut frame, &body, REFUSAL_FRAME_MAX);
+        frame
+    } else {
+        client_frame(&ServerFrame::Error {
+            id: None,
+            kind: ErrorKind::TlsRequired,
+            message: "this replica requires TLS: connect with TLS (--tls-ca, and --tls-cert \
+                      with --tls-key when it asks for a client certificate)"
+                .into(),
+        })
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&frame)).await;
+    let _ = stream.shutdown().await;
+}
+
 async fn serve_connection(
     stream: TcpStream,
     conn: ConnId,
@@ -279,7 +395,35 @@ async fn serve_connection(
     shared: watch::Receiver<Shared>,
     gate: Arc<Gate>,
 ) {
-    let (mut rd, wr) = stream.into_split();
+    let opening = opening(&stream).await;
+    // Whether the other side proved its identity with a certificate of the CA.
+    let mut certified = false;
+    let (mut rd, wr): (Reader, Writer) = match (&gate.tls, opening) {
+        (_, Opening::Nothing) => return,
+        (None, Opening::Tls) => return answer_tls_without_tls(stream, &gate).await,
+        (None, Opening::Plain) => {
+            let (rd, wr) = stream.into_split();
+            (Box::new(rd), Box::new(wr))
+        }
+        (Some(_), Opening::Plain) => return refuse_plaintext(stream, &gate).await,
+        (Some(tls), Opening::Tls) => {
+            let peer = peer_ip(&stream);
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+            let stream = match tokio::time::timeout(HELLO_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    if gate.first_report(format!("tls {peer} {e}")) {
+                        tracing::warn!("TLS handshake with {peer} failed: {e}");
+                    }
+                    return;
+                }
+                Err(_) => return,
+            };
+            certified = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+            let (rd, wr) = tokio::io::split(stream);
+            (Box::new(rd), Box::new(wr))
+        }
+    };
     let first = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut rd, PEER_FRAME_MAX)).await
     {
         Ok(Ok(body)) => body,
@@ -297,7 +441,7 @@ async fn serve_connection(
         Ok(Err(ReadError::Closed)) | Err(_) => return,
     };
     if let Some(rest) = first.strip_prefix(PEER_MAGIC) {
-        serve_peer(rd, wr, rest, events, &gate).await;
+        serve_peer(rd, wr, rest, certified, events, &gate).await;
     } else if first.starts_with(b"concoord-peer/") {
         // A replica of another release, whose frames this one would misread.
         let theirs: String =
@@ -322,8 +466,16 @@ async fn serve_connection(
     }
 }
 
-/// Why a peer's hello is refused, if it is.
-fn refusal(hello: &PeerHello, gate: &Gate) -> Option<String> {
+/// Why a peer's hello is refused, if it is. `certified`: the peer presented a
+/// certificate of the CA (TLS only).
+fn refusal(hello: &PeerHello, certified: bool, gate: &Gate) -> Option<String> {
+    if gate.tls.is_some() && !certified {
+        return Some(
+            "it presented no TLS certificate: a replica needs one signed by the CA \
+             (--tls-cert, --tls-key)"
+                .into(),
+        );
+    }
     if hello.version != PROTOCOL_VERSION {
         return Some(format!(
             "it speaks peer protocol {}, this replica {}: run the same concoord version",
@@ -344,9 +496,10 @@ fn refusal(hello: &PeerHello, gate: &Gate) -> Option<String> {
 }
 
 async fn serve_peer(
-    mut rd: OwnedReadHalf,
-    mut wr: OwnedWriteHalf,
+    mut rd: Reader,
+    mut wr: Writer,
     hello: &[u8],
+    certified: bool,
     events: mpsc::Sender<Event>,
     gate: &Gate,
 ) {
@@ -357,7 +510,7 @@ async fn serve_peer(
             return;
         }
     };
-    if let Some(reason) = refusal(&hello, gate) {
+    if let Some(reason) = refusal(&hello, certified, gate) {
         if gate.first_report(format!("{} {reason}", hello.addr)) {
             tracing::warn!("refusing peer {} at {}: {reason}", hello.from, hello.addr);
         } else {
@@ -409,8 +562,8 @@ async fn serve_peer(
 }
 
 async fn serve_client(
-    mut rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    mut rd: Reader,
+    wr: Writer,
     first: &[u8],
     conn: ConnId,
     events: mpsc::Sender<Event>,
@@ -527,6 +680,8 @@ pub struct Links {
     /// when it listens on a specific one. Peers (and firewalls) then see a replica's
     /// traffic come from the address it is known by, on a host with several.
     local: Option<std::net::IpAddr>,
+    /// Links speak TLS with this configuration.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Links {
@@ -534,8 +689,10 @@ impl Links {
         hello: PeerHello,
         events: mpsc::Sender<Event>,
         local: Option<std::net::IpAddr>,
+        tls: Option<&Tls>,
     ) -> Links {
-        Links { hello: Arc::new(hello_frame(&hello)), links: BTreeMap::new(), events, local }
+        let tls = tls.map(|t| t.client.clone());
+        Links { hello: Arc::new(hello_frame(&hello)), links: BTreeMap::new(), events, local, tls }
     }
 
     /// Forgets every link (the replica changed identity): their tasks end.
@@ -551,7 +708,8 @@ impl Links {
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
             let events = self.events.clone();
             let local = self.local;
-            tokio::spawn(link_loop(addr.to_string(), self.hello.clone(), rx, events, local));
+            let tls = self.tls.clone();
+            tokio::spawn(link_loop(addr.to_string(), self.hello.clone(), rx, events, local, tls));
             tx
         });
         if let Err(mpsc::error::TrySendError::Closed(_)) = link.try_send(frame) {
@@ -566,6 +724,7 @@ async fn link_loop(
     mut rx: mpsc::Receiver<Vec<u8>>,
     events: mpsc::Sender<Event>,
     local: Option<std::net::IpAddr>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) {
     let mut backoff = Duration::from_millis(20);
     let trouble = |reason: String| {
@@ -575,7 +734,8 @@ async fn link_loop(
         // Connect only when there is something to send: a link to a replica that
         // left costs nothing while nobody writes to it.
         let Some(first) = rx.recv().await else { return };
-        let connect = tokio::time::timeout(Duration::from_secs(1), connect_from(local, &addr));
+        let connect =
+            tokio::time::timeout(Duration::from_secs(1), connect_link(local, &addr, &tls));
         let stream = match connect.await {
             Ok(Ok(stream)) => stream,
             failed => {
@@ -598,8 +758,7 @@ async fn link_loop(
             }
         };
         backoff = Duration::from_millis(20);
-        let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
+        let (mut rd, mut wr) = stream;
         // Nothing comes back on a link but a refusal: read it, to say why.
         let refused = events.clone();
         let refused_addr = addr.clone();
@@ -628,6 +787,28 @@ async fn link_loop(
         }
         reader.abort();
     }
+}
+
+/// Connects a link to `addr`, with TLS when configured (the replica there must
+/// present a certificate of the CA naming `addr`'s host; this one presents its own).
+async fn connect_link(
+    local: Option<std::net::IpAddr>,
+    addr: &str,
+    tls: &Option<Arc<rustls::ClientConfig>>,
+) -> std::io::Result<(Reader, Writer)> {
+    let stream = connect_from(local, addr).await?;
+    let _ = stream.set_nodelay(true);
+    let Some(tls) = tls else {
+        let (rd, wr) = stream.into_split();
+        return Ok((Box::new(rd), Box::new(wr)));
+    };
+    let name = server_name(addr).map_err(std::io::Error::other)?;
+    let stream = tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, stream)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("TLS handshake failed: {e}")))?;
+    let (rd, wr) = tokio::io::split(stream);
+    Ok((Box::new(rd), Box::new(wr)))
 }
 
 /// Connects to `addr`, from `local` when given (any port).
@@ -749,6 +930,30 @@ mod tests {
             let _ = protocol::decode::<ClientFrame>(&body);
             let _ = postcard::from_bytes::<PeerHello>(&body);
         }
+    }
+
+    #[test]
+    fn tls_handshakes_are_told_from_plaintext_frames() {
+        // A TLS record header: handshake, version 3.1 (what a ClientHello carries).
+        assert_eq!(classify(&[0x16, 0x03, 0x01]), Some(Opening::Tls));
+        assert_eq!(classify(&[0x16, 0x03, 0x03]), Some(Opening::Tls));
+        // Too little to tell yet.
+        assert_eq!(classify(&[]), None);
+        assert_eq!(classify(&[0x16]), None);
+        assert_eq!(classify(&[0x16, 0x03]), None);
+        // A plaintext hello of 22 (0x16) bytes: its length's next byte is 0.
+        let mut hello = Vec::new();
+        put_frame(&mut hello, &[7u8; 0x16], PEER_FRAME_MAX).unwrap();
+        assert_eq!(classify(&hello[..3]), Some(Opening::Plain));
+        let peer = hello_frame(&PeerHello {
+            version: PROTOCOL_VERSION,
+            from: ReplicaId(1),
+            addr: "127.0.0.1:1".into(),
+            object_type: "Counter".into(),
+            token: None,
+            cluster: None,
+        });
+        assert_eq!(classify(&peer[..3]), Some(Opening::Plain));
     }
 
     #[test]

@@ -80,6 +80,8 @@ pub struct Config {
     pub metrics_addr: Option<String>,
     /// Serve DNS for a domain from the membership (`-n`).
     pub naming: Option<concoord_naming::NamingConfig>,
+    /// Speak TLS to clients and replicas, and accept nothing else.
+    pub tls: Option<crate::tls::Tls>,
 }
 
 impl Config {
@@ -102,6 +104,7 @@ impl Config {
             host: HostConfig::default(),
             metrics_addr: None,
             naming: None,
+            tls: None,
         }
     }
 }
@@ -275,7 +278,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_MAX);
     let (shared_tx, shared_rx) =
         watch::channel(Shared { replica: replica.id(), leader: None, cluster: replica.cluster() });
-    let gate = Arc::new(Gate::new(config.token.clone(), object_type.clone()));
+    let gate = Arc::new(Gate::new(config.token.clone(), object_type.clone(), config.tls.clone()));
     let hello = PeerHello {
         version: PROTOCOL_VERSION,
         from: replica.id(),
@@ -301,6 +304,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let replica_cluster = replica.cluster();
     let local_ip = Some(bound.ip()).filter(|ip| !ip.is_unspecified());
+    let links = Links::new(hello, events_tx.clone(), local_ip, config.tls.as_ref());
     let mut server = Server {
         config,
         addr: addr.clone(),
@@ -314,7 +318,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         log_bytes_since_snapshot: 0,
         last_snapshot_bytes: 0,
         storage,
-        links: Links::new(hello, events_tx.clone(), local_ip),
+        links,
         addrs: BTreeMap::new(),
         boot_turn: 0,
         clients: BTreeMap::new(),

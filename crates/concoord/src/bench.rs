@@ -46,6 +46,8 @@ pub struct Args {
     /// Counter the bench creates.
     #[arg(long = "instance")]
     instance: Option<String>,
+    #[command(flatten)]
+    tls: crate::tls_args::TlsArgs,
 }
 
 const COUNTER: &str = "bench-counter";
@@ -83,7 +85,11 @@ pub fn run(args: Args) -> Result<()> {
 
 /// Creates the objects the workloads use, then opens one session per client.
 async fn connect(args: &Args, workload: Workload) -> Result<Vec<BenchClient>> {
-    let options = ClientOptions { token: args.token.clone(), ..ClientOptions::default() };
+    let options = ClientOptions {
+        token: args.token.clone(),
+        tls: args.tls.load()?,
+        ..ClientOptions::default()
+    };
     let setup = Client::connect(&args.boot, options.clone()).await?;
     if args.instance.is_none() {
         setup.create(COUNTER, "Counter", vec![]).await?;

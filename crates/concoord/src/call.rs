@@ -30,7 +30,7 @@ pub const EXIT_HELP: &str = "Exit status: 0 the call returned (its result is pri
     1 the method raised (the exception is printed); 2 usage error (bad option, argument or \
     address); 3 timed out, and the call had no effect; 4 the call may or may not have taken \
     effect (timed out after reaching a replica, or its session expired); 5 the cluster could \
-    not be used (no replica answered, the token was refused, a protocol error).";
+    not be used (no replica answered, the token was refused, TLS failed, a protocol error).";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -55,6 +55,8 @@ pub struct Args {
     /// status` prints it). Without it, the first replica that answers decides.
     #[arg(long = "cluster", env = "CONCOORD_CLUSTER")]
     cluster: Option<String>,
+    #[command(flatten)]
+    tls: crate::tls_args::TlsArgs,
     /// Give up after this many seconds in all: connecting, --create and the call.
     /// A parked call still waiting shortly before then is cancelled. Exit status 3:
     /// timed out, and the call had no effect; 4: timed out, and it may or may not
@@ -131,9 +133,12 @@ pub fn run(args: Args) -> Result<()> {
     runtime.block_on(async move {
         let start = Instant::now();
         let remaining = || budget.map(|b| b.saturating_sub(start.elapsed()));
+        let tls =
+            args.tls.load().map_err(|e| Failed { code: EXIT_USAGE, message: e.to_string() })?;
         let mut options = ClientOptions {
             token: args.token.clone(),
             cluster: args.cluster.clone(),
+            tls,
             ..ClientOptions::default()
         };
         // Bounds opening the session; each call below gets what is left.
@@ -161,6 +166,7 @@ pub fn run(args: Args) -> Result<()> {
                 (e @ ClientError::BadAddress(_), _) => (EXIT_USAGE, format!("{doing}: {e}")),
                 (
                     e @ (ClientError::BadToken
+                    | ClientError::Tls(_)
                     | ClientError::Unavailable(_)
                     | ClientError::Protocol(_)),
                     _,

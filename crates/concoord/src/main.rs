@@ -14,6 +14,7 @@ mod replica;
 mod route53;
 mod shell;
 mod status;
+mod tls_args;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

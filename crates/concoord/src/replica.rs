@@ -85,6 +85,21 @@ pub struct Args {
     /// free one, logged at start). docs/operations.md lists the metrics.
     #[arg(long = "metrics-addr", value_name = "ADDR")]
     metrics_addr: Option<String>,
+    /// Speak TLS to clients and replicas, and refuse plaintext: this replica's
+    /// certificate (PEM), naming the address it is reached by (-a) as an IP or DNS
+    /// subject alternative name. Needs --tls-key and --tls-ca.
+    #[arg(long = "tls-cert", value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The CA certificate (PEM) that signs every replica's certificate (replicas
+    /// authenticate each other with it) and clients' certificates.
+    #[arg(long = "tls-ca", value_name = "FILE", requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
+    /// Require every client to present a certificate signed by --tls-ca.
+    #[arg(long = "tls-client-auth", requires = "tls_cert")]
+    tls_client_auth: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -155,6 +170,11 @@ pub fn run(args: Args) -> Result<()> {
     let host_timeout = if args.host_timeout >= 0.1 { args.host_timeout.min(1e7) } else { 0.1 };
     config.host.timeout = std::time::Duration::from_secs_f64(host_timeout);
     config.metrics_addr = args.metrics_addr;
+    if let (Some(cert), Some(key), Some(ca)) = (args.tls_cert, args.tls_key, args.tls_ca) {
+        let files =
+            concoord_server::tls::TlsFiles { cert, key, ca, client_auth: args.tls_client_auth };
+        config.tls = Some(concoord_server::tls::Tls::load(&files)?);
+    }
 
     crate::init_logging(args.debug, args.logger.as_deref(), &format!("replica {addr}:{port}"));
     let runtime = tokio::runtime::Builder::new_current_thread()

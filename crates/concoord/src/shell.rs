@@ -27,6 +27,8 @@ pub struct Args {
     /// dies.
     #[arg(long = "lease", default_value_t = 10.0)]
     lease: f64,
+    #[command(flatten)]
+    tls: crate::tls_args::TlsArgs,
 }
 
 const HELP: &str = "\
@@ -56,6 +58,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let options = ClientOptions {
         token: args.token.clone(),
+        tls: args.tls.load()?,
         lease,
         give_up_after: Duration::from_secs(15),
         ..ClientOptions::default()

@@ -4,7 +4,7 @@
 //! lagging), 3 no leader or no quorum (or no replica answered), 1 bad usage.
 
 use anyhow::Result;
-use concoord_client::status_of;
+use concoord_client::{status_of_with_tls, ClientTls};
 use concoord_object::protocol::StatusReport;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,6 +20,8 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long = "json")]
     json: bool,
+    #[command(flatten)]
+    tls: crate::tls_args::TlsArgs,
 }
 
 /// The cluster is not healthy: the exit code says how badly.
@@ -49,7 +51,9 @@ const SILENT_MAX_MS: u64 = 3_000;
 pub fn run(args: Args) -> Result<()> {
     let boot = crate::replica::parse_boot(&args.boot)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (reports, unreachable) = runtime.block_on(collect(boot, args.token.as_deref()));
+    let tls = args.tls.load()?;
+    let (reports, unreachable) =
+        runtime.block_on(collect(boot, args.token.as_deref(), tls.as_ref()));
     if reports.is_empty() {
         let summary = format!("no replica answered: {}", unreachable.join(", "));
         return Err(Unhealthy { code: DOWN, summary }.into());
@@ -144,6 +148,7 @@ fn health(reports: &BTreeMap<String, StatusReport>) -> (i32, Vec<String>) {
 async fn collect(
     boot: Vec<String>,
     token: Option<&str>,
+    tls: Option<&ClientTls>,
 ) -> (BTreeMap<String, StatusReport>, Vec<String>) {
     let mut todo = boot;
     let mut reports = BTreeMap::new();
@@ -166,7 +171,7 @@ async fn collect(
             }
             continue;
         }
-        match status_of(&addr, token, Duration::from_secs(2)).await {
+        match status_of_with_tls(&addr, token, tls, Duration::from_secs(2)).await {
             Ok(report) => {
                 for m in &report.members {
                     todo.push(m.addr.clone());

@@ -28,7 +28,8 @@ class Proxy:
     default arguments, or a tuple of constructor arguments (a no-op if it exists
     with this type). ``client`` shares an existing ``concoord.client.Client``
     (and so its session: lock ownership is per session) instead of opening one;
-    ``call_timeout`` and ``lease`` are passed to the client this proxy opens.
+    ``call_timeout``, ``lease`` and ``ssl_context`` (TLS: see ``concoord.tls``)
+    are passed to the client this proxy opens.
     """
 
     # The object type's name on the replicas (for `create`).
@@ -46,6 +47,7 @@ class Proxy:
         client=None,
         call_timeout=None,
         lease=10.0,
+        ssl_context=None,
     ):
         if debug:
             logger = logging.getLogger("concoord")
@@ -61,6 +63,7 @@ class Proxy:
                 give_up_after=timeout,
                 call_timeout=call_timeout,
                 lease=lease,
+                ssl_context=ssl_context,
             )
             self._owns_client = True
         else:

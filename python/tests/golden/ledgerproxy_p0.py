@@ -16,9 +16,10 @@ class Ledger:
     """Accounts by name, with a lock a client can hold."""
     kind = 'ledger'
 
-    def __init__(self, bootstrap, timeout=60, debug=False, token='s3cret'):
-        """Connects to the replicas; does not touch the replicated object."""
-        self.proxy = ClientProxy(bootstrap, timeout, debug, token)
+    def __init__(self, bootstrap, timeout=60, debug=False, token='s3cret', ssl_context=None):
+        """Connects to the replicas (through TLS with ``ssl_context``, see
+    ``concoord.tls``); does not touch the replicated object."""
+        self.proxy = ClientProxy(bootstrap, timeout, debug, token, ssl_context=ssl_context)
 
     def __concoordinit__(self, *args):
         """Re-initialises the replicated object in place with ``args``."""

@@ -16,11 +16,12 @@ class Ledger:
     """Accounts by name, with a lock a client can hold."""
     kind = 'ledger'
 
-    def __init__(self, bootstrap, timeout=60, debug=False, token='s3cret', batch_size=100):
-        """Connects to the replicas; does not touch the replicated object. Methods
-    queue their call and return a future; ``self.proxy.flush()`` sends the queue
-    (so does asking a future for its result, or ``batch_size`` queued calls)."""
-        self.proxy = ClientProxy(bootstrap, timeout, debug, token, batch_size=batch_size)
+    def __init__(self, bootstrap, timeout=60, debug=False, token='s3cret', batch_size=100, ssl_context=None):
+        """Connects to the replicas (through TLS with ``ssl_context``, see
+    ``concoord.tls``); does not touch the replicated object. Methods queue their
+    call and return a future; ``self.proxy.flush()`` sends the queue (so does
+    asking a future for its result, or ``batch_size`` queued calls)."""
+        self.proxy = ClientProxy(bootstrap, timeout, debug, token, batch_size=batch_size, ssl_context=ssl_context)
 
     def __concoordinit__(self, *args):
         """Re-initialises the replicated object in place with ``args`` (a future)."""

@@ -22,9 +22,11 @@ class Ledger:
         self.instance = instance
 
     @classmethod
-    async def connect(cls, bootstrap, timeout=60, debug=False, token='s3cret'):
-        """Connects to the replicas; does not touch the replicated object."""
-        return cls(await _ConCoordClient.connect(bootstrap, token=token, give_up_after=timeout))
+    async def connect(cls, bootstrap, timeout=60, debug=False, token='s3cret', ssl_context=None):
+        """Connects to the replicas (through TLS with ``ssl_context``, see
+    ``concoord.tls``); does not touch the replicated object."""
+        client = await _ConCoordClient.connect(bootstrap, token=token, give_up_after=timeout, ssl_context=ssl_context)
+        return cls(client)
 
     async def close(self):
         """Ends the session, releasing what it holds."""

@@ -6,7 +6,7 @@
 //! only one cluster runs at a time on this 2-core machine: timing-sensitive things
 //! like elections should not compete with another test's cluster.
 
-use concoord_client::{status_of, Client, ClientOptions};
+use concoord_client::{status_of_with_tls, Client, ClientOptions, ClientTls};
 use concoord_object::protocol::StatusReport;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -57,6 +57,9 @@ pub struct Setup {
     /// Replica `i` listens on 127.0.0.(11 + i) instead of 127.0.0.1, so firewall
     /// rules can tell replicas apart.
     pub distinct_hosts: bool,
+    /// How the test's clients speak TLS to replicas started with `--tls-cert` (in
+    /// `extra`).
+    pub tls: Option<ClientTls>,
 }
 
 #[derive(Debug)]
@@ -210,7 +213,11 @@ impl Cluster {
     }
 
     pub fn options(&self) -> ClientOptions {
-        ClientOptions { token: self.setup.token.clone(), ..ClientOptions::default() }
+        ClientOptions {
+            token: self.setup.token.clone(),
+            tls: self.setup.tls.clone(),
+            ..ClientOptions::default()
+        }
     }
 
     pub async fn client(&self) -> Client {
@@ -219,7 +226,8 @@ impl Cluster {
 
     pub async fn status(&self, index: usize) -> Option<StatusReport> {
         let addr = &self.replicas[index].as_ref()?.addr;
-        status_of(addr, self.setup.token.as_deref(), Duration::from_secs(2)).await.ok()
+        let (token, tls) = (self.setup.token.as_deref(), self.setup.tls.as_ref());
+        status_of_with_tls(addr, token, tls, Duration::from_secs(2)).await.ok()
     }
 
     /// The index of the live replica that says it leads (waits for one).

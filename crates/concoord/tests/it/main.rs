@@ -17,5 +17,6 @@ mod netfault;
 mod openreplica;
 mod operator;
 mod sessions;
+mod tls;
 mod tools;
 mod wire;

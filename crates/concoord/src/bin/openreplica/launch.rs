@@ -39,6 +39,9 @@ pub struct Status {
     /// Token, if the replicas require one (to ask them their role).
     #[arg(long = "token", env = "CONCOORD_TOKEN")]
     token: Option<String>,
+    /// TLS, for replicas started with --tls-cert (to ask them their role).
+    #[command(flatten)]
+    tls: crate::tls_args::TlsArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -344,6 +347,7 @@ pub fn status(locked: &Locked, args: Status) -> Result<()> {
         println!("no replicas started through openreplica");
         return Ok(());
     }
+    let tls = args.tls.load()?;
     let alive = liveness(locked, replicas);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     println!("{:<22} {:<22} {:>8}  {:<9} ROLE", "ADDRESS", "NODE", "PID", "PROCESS");
@@ -351,9 +355,10 @@ pub fn status(locked: &Locked, args: Status) -> Result<()> {
     for r in replicas {
         let (process, role) = match alive.get(&r.addr) {
             Some(Ok(true)) => {
-                let report = runtime.block_on(concoord_client::status_of(
+                let report = runtime.block_on(concoord_client::status_of_with_tls(
                     &r.addr,
                     args.token.as_deref(),
+                    tls.as_ref(),
                     Duration::from_secs(2),
                 ));
                 let role = match report {

@@ -9,6 +9,9 @@ mod config;
 mod launch;
 mod nodes;
 mod ssh;
+// The same TLS client options as `concoord status`.
+#[path = "../../tls_args.rs"]
+mod tls_args;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
