@@ -17,6 +17,13 @@
 //!   is durable: it promises nothing else about the leader's disk. The leader's own
 //!   acceptance counts only through the `Accepted` it sends itself, which waits for
 //!   its write like any acceptor's.
+//! - **What the state machine does runs at once**: `Apply`, `InstallSnapshot`,
+//!   `ReadReady`, `ReadAborted` and `Dropped` depend on no write of this replica. A
+//!   slot is applied because a quorum's durable acceptances chose it (this replica's
+//!   own counts only once durable), a read is served because a heartbeat round
+//!   confirmed the leadership, and a dropped command was never proposed. So a lock's
+//!   wake-up reply leaves as soon as its release is chosen, not behind the syncs of
+//!   later slots. Their order among themselves is the core's.
 //!
 //! With no writes (an in-memory replica) every effect runs at once.
 
@@ -102,6 +109,11 @@ impl EffectGate {
                 });
             }
             effect @ Effect::Send { .. } if self.send_before_durable => return Gated::Run(effect),
+            effect @ (Effect::Apply { .. }
+            | Effect::InstallSnapshot(_)
+            | Effect::ReadReady { .. }
+            | Effect::ReadAborted { .. }
+            | Effect::Dropped { .. }) => return Gated::Run(effect),
             effect => effect,
         };
         if self.held.is_empty() && self.barrier <= self.durable {
@@ -207,6 +219,8 @@ mod tests {
         ));
         assert!(matches!(gate.admit(accepted(ballot(1))), Gated::Held));
         assert!(matches!(gate.admit(Effect::Removed), Gated::Held));
+        // The state machine's effects wait for no write.
+        assert!(is_run(&gate.admit(Effect::ReadReady { id: crate::effect::ReadId(1) })));
         assert!(gate.wants_sync());
         let released = gate.durable(1);
         assert_eq!(released.len(), 2);

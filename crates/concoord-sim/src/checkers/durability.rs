@@ -68,7 +68,13 @@ pub fn on_send(
                     disk.promised
                 ));
             }
+            let snapshot = disk.snapshot.as_ref().map_or(Slot::ZERO, |s| s.slot);
             for e in accepted {
+                // A snapshot written after the entry (the shell hands writes to the
+                // disk ahead of the effects that wait) covers it: chosen and settled.
+                if e.slot <= snapshot {
+                    continue;
+                }
                 let on_disk = disk_entry(disk, e.slot);
                 if !on_disk.is_some_and(|d| holds(d, e.ballot, &e.value)) {
                     return fail(format!(
