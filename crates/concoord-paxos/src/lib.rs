@@ -9,6 +9,7 @@
 
 mod ballot;
 mod effect;
+mod gate;
 mod membership;
 mod message;
 mod options;
@@ -18,6 +19,7 @@ mod value;
 
 pub use ballot::Ballot;
 pub use effect::{DurableState, Effect, PersistOp, ReadId};
+pub use gate::{EffectGate, Gated};
 pub use membership::{effective_slot, Membership, Role, Schedule};
 pub use message::{AcceptedEntry, Message, Snapshot};
 pub use options::{Bug, Options};

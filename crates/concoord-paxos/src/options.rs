@@ -46,6 +46,11 @@ pub enum Bug {
     /// never comes back. The rule lives in the shells (the server's `boot_addrs`,
     /// the simulator's `SendToBootstrap`), and the simulator's shell honours the bug.
     BootListOnly,
+    /// The shell lets every message leave as soon as the core produces it, ahead of
+    /// the writes before it (only a leader's `Accept` may): a `Promise` or an
+    /// `Accepted` runs ahead of the write it vouches for. The rule lives in
+    /// `EffectGate`, which both shells use.
+    SendBeforeDurable,
 }
 
 impl Bug {
@@ -55,7 +60,7 @@ impl Bug {
     /// availability checkers of the cut-off scenarios (`stable_leader`,
     /// `step_down`). `IgnoreClusterId` needs the operator faults the simulator
     /// models (a stranger founded on an old member's address).
-    pub const ALL: [Bug; 14] = [
+    pub const ALL: [Bug; 15] = [
         Bug::SkipPersistPromise,
         Bug::AcceptLowerBallot,
         Bug::CommitOnMinority,
@@ -70,6 +75,7 @@ impl Bug {
         Bug::CountNonVoters,
         Bug::AdoptFirstValue,
         Bug::BootListOnly,
+        Bug::SendBeforeDurable,
     ];
 
     /// Bugs of a class the simulator does not reach yet: `--inject` takes them and
@@ -94,6 +100,7 @@ impl Bug {
             Bug::AdoptFirstValue => "adopt-first-value",
             Bug::KeepLeadingAboveBallot => "keep-leading-above-ballot",
             Bug::BootListOnly => "boot-list-only",
+            Bug::SendBeforeDurable => "send-before-durable",
         }
     }
 

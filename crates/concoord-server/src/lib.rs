@@ -2,10 +2,12 @@
 //! (`concoord-paxos`) and the object layer (`concoord-object`).
 //!
 //! One event loop per replica reads sockets and timers, feeds the core through
-//! `Replica::step`, and carries out the effects in order, honouring the `Persist`
-//! barrier with one fdatasync per batch of events (group commit).
+//! `Replica::step`, and carries out the effects through the barrier gate; a disk
+//! writer thread makes the writes durable, one fdatasync for everything that came
+//! while the previous one ran (group commit).
 
 pub mod clock;
+pub mod disk;
 pub mod host;
 pub mod metrics;
 pub mod net;

@@ -1,17 +1,20 @@
 //! The replica's event loop: one task that owns the consensus core, the object
 //! machine and the storage, and is the only one to touch them.
 //!
-//! Each turn: wait for an event or the core's next deadline, then drain whatever
-//! else is ready (up to `EVENTS_PER_TURN`), feeding each into `Replica::step`; then
-//! carry out the accumulated effects. Effects before the first `Persist` run at once;
-//! then every `Persist` of the turn is written and made durable with one fdatasync
-//! (group commit), and only then do the remaining effects run. Making a later write
-//! durable early is always safe, so one sync per turn honours every barrier.
+//! Each turn: wait for an event, a report from the disk writer or the core's next
+//! deadline, then drain whatever else is ready (up to `EVENTS_PER_TURN`), feeding
+//! each into `Replica::step`; then pass the accumulated effects through the
+//! `EffectGate` (the barrier rule, shared with the simulator): writes go to the disk
+//! writer thread (`disk.rs`) at once, effects that need no pending write run at once,
+//! and the rest wait, in order, until the writer reports their write durable. The
+//! loop never waits for the disk: it keeps receiving, proposing and sending while a
+//! sync runs, and everything written meanwhile shares the next sync (group commit).
 //!
 //! What it deliberately is not: a place for protocol decisions. Those live in
 //! `concoord-paxos` (ordering) and `concoord-object` (sessions, objects).
 
 use crate::clock::Clock;
+use crate::disk::{Disk, DiskEvent};
 use crate::host::{Host, HostConfig};
 use crate::metrics::{self, Metrics, RequestKind, Role};
 use crate::net::{self, ConnId, Event, Gate, Links, PeerHello, Shared};
@@ -23,8 +26,8 @@ use concoord_object::protocol::{
 };
 use concoord_object::{CallId, Types, Value};
 use concoord_paxos::{
-    Ballot, Command, Effect, Input, Member, Membership, Message, Options, ReadId, Rejected,
-    Replica, RoleKind, Snapshot,
+    Ballot, Command, Effect, EffectGate, Gated, Input, Member, Membership, Message, Options,
+    ReadId, Rejected, Replica, RoleKind, Snapshot,
 };
 use concoord_wire::{ClusterId, ReplicaId, RequestNumber, SessionId, Slot, Time};
 use std::collections::{BTreeMap, BTreeSet};
@@ -196,6 +199,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
 
     let mut effects = Vec::new();
     let mut founded = false;
+    let mut durable_promise = Ballot::ZERO;
     let (storage, replica) = match &config.data_dir {
         Some(dir) => {
             let (mut storage, recovered) = Storage::open(dir)?;
@@ -225,6 +229,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
                         )));
                     }
                     opts.seed = identity.replica.0;
+                    durable_promise = recovered.durable.promised;
                     tracing::info!(
                         "recovering replica {} from {}",
                         identity.replica,
@@ -270,6 +275,15 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         }
     };
 
+    let effect_gate = EffectGate::new(durable_promise, &replica.options().bugs);
+    let (disk, disk_events) = match storage {
+        Some(storage) => {
+            let (disk, events) = Disk::start(storage, metrics.clone(), clock)
+                .map_err(|e| ServerError::Config(format!("cannot start the disk writer: {e}")))?;
+            (Some(disk), Some(events))
+        }
+        None => (None, None),
+    };
     let mut machine = Machine::new(types);
     machine
         .create_default(DEFAULT_OBJECT, &object_type)
@@ -292,7 +306,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         "replica {} of {} listening on {addr}{}",
         replica.id(),
         object_type,
-        if storage.is_some() { " (durable)" } else { " (in memory)" }
+        if disk.is_some() { " (durable)" } else { " (in memory)" }
     );
     if founded {
         tracing::info!(
@@ -317,7 +331,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         last_snapshot: Slot::ZERO,
         log_bytes_since_snapshot: 0,
         last_snapshot_bytes: 0,
-        storage,
+        disk,
+        gate: effect_gate,
         links,
         addrs: BTreeMap::new(),
         boot_turn: 0,
@@ -349,7 +364,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         _events_tx: events_tx,
     };
     server.effects = effects;
-    let task = tokio::spawn(async move { server.run(events_rx, shutdown_rx).await });
+    let task = tokio::spawn(async move { server.run(events_rx, disk_events, shutdown_rx).await });
     Ok(Running { addr, shutdown: shutdown_tx, task })
 }
 
@@ -450,7 +465,9 @@ struct Server {
     /// Bytes of log applied since the last snapshot, and that snapshot's size.
     log_bytes_since_snapshot: u64,
     last_snapshot_bytes: u64,
-    storage: Option<Storage>,
+    /// The disk writer (durable replicas), and the barrier gate in front of it.
+    disk: Option<Disk>,
+    gate: EffectGate,
     links: Links,
     /// Addresses of replicas learned from hellos and join requests (the membership
     /// has the rest).
@@ -466,7 +483,7 @@ struct Server {
     /// Requests received this turn, proposed together at its end.
     proposals: Vec<Proposal>,
     effects: Vec<Effect>,
-    /// Messages this replica sent to itself, delivered after the turn's sync.
+    /// Messages this replica sent to itself (the gate let them through).
     local: Vec<Message>,
     shared: watch::Sender<Shared>,
     was_leader: bool,
@@ -510,6 +527,7 @@ impl Server {
     async fn run(
         &mut self,
         mut events: mpsc::Receiver<Event>,
+        mut disk_events: Option<mpsc::UnboundedReceiver<DiskEvent>>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), ServerError> {
         self.run_effects()?;
@@ -526,6 +544,16 @@ impl Server {
                         }
                     }
                     self.flush_proposals();
+                }
+                Some(event) = next_disk_event(&mut disk_events) => {
+                    match event {
+                        DiskEvent::Durable(seq) => {
+                            for effect in self.gate.durable(seq) {
+                                self.execute(effect)?;
+                            }
+                        }
+                        DiskEvent::Failed(e) => return Err(e.into()),
+                    }
                 }
                 _ = tokio::time::sleep_until(self.clock.instant_at(deadline)) => {
                     self.on_tick()?;
@@ -852,40 +880,28 @@ impl Server {
 
     // ------------------------------------------------------------------ effects
 
+    /// Passes the core's effects through the gate, in order, until none are left
+    /// (messages to itself produce more): writes go to the disk writer, effects the
+    /// gate lets through run now, the rest wait for `DiskEvent::Durable`.
     fn run_effects(&mut self) -> Result<(), ServerError> {
         let mut rounds = 0;
         while !self.effects.is_empty() || !self.local.is_empty() {
             rounds += 1;
             assert!(rounds < 1_000_000, "effects never settle");
-            let effects = std::mem::take(&mut self.effects);
-            let first_persist = effects
-                .iter()
-                .position(|e| matches!(e, Effect::Persist(_)))
-                .unwrap_or(effects.len());
-            let mut rest = Vec::new();
-            for (i, effect) in effects.into_iter().enumerate() {
-                if i < first_persist {
-                    self.execute(effect)?;
-                } else {
-                    rest.push(effect);
-                }
-            }
-            if !rest.is_empty() {
-                if let Some(storage) = self.storage.as_mut() {
-                    for effect in &rest {
-                        if let Effect::Persist(op) = effect {
-                            storage.append(op)?;
+            for effect in std::mem::take(&mut self.effects) {
+                match self.gate.admit(effect) {
+                    Gated::Write { seq, op, sync } => match &self.disk {
+                        Some(disk) => disk.write(seq, op, sync),
+                        // Never happens (an in-memory core writes nothing); if it
+                        // did, nothing could ever make it durable.
+                        None => {
+                            for effect in self.gate.durable(seq) {
+                                self.execute(effect)?;
+                            }
                         }
-                    }
-                    let at = self.clock.now();
-                    storage.sync()?;
-                    let took = self.clock.now().since(at);
-                    self.metrics.fsync_seconds.observe(took.0 as f64 / 1e6);
-                }
-                for effect in rest {
-                    if !matches!(effect, Effect::Persist(_)) {
-                        self.execute(effect)?;
-                    }
+                    },
+                    Gated::Held => {}
+                    Gated::Run(effect) => self.execute(effect)?,
                 }
             }
             let me = self.replica.id();
@@ -1257,7 +1273,7 @@ impl Server {
         metrics::set(&m.applied_slot, self.applied.0);
         metrics::set(&m.snapshot_slot, self.replica.snapshot_slot().0);
         metrics::set(&m.log_entries, self.replica.log_len() as u64);
-        metrics::set(&m.log_bytes, self.storage.as_ref().map_or(0, |s| s.stats().log_bytes));
+        metrics::set(&m.log_bytes, self.disk.as_ref().map_or(0, |d| d.log_bytes()));
         metrics::set(&m.snapshot_bytes, self.last_snapshot_bytes);
         let members = self.replica.membership().map_or(0, |m| m.members.len());
         metrics::set(&m.members, members as u64);
@@ -1303,15 +1319,16 @@ impl Server {
         tracing::warn!("replica {} rejoins the cluster as {id}", self.replica.id());
         let mut opts = self.replica.options().clone();
         opts.seed = id.0;
-        if let Some(storage) = self.storage.as_mut() {
+        if let Some(disk) = self.disk.as_ref() {
             // A replica that cannot reset its disk must not rejoin on top of it.
-            storage.wipe()?;
-            storage.write_identity(&Identity {
+            disk.wipe(Identity {
                 replica: id,
                 addr: self.addr.clone(),
                 object_type: self.object_type.clone(),
             })?;
         }
+        // What the old identity's effects waited for is gone with it.
+        self.gate.reset();
         let cluster = self.replica.cluster();
         self.remember_members();
         self.replica = Replica::join(id, self.addr.clone(), opts, cluster, now);
@@ -1399,7 +1416,7 @@ impl Server {
             commit_slot: r.commit_max(),
             applied_slot: self.applied,
             snapshot_slot: r.snapshot_slot(),
-            durable: self.storage.is_some(),
+            durable: self.disk.is_some(),
             object_type: self.object_type.clone(),
             objects: self.machine.object_names().map(String::from).collect(),
             sessions: self.machine.session_count() as u64,
@@ -1407,6 +1424,16 @@ impl Server {
             cluster: r.cluster().map(|c| c.to_string()),
             join_problem: self.join_problem(),
         }
+    }
+}
+
+/// The disk writer's next report, or never for an in-memory replica.
+async fn next_disk_event(
+    events: &mut Option<mpsc::UnboundedReceiver<DiskEvent>>,
+) -> Option<DiskEvent> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -14,8 +14,8 @@ use crate::checkers::{Check, Violation};
 use crate::sim::{Params, SimOptions, Stats};
 use crate::workload::{ClientMsg, Driver, Reply};
 use concoord_paxos::{
-    Bug, DurableState, Effect, Fnv, Input, Membership, Message, Options, PersistOp, Prng, Rejected,
-    Replica,
+    Bug, DurableState, Effect, EffectGate, Fnv, Gated, Input, Membership, Message, Options,
+    PersistOp, Prng, Rejected, Replica,
 };
 use concoord_wire::{ClusterId, ReplicaId, Slot, Span, Time};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -184,12 +184,21 @@ pub(crate) struct Node {
     pub(crate) app_applied: Slot,
     /// What survived on disk (synced) and what is written but not yet synced.
     pub(crate) disk: DurableState,
-    pub(crate) unsynced: Vec<PersistOp>,
+    /// Written but not synced, by write number (`EffectGate`'s numbering).
+    pub(crate) unsynced: Vec<(u64, PersistOp)>,
     /// The founding membership, if this node founded the cluster (it is on disk too).
     pub(crate) base: Option<Membership>,
     pub(crate) last_membership: Option<Membership>,
+    /// Effects the replica produced, not yet through the gate.
     pub(crate) queue: VecDeque<Effect>,
-    pub(crate) syncing: bool,
+    /// The process's barrier gate (the server's rule, shared code): built from the
+    /// disk's promise when the process first runs effects, dropped with it.
+    pub(crate) gate: Option<EffectGate>,
+    /// Effects the gate released (their write is durable), to carry out in order
+    /// before any effect still in `queue`.
+    pub(crate) ready: VecDeque<Effect>,
+    /// The sync in flight covers the writes up to this number.
+    pub(crate) syncing: Option<u64>,
     pub(crate) clock_offset: u64,
     pub(crate) clock_ppm: i64,
     pub(crate) next_read: u64,
@@ -329,7 +338,9 @@ impl World {
             base,
             last_membership: None,
             queue: VecDeque::new(),
-            syncing: false,
+            gate: None,
+            ready: VecDeque::new(),
+            syncing: None,
             clock_offset,
             clock_ppm,
             next_read: 1,
@@ -456,32 +467,29 @@ impl World {
         // A tick must move the deadline forward, or the shell would spin.
         let local = self.nodes[node].local(self.now);
         if let Some(r) = &self.nodes[node].replica {
-            if r.next_deadline() <= local && self.nodes[node].queue.is_empty() {
+            let n = &self.nodes[node];
+            let idle = n.queue.is_empty() && n.gate.as_ref().is_none_or(|g| g.held_len() == 0);
+            if r.next_deadline() <= local && idle {
                 let id = r.id();
                 self.fail("liveness", format!("{id:?} busy loop: deadline not advanced by a tick"));
             }
         }
     }
 
-    /// The simulated fsync completed: what was written is now on disk.
+    /// The simulated fsync completed: what was written before it started is on disk.
     pub(crate) fn on_sync_done(&mut self, driver: &mut dyn Driver, node: usize, gen: u64) {
         let n = &mut self.nodes[node];
         if n.gen != gen || !n.is_up() {
             return;
         }
+        let Some(upto) = n.syncing.take() else { return };
         // A crash may strike at any sync: before it (nothing of the batch reaches
         // the disk), during it (a torn write: a prefix of the batch, record by
         // record, as the server's log recovers it), or after it (all of it, but
-        // none of the effects that waited for it).
+        // none of the effects that waited for it). `crash` keeps a random prefix
+        // of everything written.
         let risk = self.params.crash_at_persist;
         if risk > 0.0 && self.phase == Phase::Faults && !self.hold_faults && self.rng.chance(risk) {
-            let n = &mut self.nodes[node];
-            let written = self.rng.range(0, n.unsynced.len() as u64 + 1) as usize;
-            for op in n.unsynced.drain(..written) {
-                n.disk.apply(&op);
-            }
-            let check = crate::checkers::durability::on_disk(n.id, &n.disk);
-            self.record(check);
             self.crash(driver, node);
             let gen = self.nodes[node].gen;
             let after = self.rng.range(MS, 100 * MS);
@@ -489,12 +497,16 @@ impl World {
             return;
         }
         let n = &mut self.nodes[node];
-        for op in n.unsynced.drain(..) {
+        let done = n.unsynced.iter().take_while(|(seq, _)| *seq <= upto).count();
+        for (_, op) in n.unsynced.drain(..done) {
             n.disk.apply(&op);
         }
-        n.syncing = false;
         let check = crate::checkers::durability::on_disk(n.id, &n.disk);
         self.record(check);
+        let n = &mut self.nodes[node];
+        if let Some(gate) = n.gate.as_mut() {
+            n.ready.extend(gate.durable(upto));
+        }
         self.run_effects(driver, node);
         self.schedule_timer(node);
     }
@@ -518,106 +530,132 @@ impl World {
         self.schedule(at, Event::Timer { node, token });
     }
 
-    /// Carries out queued effects in order, stopping at a `Persist` until the disk
-    /// has synced it (the barrier rule). Consecutive persists share one sync.
+    /// Passes the queued effects through the node's gate in order (the barrier rule,
+    /// `EffectGate`): writes go to the simulated disk's write buffer, effects the
+    /// gate lets through are carried out, the rest wait for a sync. Then starts a
+    /// sync if a write needs one and none is in flight.
     pub(crate) fn run_effects(&mut self, driver: &mut dyn Driver, node: usize) {
         loop {
             if self.violation.is_some() {
                 return;
             }
+            let bugs = &self.opts.bugs;
             let n = &mut self.nodes[node];
-            if n.syncing || n.replica.is_none() {
+            if n.replica.is_none() {
                 return;
             }
-            let Some(effect) = n.queue.pop_front() else { return };
-            match effect {
-                Effect::Persist(op) => {
-                    n.unsynced.push(op);
-                    if !matches!(n.queue.front(), Some(Effect::Persist(_))) {
-                        n.syncing = true;
-                        let gen = n.gen;
-                        self.stats.fsyncs += 1;
-                        let latency = self.rng.range(20, self.params.disk_latency_max + 21);
-                        self.schedule(self.now + latency, Event::SyncDone { node, gen });
-                    }
+            if let Some(effect) = n.ready.pop_front() {
+                if self.execute(driver, node, effect) {
+                    return;
                 }
-                Effect::Send { to, msg } => {
-                    let risk = match msg {
-                        Message::Promise { .. } if to != n.id => self.params.crash_after_promise,
-                        // A candidate or leader may crash right after its first
-                        // Prepare or Accept leaves, as an acceptor may after a Promise.
-                        Message::Prepare { .. } | Message::Accept { .. } if to != n.id => {
-                            self.params.crash_after_send
-                        }
-                        Message::Accepted { .. } => self.params.crash_after_send,
-                        _ => 0.0,
-                    };
-                    self.send(node, to, msg);
-                    if risk > 0.0
-                        && self.phase == Phase::Faults
-                        && !self.hold_faults
-                        && self.rng.chance(risk)
-                    {
-                        self.crash(driver, node);
-                        let gen = self.nodes[node].gen;
-                        // Back quickly, while the leaders it talked to still act.
-                        let after = self.rng.range(MS, 100 * MS);
-                        self.schedule(self.now + after, Event::Restart { node, gen });
+                continue;
+            }
+            let Some(effect) = n.queue.pop_front() else { break };
+            let promised = n.disk.promised;
+            let gate = n.gate.get_or_insert_with(|| EffectGate::new(promised, bugs));
+            match gate.admit(effect) {
+                Gated::Write { seq, op, .. } => n.unsynced.push((seq, op)),
+                Gated::Held => {}
+                Gated::Run(effect) => {
+                    if self.execute(driver, node, effect) {
                         return;
                     }
                 }
-                Effect::SendToBootstrap(msg) => {
-                    // As the server does: any address of the command line's boot
-                    // list or of every membership the replica has known, whether or
-                    // not a process runs there now (a shell cannot know).
-                    let mut candidates: Vec<usize> = n.boot.clone();
-                    if !self.opts.bugs.contains(&Bug::BootListOnly) {
-                        candidates.extend(n.known.iter().filter(|i| !n.boot.contains(i)));
-                    }
-                    candidates.retain(|i| *i != node);
-                    if !candidates.is_empty() {
-                        let target = candidates[self.rng.index(candidates.len())];
-                        let to = self.nodes[target].id;
-                        self.send(node, to, msg);
-                    }
-                }
-                Effect::Apply { slot, value } => self.on_apply(driver, node, slot, value),
-                Effect::InstallSnapshot(snapshot) => {
-                    let id = n.id;
-                    match driver.restore(node, &snapshot.data) {
-                        Ok(hash) => {
-                            self.nodes[node].app_applied = snapshot.slot;
-                            if !self.is_stranger(node) {
-                                let check = self.prefix.on_snapshot(id, snapshot.slot);
-                                self.record(check);
-                            }
-                            self.on_state(node, snapshot.slot, hash);
-                        }
-                        Err(e) => self.fail("state", format!("{id:?} got {e}")),
-                    }
-                }
-                Effect::ReadReady { id } => driver.read_ready(self, node, id),
-                Effect::Dropped { commands, leader_hint } => {
-                    driver.dropped(self, node, commands, leader_hint)
-                }
-                Effect::ReadAborted { id, leader_hint } => {
-                    driver.read_aborted(self, node, id, leader_hint)
-                }
-                Effect::Removed => {
-                    // A removed replica lingers a while as a passive acceptor and
-                    // catch-up source: the slots before its removal took effect may
-                    // still need it to be recovered by a new leader.
-                    let gen = n.gen;
-                    self.schedule(self.now + REMOVED_LINGER, Event::Rejoin { node, gen });
-                }
-                Effect::Foreign { from, cluster } => {
-                    let mine = n.replica.as_ref().and_then(|r| r.cluster());
-                    let check =
-                        crate::checkers::cluster_identity::on_foreign(n.id, mine, from, cluster);
-                    self.record(check);
-                }
             }
         }
+        let n = &mut self.nodes[node];
+        if n.syncing.is_none() && n.gate.as_ref().is_some_and(|g| g.wants_sync()) {
+            n.syncing = n.gate.as_ref().map(|g| g.written());
+            let gen = n.gen;
+            self.stats.fsyncs += 1;
+            let latency = self.rng.range(20, self.params.disk_latency_max + 21);
+            self.schedule(self.now + latency, Event::SyncDone { node, gen });
+        }
+    }
+
+    /// Carries out one effect the gate let through. Returns whether the node
+    /// crashed doing it (a crash right after a send).
+    fn execute(&mut self, driver: &mut dyn Driver, node: usize, effect: Effect) -> bool {
+        let n = &mut self.nodes[node];
+        match effect {
+            Effect::Persist(_) => {}
+            Effect::Send { to, msg } => {
+                let risk = match msg {
+                    Message::Promise { .. } if to != n.id => self.params.crash_after_promise,
+                    // A candidate or leader may crash right after its first
+                    // Prepare or Accept leaves, as an acceptor may after a Promise.
+                    Message::Prepare { .. } | Message::Accept { .. } if to != n.id => {
+                        self.params.crash_after_send
+                    }
+                    Message::Accepted { .. } => self.params.crash_after_send,
+                    _ => 0.0,
+                };
+                self.send(node, to, msg);
+                if risk > 0.0
+                    && self.phase == Phase::Faults
+                    && !self.hold_faults
+                    && self.rng.chance(risk)
+                {
+                    self.crash(driver, node);
+                    let gen = self.nodes[node].gen;
+                    // Back quickly, while the leaders it talked to still act.
+                    let after = self.rng.range(MS, 100 * MS);
+                    self.schedule(self.now + after, Event::Restart { node, gen });
+                    return true;
+                }
+            }
+            Effect::SendToBootstrap(msg) => {
+                // As the server does: any address of the command line's boot
+                // list or of every membership the replica has known, whether or
+                // not a process runs there now (a shell cannot know).
+                let mut candidates: Vec<usize> = n.boot.clone();
+                if !self.opts.bugs.contains(&Bug::BootListOnly) {
+                    candidates.extend(n.known.iter().filter(|i| !n.boot.contains(i)));
+                }
+                candidates.retain(|i| *i != node);
+                if !candidates.is_empty() {
+                    let target = candidates[self.rng.index(candidates.len())];
+                    let to = self.nodes[target].id;
+                    self.send(node, to, msg);
+                }
+            }
+            Effect::Apply { slot, value } => self.on_apply(driver, node, slot, value),
+            Effect::InstallSnapshot(snapshot) => {
+                let id = n.id;
+                match driver.restore(node, &snapshot.data) {
+                    Ok(hash) => {
+                        self.nodes[node].app_applied = snapshot.slot;
+                        if !self.is_stranger(node) {
+                            let check = self.prefix.on_snapshot(id, snapshot.slot);
+                            self.record(check);
+                        }
+                        self.on_state(node, snapshot.slot, hash);
+                    }
+                    Err(e) => self.fail("state", format!("{id:?} got {e}")),
+                }
+            }
+            Effect::ReadReady { id } => driver.read_ready(self, node, id),
+            Effect::Dropped { commands, leader_hint } => {
+                driver.dropped(self, node, commands, leader_hint)
+            }
+            Effect::ReadAborted { id, leader_hint } => {
+                driver.read_aborted(self, node, id, leader_hint)
+            }
+            Effect::Removed => {
+                // A removed replica lingers a while as a passive acceptor and
+                // catch-up source: the slots before its removal took effect may
+                // still need it to be recovered by a new leader.
+                let gen = n.gen;
+                self.schedule(self.now + REMOVED_LINGER, Event::Rejoin { node, gen });
+            }
+            Effect::Foreign { from, cluster } => {
+                let mine = n.replica.as_ref().and_then(|r| r.cluster());
+                let check =
+                    crate::checkers::cluster_identity::on_foreign(n.id, mine, from, cluster);
+                self.record(check);
+            }
+        }
+        false
     }
 
     pub(crate) fn send(&mut self, node: usize, to: ReplicaId, msg: Message) {
@@ -821,6 +859,7 @@ impl World {
     /// The process dies: its memory, its unsynced writes and its timers are lost.
     pub(crate) fn crash(&mut self, driver: &mut dyn Driver, node: usize) {
         driver.crash(node);
+        let kept = self.rng.range(0, self.nodes[node].unsynced.len() as u64 + 1) as usize;
         let n = &mut self.nodes[node];
         n.last_membership = n.replica.as_ref().and_then(|r| r.membership().cloned());
         n.replica = None;
@@ -828,9 +867,18 @@ impl World {
         n.timer_token += 1;
         n.timer_at = None;
         n.queue.clear();
-        n.syncing = false;
-        // Written but not synced: lost with the process.
+        n.ready.clear();
+        n.gate = None;
+        n.syncing = None;
+        // Written but not synced: a prefix of it may have reached the disk (the
+        // sync in flight, or the OS writing back on its own); the rest is lost.
+        for (_, op) in n.unsynced.drain(..kept) {
+            n.disk.apply(&op);
+        }
         n.unsynced.clear();
+        let check = crate::checkers::durability::on_disk(n.id, &n.disk);
+        self.record(check);
+        let n = &mut self.nodes[node];
         n.paused_until = None;
         n.app_applied = Slot::ZERO;
         // The shell's memory goes with the process.

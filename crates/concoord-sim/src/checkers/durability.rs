@@ -28,6 +28,16 @@ fn disk_floor(disk: &DurableState) -> Slot {
     disk.snapshot.as_ref().map_or(Slot::ZERO, |s| s.slot).max(disk.commit_max)
 }
 
+/// Whether the disk's entry `d` vouches for an acceptance of `value` at `ballot`:
+/// it is that acceptance, or a later one at a higher ballot that replaced it. Writes
+/// reach the disk in the order they were made, and the shell hands a write to the
+/// disk as soon as the core makes it, so a message that waited for its write can
+/// leave after a later write replaced it (the same as a message delayed in the
+/// network): the replaced record was durable before the later one.
+fn holds(d: &concoord_paxos::AcceptedEntry, ballot: concoord_paxos::Ballot, value: &Value) -> bool {
+    d.ballot > ballot || (d.ballot == ballot && d.value == *value)
+}
+
 /// `me` sends `msg`; `disk` is what `me` has synced. `memory` gives the value the
 /// sender's log holds at a slot now (for an `Accepted` of a slot the sender already
 /// knew chosen with that value, which it acknowledges without writing again).
@@ -58,9 +68,15 @@ pub fn on_send(
                     disk.promised
                 ));
             }
+            let snapshot = disk.snapshot.as_ref().map_or(Slot::ZERO, |s| s.slot);
             for e in accepted {
+                // A snapshot written after the entry (the shell hands writes to the
+                // disk ahead of the effects that wait) covers it: chosen and settled.
+                if e.slot <= snapshot {
+                    continue;
+                }
                 let on_disk = disk_entry(disk, e.slot);
-                if !on_disk.is_some_and(|d| d.ballot == e.ballot && d.value == e.value) {
+                if !on_disk.is_some_and(|d| holds(d, e.ballot, &e.value)) {
                     return fail(format!(
                         "{me:?} reported slot {:?} accepted at {:?} in Promise {ballot:?}, but its disk holds {:?}",
                         e.slot,
@@ -85,7 +101,7 @@ pub fn on_send(
                     continue;
                 }
                 let ok = match disk_entry(disk, *slot) {
-                    Some(d) if d.ballot == *ballot => true,
+                    Some(d) if d.ballot >= *ballot => true,
                     Some(d) => memory(*slot).is_some_and(|v| v == d.value),
                     None => false,
                 };

@@ -117,7 +117,7 @@ fn the_objects_workload_passes_a_fixed_seed_range() {
 /// whether or not a crash strikes then.
 #[test]
 fn durability_bugs_are_caught_in_every_durable_seed() {
-    for bug in [Bug::SkipPersistPromise, Bug::AcceptedBeforeDurable] {
+    for bug in [Bug::SkipPersistPromise, Bug::AcceptedBeforeDurable, Bug::SendBeforeDurable] {
         for seed in 0..60 {
             let report = run_seed(seed, &with_bug(bug));
             if !report.params.durable {
