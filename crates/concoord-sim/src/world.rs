@@ -803,9 +803,13 @@ impl World {
         (0..self.nodes.len()).filter(|i| self.nodes[*i].is_up()).collect()
     }
 
-    /// Whether the replica `id` is running (its node is up under that identity).
+    /// Whether the replica `id` is running (its node is up under that identity) in
+    /// the real cluster: a joiner that a stranger admitted runs in the stranger's
+    /// cluster, and the operator must not promote it in the real one.
     pub(crate) fn is_running(&self, id: ReplicaId) -> bool {
-        self.id_to_node.get(&id).is_some_and(|&i| self.nodes[i].id == id && self.nodes[i].is_up())
+        self.id_to_node.get(&id).is_some_and(|&i| {
+            self.nodes[i].id == id && self.nodes[i].is_up() && !self.is_stranger(i)
+        })
     }
 
     /// The real cluster's leader with the highest ballot (a stranger leads only
