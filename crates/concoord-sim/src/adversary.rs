@@ -10,6 +10,11 @@
 //!   with other values, and the one after it finds reports of several values at
 //!   several ballots for one slot ("Paxos Made Simple" §2.2: it must adopt the
 //!   highest-ballot one).
+//! - **Competing leaders**: the leader is cut off and proposes alone; once
+//!   another leads and one of its acceptors holds another value at a slot where
+//!   the first holds its own, the second is cut off (its value may be chosen
+//!   where nobody knows it) and the first is back: whichever leads next gets
+//!   reports of both values for that slot, its own first if it is the first.
 //! - **Voters cut**: the leader is cut off from every other voter, but learners
 //!   and removed replicas that linger still answer it; their answers must not make
 //!   a quorum.
@@ -49,6 +54,11 @@ enum Plan {
     /// The stale-leader plan, at `step` (0: cut off with its follower, 1: the
     /// majority's leader cut off and one of its replicas back in touch).
     Stale { step: u8, leader: usize, ballot: Ballot, gen: u64 },
+    /// Competing leaders: the `first` leader (at `ballot`) is cut off and
+    /// proposes alone; once a `second` leads and one of its acceptors holds another
+    /// value than the first leader at some slot, the second is cut off and the
+    /// first heard again. `polls` counts the checks of the current step.
+    Compete { first: usize, ballot: Ballot, second: Option<usize>, done: bool, polls: u32 },
 }
 
 #[derive(Debug)]
@@ -57,6 +67,7 @@ pub(crate) struct Adversary {
     churn_weight: u64,
     voters_cut_weight: u64,
     stale_weight: u64,
+    compete_weight: u64,
     /// The longest quiet time between two plans.
     gap_max: u64,
     plan: Option<Plan>,
@@ -79,11 +90,13 @@ impl Adversary {
         let voters_cut_weight = weight(&mut rng);
         let stale_weight = weight(&mut rng);
         let gap_max = rng.range(300 * MS, 2 * SEC);
+        let compete_weight = weight(&mut rng);
         let mut a = Adversary {
             rng,
             churn_weight,
             voters_cut_weight,
             stale_weight,
+            compete_weight,
             gap_max,
             plan: None,
             blocked: Vec::new(),
@@ -91,7 +104,7 @@ impl Adversary {
             slowed: None,
             holding: false,
         };
-        if churn_weight + voters_cut_weight + stale_weight > 0 {
+        if churn_weight + voters_cut_weight + stale_weight + compete_weight > 0 {
             let first = a.rng.range(200 * MS, SEC);
             w.schedule(first, Event::Adversary);
         }
@@ -112,6 +125,9 @@ impl Adversary {
             }
             Some(Plan::Stale { step, leader, ballot, gen }) => {
                 self.stale_step(w, step, leader, ballot, gen)
+            }
+            Some(Plan::Compete { first, ballot, second, done, polls }) => {
+                self.compete_step(w, first, ballot, second, done, polls)
             }
             // Healing ends whatever plan still runs (it heals every link).
             None if !w.hold_faults => self.start(w),
@@ -138,11 +154,13 @@ impl Adversary {
 
     /// Starts a plan by the seed's weights. Returns when to take its next step.
     fn start(&mut self, w: &mut World) -> Option<u64> {
-        let total = self.churn_weight + self.voters_cut_weight + self.stale_weight;
+        let total =
+            self.churn_weight + self.voters_cut_weight + self.stale_weight + self.compete_weight;
         let pick = self.rng.range(0, total);
         // A plan must have time for its cuts to matter before healing.
         let et = election_timeout(w);
-        let stale = pick >= self.churn_weight + self.voters_cut_weight;
+        let stale = (self.churn_weight + self.voters_cut_weight..total - self.compete_weight)
+            .contains(&pick);
         let span = if stale { 14 * et } else { 4 * et };
         if w.now + span > w.heal_at {
             return None;
@@ -156,8 +174,10 @@ impl Adversary {
             self.churn(w, rounds, None)
         } else if pick < self.churn_weight + self.voters_cut_weight {
             self.voters_cut(w)
-        } else {
+        } else if stale {
             self.stale_start(w)
+        } else {
+            self.compete_start(w)
         }
     }
 
@@ -338,6 +358,65 @@ impl Adversary {
         Some(8 * election_timeout(w))
     }
 
+    // ------------------------------------------------------------------ competing leaders
+
+    fn compete_start(&mut self, w: &mut World) -> Option<u64> {
+        let first = running_leader(w)?;
+        let ballot = w.nodes[first].replica.as_ref().and_then(Replica::ballot)?;
+        // Both ways: it must not accept the second leader's values either.
+        let links = all_links(w, first);
+        self.block(w, &links);
+        self.plan = Some(Plan::Compete { first, ballot, second: None, done: false, polls: 0 });
+        Some(5 * MS)
+    }
+
+    fn compete_step(
+        &mut self,
+        w: &mut World,
+        first: usize,
+        ballot: Ballot,
+        second: Option<usize>,
+        done: bool,
+        polls: u32,
+    ) -> Option<u64> {
+        if done {
+            self.release_links(w);
+            return None;
+        }
+        let Some(second) = second else {
+            let leader = (0..w.nodes.len()).find(|i| {
+                *i != first
+                    && w.in_cluster(*i)
+                    && w.nodes[*i]
+                        .replica
+                        .as_ref()
+                        .is_some_and(|r| r.is_leader() && r.ballot().is_some_and(|b| b > ballot))
+            });
+            if leader.is_none() && polls > 600 {
+                self.release_links(w);
+                return None;
+            }
+            self.plan =
+                Some(Plan::Compete { first, ballot, second: leader, done: false, polls: 0 });
+            return Some(if leader.is_some() { MS } else { 5 * MS });
+        };
+        if !competing_values(w, first, ballot, second) && polls < 1000 {
+            let polls = polls + 1;
+            let second = Some(second);
+            self.plan = Some(Plan::Compete { first, ballot, second, done: false, polls });
+            return Some(MS);
+        }
+        // The second leader's value may be chosen where no follower knows it: it
+        // is cut off before it says so, and the first leader is heard again.
+        for link in all_links(w, first) {
+            self.unblock_one(w, link);
+        }
+        let cut = all_links(w, second);
+        self.block(w, &cut);
+        self.plan = Some(Plan::Compete { first, ballot, second: None, done: true, polls: 0 });
+        Some(3 * election_timeout(w))
+    }
+
     // ------------------------------------------------------------------ links
 
     fn block(&mut self, w: &mut World, links: &[(usize, usize)]) {
@@ -397,6 +476,24 @@ fn decrement(w: &mut World, link: (usize, usize)) {
             w.blocked.remove(&link);
         }
     }
+}
+
+/// Whether a replica other than `first` and `second` accepted, above its commit
+/// point, a value from a ballot above `ballot` at a slot where `first` holds
+/// another value of its own (at `ballot` or below).
+fn competing_values(w: &World, first: usize, ballot: Ballot, second: usize) -> bool {
+    let Some(f) = w.nodes[first].replica.as_ref() else { return false };
+    let span = w.params.accept_ahead_max + w.params.alpha;
+    (0..w.nodes.len()).filter(|i| *i != first && *i != second && w.in_cluster(*i)).any(|i| {
+        let Some(r) = w.nodes[i].replica.as_ref() else { return false };
+        (1..=span).any(|k| {
+            let slot = r.commit_max().plus(k);
+            match (r.accepted(slot), f.accepted(slot)) {
+                (Some((theirs, w)), Some((mine, v))) => theirs > ballot && mine <= ballot && w != v,
+                _ => false,
+            }
+        })
+    })
 }
 
 /// Every link between `node` and every other node, both ways.
