@@ -346,6 +346,7 @@ impl Sim {
     fn check_convergence(&mut self) {
         let (w, driver) = (&mut self.world, self.driver.as_mut());
         self.faults.repair_foreign(w, driver);
+        self.faults.repair_stranded_joiners(w, driver);
         let mut views = Vec::new();
         let leader_membership = w
             .leader_node()
