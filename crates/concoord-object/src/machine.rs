@@ -44,15 +44,20 @@ pub enum MachineBug {
     /// own request number for `acked`): a pipelining client's earlier calls lose
     /// their replies (issue 13). Only the pipelined workload can show it.
     CreateAcksEarlier,
+    /// Objects see the command's slot as its fencing token instead of its position:
+    /// two grants in one slot (batching), or two sessions expiring before one
+    /// command, hand out the same token (issue 13).
+    FencingTokenIsSlot,
 }
 
 impl MachineBug {
-    pub const ALL: [MachineBug; 5] = [
+    pub const ALL: [MachineBug; 6] = [
         MachineBug::ApplyDuplicateTwice,
         MachineBug::KeepHoldingsOnExpiry,
         MachineBug::WakeWrongWaiter,
         MachineBug::CancelWithoutObject,
         MachineBug::CreateAcksEarlier,
+        MachineBug::FencingTokenIsSlot,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +67,7 @@ impl MachineBug {
             MachineBug::WakeWrongWaiter => "wake-wrong-waiter",
             MachineBug::CancelWithoutObject => "cancel-without-object",
             MachineBug::CreateAcksEarlier => "create-acks-earlier",
+            MachineBug::FencingTokenIsSlot => "fencing-token-is-slot",
         }
     }
 
@@ -494,7 +500,8 @@ impl Machine {
         }
         let mut wakes = Vec::new();
         let outcome = {
-            let mut ctx = Ctx::at(call, clock, slot, position, &mut wakes);
+            let token = self.fencing_token(slot, position);
+            let mut ctx = Ctx::at(call, clock, slot, token, &mut wakes);
             run(self, &mut ctx)
         };
         let reply = match outcome {
@@ -581,6 +588,15 @@ impl Machine {
         }
     }
 
+    /// The fencing token objects see for a step at `position` of `slot`.
+    fn fencing_token(&self, slot: Slot, position: u64) -> u64 {
+        if self.bugs.contains(&MachineBug::FencingTokenIsSlot) {
+            slot.0
+        } else {
+            position
+        }
+    }
+
     /// Ends a session: every object releases what it held (waking others), then the
     /// session and its parked calls are gone.
     fn end_session(&mut self, slot: Slot, session: SessionId, responses: &mut Vec<Response>) {
@@ -594,8 +610,9 @@ impl Machine {
         // The call id of a release has request 0: it is the system acting, not a client.
         let call = CallId { session, request: RequestNumber(0) };
         let release = !self.bugs.contains(&MachineBug::KeepHoldingsOnExpiry);
+        let token = self.fencing_token(slot, self.position);
         for object in self.objects.values_mut().filter(|_| release) {
-            let mut ctx = Ctx::at(call, self.clock, slot, self.position, &mut wakes);
+            let mut ctx = Ctx::at(call, self.clock, slot, token, &mut wakes);
             object.session_closed(&mut ctx, session);
         }
         self.deliver_wakes(slot, wakes, responses);

@@ -379,6 +379,38 @@ impl Faults {
         }
     }
 
+    /// After healing, the operator restarts with boot addresses of live members a
+    /// joiner that has been joining for seconds and can reach no member: every
+    /// address it knows (its boot list, when it was added, and whatever it learned
+    /// since) is dead or removed by now, and it would ask them for ever, as the
+    /// server would. `concoord status` shows it joining; the operator gives it `-b`.
+    pub(crate) fn repair_stranded_joiners(&mut self, w: &mut World, driver: &mut dyn Driver) {
+        if w.now < w.heal_at + 5 * SEC {
+            return;
+        }
+        for node in 0..w.nodes.len() {
+            let n = &w.nodes[node];
+            let joining = n.replica.as_ref().is_some_and(|r| r.role() == RoleKind::Joining);
+            if n.retired || !joining || w.is_stranger(node) {
+                continue;
+            }
+            let reachable = n.boot.iter().chain(n.known.iter()).any(|&i| {
+                i != node
+                    && w.in_cluster(i)
+                    && w.nodes[i]
+                        .replica
+                        .as_ref()
+                        .is_some_and(|r| matches!(r.role(), RoleKind::Follower | RoleKind::Leader))
+            });
+            if reachable {
+                continue;
+            }
+            w.crash(driver, node);
+            w.nodes[node].boot = (0..w.nodes.len()).filter(|i| *i != node).collect();
+            w.restart(driver, node);
+        }
+    }
+
     /// Without automatic promotion, the operator promotes learners once faults end.
     pub(crate) fn operator_promotes_a_learner(&mut self, w: &mut World, driver: &mut dyn Driver) {
         let Some(leader) = w.leader_node() else { return };

@@ -4,6 +4,7 @@
 //! Architecture Invariant: nothing here reads a clock or OS randomness; a seed
 //! determines the whole run, so every failure replays exactly.
 
+mod adversary;
 pub mod app;
 pub mod checkers;
 mod faults;

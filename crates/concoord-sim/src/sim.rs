@@ -11,6 +11,7 @@
 //! one file per workload behind the `Driver` trait. This file draws the run's
 //! parameters, dispatches events, and judges convergence at the end.
 
+use crate::adversary::Adversary;
 use crate::checkers::liveness::{self, NodeView};
 use crate::checkers::Violation;
 use crate::faults::Faults;
@@ -164,6 +165,7 @@ pub struct Sim {
     world: World,
     driver: Box<dyn Driver>,
     faults: Faults,
+    adversary: Adversary,
     last_liveness: String,
 }
 
@@ -206,7 +208,8 @@ impl Sim {
         world.schedule(first_fault, Event::Fault);
         world.schedule(world.heal_at, Event::Heal);
         let faults = Faults::new(seed, world.params.durable);
-        Sim { world, driver, faults, last_liveness: String::new() }
+        let adversary = Adversary::new(seed, &mut world);
+        Sim { world, driver, faults, adversary, last_liveness: String::new() }
     }
 
     pub fn params(&self) -> &Params {
@@ -328,11 +331,13 @@ impl Sim {
             }
             Event::Heal => {
                 self.faults.heal(w, driver);
+                self.adversary.heal(w);
                 w.schedule(w.now + 100 * MS, Event::Check);
             }
             Event::Check => self.check_convergence(),
             Event::Watch => self.faults.watch(w),
             Event::Reboot { node, gen } => self.faults.on_reboot(w, driver, node, gen),
+            Event::Adversary => self.adversary.step(w),
         }
     }
 
@@ -341,6 +346,7 @@ impl Sim {
     fn check_convergence(&mut self) {
         let (w, driver) = (&mut self.world, self.driver.as_mut());
         self.faults.repair_foreign(w, driver);
+        self.faults.repair_stranded_joiners(w, driver);
         let mut views = Vec::new();
         let leader_membership = w
             .leader_node()

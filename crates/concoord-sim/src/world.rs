@@ -98,6 +98,8 @@ pub(crate) enum Event {
         node: usize,
         gen: u64,
     },
+    /// The adversarial schedule takes its next step (`adversary.rs`).
+    Adversary,
 }
 
 impl Event {
@@ -121,6 +123,7 @@ impl Event {
             Event::ClientCancel { client, .. } => (15, *client as u64),
             Event::Watch => (16, 0),
             Event::Reboot { node, .. } => (17, *node as u64),
+            Event::Adversary => (18, 0),
         }
     }
 
@@ -199,7 +202,8 @@ pub(crate) struct Node {
     pub(crate) ready: VecDeque<Effect>,
     /// The sync in flight covers the writes up to this number.
     pub(crate) syncing: Option<u64>,
-    pub(crate) clock_offset: u64,
+    /// The local clock reads `clock_offset + sim * (1 + clock_ppm / 10^6)`.
+    pub(crate) clock_offset: i64,
     pub(crate) clock_ppm: i64,
     pub(crate) next_read: u64,
     /// The boot addresses of the process's command line (`-b`), as node indexes
@@ -219,16 +223,24 @@ impl Node {
     }
 
     pub(crate) fn local(&self, sim: u64) -> Time {
-        let scaled =
-            u128::from(sim) * (1_000_000i128 + i128::from(self.clock_ppm)) as u128 / 1_000_000;
-        Time(self.clock_offset + scaled as u64)
+        let scaled = i128::from(sim) * (1_000_000 + i128::from(self.clock_ppm)) / 1_000_000;
+        Time((i128::from(self.clock_offset) + scaled).max(0) as u64)
     }
 
     /// The earliest sim time at which the local clock reads at least `local`.
     fn sim_at(&self, local: Time) -> u64 {
-        let l = u128::from(local.0.saturating_sub(self.clock_offset));
+        let l = (i128::from(local.0) - i128::from(self.clock_offset)).max(0) as u128;
         let rate = (1_000_000i128 + i128::from(self.clock_ppm)) as u128;
         (l * 1_000_000).div_ceil(rate) as u64
+    }
+
+    /// The local clock runs at another rate from `sim` on, without a jump: a
+    /// process's clock may run slow or fast, and Paxos' safety must not care.
+    pub(crate) fn set_clock_ppm(&mut self, sim: u64, ppm: i64) {
+        let now = i128::from(self.local(sim).0);
+        self.clock_ppm = ppm;
+        let scaled = i128::from(sim) * (1_000_000 + i128::from(ppm)) / 1_000_000;
+        self.clock_offset = (now - scaled) as i64;
     }
 }
 
@@ -265,6 +277,9 @@ pub(crate) struct World {
     /// fault, the crashes at the worst point included.
     pub(crate) hold_faults: bool,
     pub(crate) blocked: BTreeMap<(usize, usize), u32>,
+    /// Links that lose every message carrying a leader's ballot (Prepare, Accept,
+    /// Heartbeat) and deliver the rest: the adversarial schedule's selective loss.
+    pub(crate) muted: BTreeSet<(usize, usize)>,
     pub(crate) loss: f64,
     pub(crate) duplicate: f64,
     pub(crate) phase: Phase,
@@ -300,6 +315,7 @@ impl World {
             disturbed_at: 0,
             hold_faults: false,
             blocked: BTreeMap::new(),
+            muted: BTreeSet::new(),
             phase: Phase::Faults,
             heal_at: 0,
             prefix: Prefix::default(),
@@ -321,7 +337,7 @@ impl World {
     ) -> usize {
         let n = self.nodes.len();
         self.addr_to_node.insert(addr.clone(), n);
-        let clock_offset = self.rng.range(0, 10 * SEC);
+        let clock_offset = self.rng.range(0, 10 * SEC) as i64;
         let clock_ppm = self.rng.range(0, 40_001) as i64 - 20_000;
         self.nodes.push(Node {
             id,
@@ -685,6 +701,13 @@ impl World {
         if self.blocked.contains_key(&(node, target)) || self.rng.chance(self.loss) {
             return;
         }
+        let leads = matches!(
+            msg,
+            Message::Prepare { .. } | Message::Accept { .. } | Message::Heartbeat { .. }
+        );
+        if leads && self.muted.contains(&(node, target)) {
+            return;
+        }
         let copies = if self.rng.chance(self.duplicate) { 2 } else { 1 };
         for _ in 0..copies {
             let delay = self.rng.range(self.params.delay_min, self.params.delay_max + 1);
@@ -841,9 +864,13 @@ impl World {
         (0..self.nodes.len()).filter(|i| self.nodes[*i].is_up()).collect()
     }
 
-    /// Whether the replica `id` is running (its node is up under that identity).
+    /// Whether the replica `id` is running (its node is up under that identity) in
+    /// the real cluster: a joiner that a stranger admitted runs in the stranger's
+    /// cluster, and the operator must not promote it in the real one.
     pub(crate) fn is_running(&self, id: ReplicaId) -> bool {
-        self.id_to_node.get(&id).is_some_and(|&i| self.nodes[i].id == id && self.nodes[i].is_up())
+        self.id_to_node.get(&id).is_some_and(|&i| {
+            self.nodes[i].id == id && self.nodes[i].is_up() && !self.is_stranger(i)
+        })
     }
 
     /// The real cluster's leader with the highest ballot (a stranger leads only

@@ -316,6 +316,50 @@ fn a_leader_that_catches_up_a_higher_label_steps_down_before_announcing_it() {
     );
 }
 
+/// docs/consensus.md §j point 6, the snapshot case: a snapshot does not say at which
+/// ballots its slots were chosen, so a leader that installs one covering a slot it
+/// proposed steps down before any message of its ballot announces that commit point.
+#[test]
+fn a_leader_that_installs_a_snapshot_over_its_proposal_steps_down_before_announcing_it() {
+    use concoord_paxos::{Schedule, Snapshot};
+    use concoord_wire::Time;
+    let mut t = Cluster::new(3);
+    let leader = t.run_until_leader();
+    t.propose(leader, apps(["a"])).unwrap();
+    t.run_until_applied(&[R1, R2, R3], 1);
+    let b = t.replica(leader).ballot().unwrap();
+    // Its next proposal reaches nobody: only its own acceptor holds it.
+    t.isolate(leader);
+    t.propose(leader, apps(["lost"])).unwrap();
+    t.run_for(ms(5));
+    let slot = t.replica(leader).commit_max().next();
+    assert_eq!(t.replica(leader).accepted(slot).map(|(l, _)| l), Some(b));
+    // The state after another value was chosen there arrives as a snapshot.
+    let mut data = 2u64.to_le_bytes().to_vec();
+    for command in ["a", "won"] {
+        data.extend((command.len() as u32).to_le_bytes());
+        data.extend(command.as_bytes());
+    }
+    let schedule = Schedule::starting_with(t.genesis.clone());
+    let snapshot = Snapshot { slot, data, schedule, timestamp: Time(1) };
+    let other = *t.live().iter().find(|id| **id != leader).unwrap();
+    let effects = t.inject(other, leader, Message::InstallSnapshot { snapshot });
+    assert!(!t.replica(leader).is_leader(), "kept leading over a snapshot: {effects:?}");
+    assert_eq!(t.replica(leader).commit_max(), slot);
+    for e in &effects {
+        if let Effect::Send {
+            msg:
+                Message::Heartbeat { ballot, commit_max, .. }
+                | Message::Accept { ballot, commit_max, .. },
+            ..
+        } = e
+        {
+            assert!(!(*ballot == b && *commit_max >= slot), "announced {commit_max:?} under {b:?}");
+        }
+    }
+    assert!(!t.commands(leader).contains(&"lost".to_string()), "{:?}", t.commands(leader));
+}
+
 /// A crash during the catch-up's sync may tear it: the log keeps a prefix of its
 /// records. Whatever prefix survives, the replica recovers to a state that passes
 /// its invariants (no run of entries above the durable commit point longer than
