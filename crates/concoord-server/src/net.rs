@@ -35,6 +35,14 @@ type Reader = Box<dyn AsyncRead + Send + Unpin>;
 /// The writing side of a connection, plaintext or TLS.
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
+/// Bytes a connection's reader takes from the socket at once: a burst of pipelined
+/// frames costs one `recvfrom`, not two per frame (header, body) and an `EAGAIN`.
+const READ_BUFFER: usize = 16 * 1024;
+
+fn buffered(rd: impl AsyncRead + Send + Unpin + 'static) -> Reader {
+    Box::new(tokio::io::BufReader::with_capacity(READ_BUFFER, rd))
+}
+
 /// Identifies one client connection.
 pub type ConnId = u64;
 
@@ -224,12 +232,20 @@ enum ReadError {
     Frame(FrameError),
 }
 
+/// Most of a frame's body allocated before its bytes arrive.
+const BODY_PREALLOC_MAX: usize = 64 * 1024;
+
 async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R, max: usize) -> Result<Vec<u8>, ReadError> {
     let mut header = [0u8; FRAME_HEADER_LEN];
     rd.read_exact(&mut header).await.map_err(|_| ReadError::Closed)?;
     let len = body_len(header, max).map_err(ReadError::Frame)?;
-    let mut body = vec![0u8; len];
-    rd.read_exact(&mut body).await.map_err(|_| ReadError::Closed)?;
+    // The memory follows the bytes that arrive, not the length a header claims: a
+    // connection that announces a huge frame and sends nothing costs nothing.
+    let mut body = Vec::with_capacity(len.min(BODY_PREALLOC_MAX));
+    let read = rd.take(len as u64).read_to_end(&mut body).await;
+    if read.is_err() || body.len() < len {
+        return Err(ReadError::Closed);
+    }
     Ok(body)
 }
 
@@ -403,7 +419,7 @@ async fn serve_connection(
         (None, Opening::Tls) => return answer_tls_without_tls(stream, &gate).await,
         (None, Opening::Plain) => {
             let (rd, wr) = stream.into_split();
-            (Box::new(rd), Box::new(wr))
+            (buffered(rd), Box::new(wr))
         }
         (Some(_), Opening::Plain) => return refuse_plaintext(stream, &gate).await,
         (Some(tls), Opening::Tls) => {
@@ -421,7 +437,7 @@ async fn serve_connection(
             };
             certified = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
             let (rd, wr) = tokio::io::split(stream);
-            (Box::new(rd), Box::new(wr))
+            (buffered(rd), Box::new(wr))
         }
     };
     let first = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut rd, PEER_FRAME_MAX)).await
@@ -800,7 +816,7 @@ async fn connect_link(
     let _ = stream.set_nodelay(true);
     let Some(tls) = tls else {
         let (rd, wr) = stream.into_split();
-        return Ok((Box::new(rd), Box::new(wr)));
+        return Ok((buffered(rd), Box::new(wr)));
     };
     let name = server_name(addr).map_err(std::io::Error::other)?;
     let stream = tokio_rustls::TlsConnector::from(tls.clone())
@@ -808,7 +824,7 @@ async fn connect_link(
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("TLS handshake failed: {e}")))?;
     let (rd, wr) = tokio::io::split(stream);
-    Ok((Box::new(rd), Box::new(wr)))
+    Ok((buffered(rd), Box::new(wr)))
 }
 
 /// Connects to `addr`, from `local` when given (any port).
