@@ -57,6 +57,8 @@ pub struct Setup {
     /// Replica `i` listens on 127.0.0.(11 + i) instead of 127.0.0.1, so firewall
     /// rules can tell replicas apart.
     pub distinct_hosts: bool,
+    /// More arguments for replica `i` only, after `extra`.
+    pub extra_for: std::collections::BTreeMap<usize, Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -181,6 +183,7 @@ impl Cluster {
             args.push(token.clone());
         }
         args.extend(self.setup.extra.iter().cloned());
+        args.extend(self.setup.extra_for.get(&index).into_iter().flatten().cloned());
         args
     }
 
