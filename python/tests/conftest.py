@@ -83,15 +83,16 @@ class Replica:
 
 
 class Cluster:
-    def __init__(self, tmp_path, object="Counter", token=None, extra=()):
+    def __init__(self, tmp_path, object="Counter", token=None, extra=(), host="127.0.0.1"):
         self.tmp_path = tmp_path
+        self.host = host
         self.object = object
         self.token = token
         self.extra = list(extra)
         self.replicas = []
 
     def add_replica(self):
-        args = ["-a", "127.0.0.1", "-p", "0", "-o", self.object] + self.extra
+        args = ["-a", self.host, "-p", "0", "-o", self.object] + self.extra
         live = self.live()
         if live:
             args += ["-b", ",".join(r.addr for r in live)]
