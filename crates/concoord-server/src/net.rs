@@ -505,7 +505,18 @@ async fn serve_client(
                     break;
                 }
             }
-            Err(e) => refuse(ErrorKind::BadFrame, e.message),
+            Err(e) => {
+                // A request the replica cannot read (an integer beyond i64 among its
+                // arguments, say): the refusal names it, so the client fails that
+                // request alone instead of waiting for it.
+                let id = protocol::request_id_of(&body);
+                let message = match id {
+                    Some(id) => format!("request {id}: {}", e.message),
+                    None => e.message,
+                };
+                let error = ServerFrame::Error { id, kind: ErrorKind::BadFrame, message };
+                let _ = tx.try_send(client_frame(&error));
+            }
         }
     }
     drop(tx);
