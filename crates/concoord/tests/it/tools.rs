@@ -416,6 +416,20 @@ async fn create_takes_constructor_arguments() {
     assert!(!ok && err.contains("must be >= 0"), "{err}");
     let (ok, out, _) = call(&["--object", "bad", "value"]);
     assert!(!ok, "a refused constructor left an instance: {out}");
+    // A call that cannot work on a built-in type creates nothing (N-3.9): an
+    // unknown method, too many arguments. Both created the object before.
+    let (ok, _, err) = call(&["--object", "q", "--create", "Queue", "--init", "2", "pusj", "1"]);
+    assert!(!ok && err.contains("AttributeError") && err.contains("nothing was created"), "{err}");
+    assert!(err.contains("put"), "the error lists the methods: {err}");
+    let (ok, _, err) = call(&["--object", "q", "--create", "Queue", "qsize", "1", "2"]);
+    assert!(!ok && err.contains("TypeError") && err.contains("nothing was created"), "{err}");
+    let (ok, out, _) = call(&["--object", "q", "qsize"]);
+    assert!(!ok, "a call refused before reaching the cluster created q: {out}");
+    // The method's own refusal comes after the creation, which stays, and says so.
+    let (ok, _, err) = call(&["--object", "l", "--create", "Lock", "release"]);
+    assert!(!ok && err.contains("l was created by --create Lock and stays"), "{err}");
+    let (ok, out, _) = call(&["--object", "l", "locked"]);
+    assert!(ok && out.trim() == "false", "{out}");
     // --init without --create is a usage error.
     let (ok, _, err) = call(&["--init", "3", "value"]);
     assert!(!ok && err.contains("--create"), "{err}");
