@@ -224,6 +224,32 @@ fn status_code(boot: &str) -> (Option<i32>, String) {
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A voter that died and whose address a new process took (started without its
+/// data and without `-b`: it founded a cluster of its own there) is still shown
+/// down and the cluster degraded, not hidden behind whoever answers (N-2.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_a_dead_voter_whose_address_a_stranger_took() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3, Setup::default()).await;
+    let leader = cluster.leader().await;
+    let victim = (0..3).find(|i| *i != leader).unwrap();
+    let boot = cluster.boot();
+    cluster.kill(victim);
+    let mut args = cluster.stopped_args(victim);
+    if let Some(at) = args.iter().position(|a| a == "-b") {
+        args.drain(at..at + 2);
+    }
+    cluster.restart_with(victim, args);
+    let dead = cluster.addrs[victim].clone();
+    let (code, out) = status_code(&boot);
+    assert_eq!(code, Some(2), "a voter of three down is degraded:\n{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(dead.as_str()) && l.contains(" down "))
+        .unwrap_or_else(|| panic!("{dead} not shown down:\n{out}"));
+    assert!(line.contains("of another cluster"), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_exit_codes_tell_healthy_degraded_and_down_apart() {
     let _serial = serial();
