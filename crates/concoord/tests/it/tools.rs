@@ -437,6 +437,12 @@ async fn create_takes_constructor_arguments() {
     let (ok, out, err) = call(&["--object", "b", "--create", "Barrier", "--init", "4", "parties"]);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "4");
+    // A bounded Queue: maxsize 1 takes one item, then is full.
+    let (ok, _, err) =
+        call(&["--object", "bq", "--create", "Queue", "--init", "1", "put_nowait", "a"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = call(&["--object", "bq", "put_nowait", "b"]);
+    assert!(!ok && err.contains("Full"), "a bounded queue of 1 took a second item: {err}");
     // The constructor's own checks apply, and a refused constructor creates nothing.
     let (ok, _, err) = call(&["--object", "bad", "--create", "Semaphore", "--init", "-1", "value"]);
     assert!(!ok && err.contains("must be >= 0"), "{err}");
