@@ -690,6 +690,10 @@ class Core:
             return self._finish_close()
         if what == "call" and tag == "Value":
             return _resolve(p.waiter, body)
+        if what == "call" and tag == "Error" and body[0] == "AcknowledgedError":
+            # The cluster says this request was acknowledged already: a bug of the
+            # client's numbering, not the method's error.
+            return _fail(p.waiter, ProtocolError(body[1]))
         if what == "call" and tag == "Error":
             return _fail(p.waiter, remote_exception(body[0], body[1]))
         if what in ("call", "cancel") and tag == "SessionUnknown":

@@ -1,11 +1,11 @@
 """Finding a cluster's replicas by domain name: ``dns://DOMAIN[@server[:port]]``.
 
 A minimal stub resolver, standard library only: it asks SRV at
-``_concoord._tcp.DOMAIN`` (targets' addresses from the additional section, else an
-A query), then falls back to A at DOMAIN with the default replica port 14000. The
-server is the one named after ``@``, else the first ``nameserver`` of
-/etc/resolv.conf. It is not a general resolver: no cache, no search list, IPv4
-answers (A) only, no DNSSEC.
+``_concoord._tcp.DOMAIN`` (targets' addresses from the additional section, else A
+and AAAA queries), then falls back to A and AAAA at DOMAIN with the default replica
+port 14000. IPv6 addresses come out as ``[ip]:port``. The server is the one named
+after ``@``, else the first ``nameserver`` of /etc/resolv.conf. It is not a general
+resolver: no cache, no search list, no DNSSEC.
 """
 
 import ipaddress
@@ -18,7 +18,8 @@ from .exception import BadAddress
 
 SCHEME = "dns://"
 DEFAULT_REPLICA_PORT = 14000
-TYPE_A, TYPE_SRV = 1, 33
+TYPE_A, TYPE_AAAA, TYPE_SRV = 1, 28, 33
+ADDRESS_TYPES = (TYPE_A, TYPE_AAAA)
 _rotation = {}
 _rotation_lock = threading.Lock()
 
@@ -126,8 +127,8 @@ def _exchange(server, packet, timeout):
 
 def query(server, name, qtype, timeout=1.5):
     """The answer and additional records of one query, as lists of
-    ``(name, type, data)`` with data an IP string (A) or ``(priority, weight,
-    port, target)`` (SRV); other types are skipped."""
+    ``(name, type, data)`` with data an IP string (A, AAAA) or ``(priority,
+    weight, port, target)`` (SRV); other types are skipped."""
     qid = os.urandom(2)
     packet = qid + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
     packet += _encode_name(name) + struct.pack(">HH", qtype, 1)
@@ -149,6 +150,8 @@ def query(server, name, qtype, timeout=1.5):
             data = reply[at:at + length]
             if rtype == TYPE_A and length == 4:
                 sections.append((owner, rtype, socket.inet_ntoa(data)))
+            elif rtype == TYPE_AAAA and length == 16:
+                sections.append((owner, rtype, socket.inet_ntop(socket.AF_INET6, data)))
             elif rtype == TYPE_SRV and length > 6:
                 priority, weight, port = struct.unpack(">HHH", data[:6])
                 target, _ = _read_name(reply, at + 6)
@@ -161,28 +164,41 @@ def query(server, name, qtype, timeout=1.5):
     return [r for r in sections[:an] if r], [r for r in sections[an + ns:] if r]
 
 
+def _addresses(server, name, timeout):
+    """The A and then the AAAA addresses of ``name``."""
+    ips = []
+    for qtype in ADDRESS_TYPES:
+        ips += [d for _, t, d in query(server, name, qtype, timeout)[0] if t == qtype]
+    return ips
+
+
+def _host_port(host, port):
+    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+
+
 def resolve(entry, timeout=1.5):
-    """The replicas of a ``dns://`` entry as ``host:port`` strings, SRV priority order."""
+    """The replicas of a ``dns://`` entry as ``host:port`` strings (``[ip]:port``
+    for IPv6), SRV priority order."""
     domain, server = parse_url(entry)
     server = server or _system_server()
     answers, additionals = query(server, "_concoord._tcp." + domain, TYPE_SRV, timeout)
     srvs = sorted((d for _, t, d in answers if t == TYPE_SRV), key=lambda s: (s[0], -s[1]))
     out = []
     for _, _, port, target in srvs:
-        ips = [d for n, t, d in additionals if t == TYPE_A and n == target]
+        ips = [d for n, t, d in additionals if t in ADDRESS_TYPES and n == target]
         if not ips:
-            ips = [d for _, t, d in query(server, target, TYPE_A, timeout)[0] if t == TYPE_A]
+            ips = _addresses(server, target, timeout)
         for host in ips or [target]:
-            addr = "%s:%d" % (host, port)
+            addr = _host_port(host, port)
             if addr not in out:
                 out.append(addr)
     if not out:
-        for _, t, ip in query(server, domain, TYPE_A, timeout)[0]:
-            addr = "%s:%d" % (ip, DEFAULT_REPLICA_PORT)
-            if t == TYPE_A and addr not in out:
+        for ip in _addresses(server, domain, timeout):
+            addr = _host_port(ip, DEFAULT_REPLICA_PORT)
+            if addr not in out:
                 out.append(addr)
     if not out:
-        raise OSError("%s has neither SRV records at _concoord._tcp nor A records" % domain)
+        raise OSError("%s has neither SRV records at _concoord._tcp nor A/AAAA records" % domain)
     return out
 
 

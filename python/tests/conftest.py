@@ -83,8 +83,10 @@ class Replica:
 
 
 class Cluster:
-    def __init__(self, tmp_path, object="Counter", token=None, extra=(), ssl_context=None):
+    def __init__(self, tmp_path, object="Counter", token=None, extra=(), ssl_context=None,
+                 host="127.0.0.1"):
         self.tmp_path = tmp_path
+        self.host = host
         self.object = object
         self.token = token
         # How the test talks to replicas started with --tls-cert (in `extra`).
@@ -93,7 +95,7 @@ class Cluster:
         self.replicas = []
 
     def add_replica(self):
-        args = ["-a", "127.0.0.1", "-p", "0", "-o", self.object] + self.extra
+        args = ["-a", self.host, "-p", "0", "-o", self.object] + self.extra
         live = self.live()
         if live:
             args += ["-b", ",".join(r.addr for r in live)]

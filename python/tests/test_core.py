@@ -10,6 +10,7 @@ from concoord.exception import (
     BadAddress,
     BadToken,
     MaybeExecuted,
+    ProtocolError,
     RemoteError,
     SessionExpired,
     Timeout,
@@ -393,6 +394,25 @@ def test_method_errors_become_python_exceptions_by_name():
     assert kinds == [RuntimeError, KeyError, queue.Full, RemoteError, RemoteError]
     assert str(answers[0].exception(0)) == "cannot release un-acquired lock"
     assert answers[3].exception(0).kind == "SystemExit"
+
+
+def test_the_answers_a_replica_gives_by_id_fail_that_call_alone():
+    """A request below ``acked`` gets ``AcknowledgedError`` and one the replica
+    cannot read (an integer beyond i64) a ``BadFrame`` error with its id: each
+    fails its own call with ``ProtocolError``, not a method's exception, and the
+    other calls wait on."""
+    f = Fixture()
+    f.open()
+    below, unreadable, other = f.call(), f.call(), f.call()
+    ids = [n[0] for n in calls(f.core)]
+    f.core.on_frame(f.now, reply(ids[0], "Error", ("AcknowledgedError", "request 1 is below acked 3")))
+    f.core.on_frame(f.now, _wire.Error(ids[1], "BadFrame", "request %d: integer exceeds i64" % ids[1]))
+    with pytest.raises(ProtocolError, match="below acked 3"):
+        below.result(0)
+    with pytest.raises(ProtocolError, match="exceeds i64"):
+        unreadable.result(0)
+    assert not other.done()
+    assert f.core.link[0] == "up", "the connection is kept"
 
 
 def test_a_close_ends_the_session_then_exits():

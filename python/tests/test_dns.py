@@ -57,3 +57,72 @@ def test_clients_find_the_cluster_by_name(cluster_factory):
     counter.increment()
     for _ in range(3):
         assert Counter(url, timeout=20).getvalue() == 3
+
+
+def test_ipv6_replicas_are_found_through_aaaa(cluster_factory):
+    """Replicas on ::1: the SRV targets' addresses are AAAA records, and the
+    clients get ``[::1]:port`` entries they can connect to."""
+    extra = ("-n", DOMAIN, "--dns-port", "0")
+    cluster = cluster_factory(2, extra=extra, host="::1")
+    host, port = dns_server(cluster.replicas[1])
+    url = "dns://%s@[%s]:%d" % (DOMAIN, host.strip("[]"), port)
+    members = sorted(r.addr for r in cluster.replicas)
+    assert all(m.startswith("[::1]:") for m in members), members
+    assert sorted(_dns.resolve(url)) == members
+    counter = Counter(url)
+    counter.increment()
+    assert counter.getvalue() == 1
+
+
+def fake_name_server(records):
+    """A UDP name server on 127.0.0.1 that answers each question from ``records``,
+    ``{(qtype): [rdata bytes]}`` for any name (NOERROR with no answer otherwise);
+    returns ``(address, stop)``."""
+    import socket
+    import struct
+    import threading
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.1)
+    running = [True]
+
+    def serve():
+        while running[0]:
+            try:
+                packet, peer = sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            end = 12
+            while packet[end]:
+                end += packet[end] + 1
+            question = packet[12:end + 5]
+            qtype = struct.unpack(">H", packet[end + 1:end + 3])[0]
+            answers = records.get(qtype, [])
+            reply = packet[:2] + b"\x84\x00" + struct.pack(">HHHH", 1, len(answers), 0, 0)
+            reply += question
+            for rdata in answers:
+                reply += b"\xc0\x0c" + struct.pack(">HHIH", qtype, 1, 30, len(rdata)) + rdata
+            sock.sendto(reply, peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def stop():
+        running[0] = False
+        thread.join()
+        sock.close()
+
+    return sock.getsockname(), stop
+
+
+def test_without_srv_the_a_and_aaaa_records_give_the_replicas():
+    import socket
+
+    v6 = socket.inet_pton(socket.AF_INET6, "2001:db8::7")
+    (host, port), stop = fake_name_server({1: [bytes([10, 0, 0, 7])], 28: [v6]})
+    try:
+        found = _dns.resolve("dns://%s@%s:%d" % (DOMAIN, host, port))
+    finally:
+        stop()
+    assert found == ["10.0.0.7:14000", "[2001:db8::7]:14000"]

@@ -756,6 +756,13 @@ impl Core {
                      stands, and whatever it acquired is held by this session"
                 )
             }
+            // The cluster says this request was acknowledged: a bug of this client
+            // (it numbered or acknowledged wrongly), not the method's error.
+            (Kind::Call { .. }, Waiter::Value(w), Reply::Error(e))
+                if e.kind == concoord_object::machine::ACKNOWLEDGED_ERROR =>
+            {
+                drop(w.send(Err(ClientError::Protocol(e.message))))
+            }
             (Kind::Call { .. }, Waiter::Value(w), Reply::Error(e)) => {
                 drop(w.send(Err(ClientError::Raised(e))))
             }
@@ -1510,6 +1517,35 @@ mod tests {
                 other => panic!("expected a call, got {other:?}"),
             })
             .collect()
+    }
+
+    /// A request below `acked` (`AcknowledgedError`) and one the replica cannot
+    /// read (`BadFrame` with its id) each fail their own call as a protocol error,
+    /// not as the method's exception; the other calls wait on.
+    #[test]
+    fn answers_by_id_about_a_bad_request_fail_that_call_alone() {
+        let mut f = started(ClientOptions::default());
+        open(&mut f);
+        let mut below = call(&mut f, "a");
+        let mut unreadable = call(&mut f, "b");
+        let mut other = call(&mut f, "c");
+        let ids: Vec<u64> = numbers(&sent(&mut f.core)).iter().map(|n| n[0]).collect();
+        let e = concoord_object::ObjectError::new(
+            concoord_object::machine::ACKNOWLEDGED_ERROR,
+            "request 1 is below acked 3",
+        );
+        f.core.on_frame(f.now, reply(ids[0], Reply::Error(e)));
+        let message = format!("request {}: integer exceeds i64", ids[1]);
+        let error = ServerFrame::Error { id: Some(ids[1]), kind: ErrorKind::BadFrame, message };
+        f.core.on_frame(f.now, error);
+        assert!(
+            matches!(below.try_recv(), Ok(Err(ClientError::Protocol(m))) if m.contains("below acked"))
+        );
+        assert!(
+            matches!(unreadable.try_recv(), Ok(Err(ClientError::Protocol(m))) if m.contains("i64"))
+        );
+        assert!(other.try_recv().is_err(), "still waiting");
+        assert!(f.core.take_effects().is_empty(), "no failover");
     }
 
     #[test]

@@ -101,8 +101,9 @@ impl Naming {
         self.server.as_ref().map(|s| s.addr)
     }
 
-    /// Publishes the membership that took effect at `effective_slot`, whose member
-    /// addresses (`host:port`) `addrs` lists, unless it is the one last published.
+    /// Publishes the membership that took effect at `effective_slot`, whose members
+    /// `addrs` lists (address `host:port`, and the port of the name server the
+    /// member runs, if it runs one), unless it is the one last published.
     /// A membership is named by the slot it took effect at: the log fixes it, so
     /// `addrs` is only called when that slot changes. In Route53 mode only a replica
     /// that is `leading` publishes, and it does again when it becomes leader.
@@ -110,13 +111,13 @@ impl Naming {
         &mut self,
         effective_slot: u64,
         leading: bool,
-        addrs: impl FnOnce() -> Vec<String>,
+        addrs: impl FnOnce() -> Vec<(String, Option<u16>)>,
     ) {
         let changed = self.published != Some(effective_slot);
         if changed {
             let members: Vec<ZoneMember> = addrs()
                 .into_iter()
-                .map(|addr| ZoneMember { addr, nameserver: self.publisher.is_none() })
+                .map(|(addr, dns_port)| ZoneMember { addr, nameserver: dns_port.is_some() })
                 .collect();
             if self.server.is_some() {
                 let zone = Zone::build(

@@ -1,10 +1,11 @@
 //! Route53 publishing (`-n DOMAIN -r`): the leader replaces the A/AAAA, SRV and TXT
 //! record sets of the hosted zone named DOMAIN (and the A/AAAA records of the SRV
-//! targets) with the membership, in one `ChangeResourceRecordSets` batch of UPSERTs,
+//! targets) with the membership, in one `ChangeResourceRecordSets` batch of UPSERTs
+//! (and DELETEs of the sets of members that left, found by listing the zone first),
 //! over Route53's REST API signed with AWS Signature Version 4.
 //!
-//! It is a client for these two calls only (find the zone, change its records), not
-//! an AWS SDK. Credentials: the standard environment variables, then the file
+//! It is a client for these three calls only (find the zone, list and change its
+//! records), not an AWS SDK. Credentials: the standard environment variables, then the file
 //! written by `concoord route53id/route53key`, then `~/.aws/credentials`.
 
 use crate::zone::{ip_target, split_addr, txt_strings, txt_text, ZoneMember};
@@ -31,6 +32,11 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 /// After a batch failed for good: when to try again if the membership does not change.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 /// One HTTP request's limit.
+/// Record sets asked for per `ListResourceRecordSets` page (Route53's maximum)...
+const LIST_PAGE_ITEMS: usize = 300;
+/// ...and pages read at most before a push: a zone larger than that is not one
+/// this publisher manages.
+const LIST_PAGES_MAX: usize = 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Names of the keys in the `route53id/route53key` file (the original's names).
 pub const KEY_ID: &str = "AWS_ACCESS_KEY_ID";
@@ -333,20 +339,119 @@ pub fn record_sets(
     sets
 }
 
-/// The `ChangeResourceRecordSets` body: one UPSERT per record set, one batch.
-pub fn change_batch(domain: &Name, members: &[ZoneMember], serial: u64) -> String {
+/// A record set as `ListResourceRecordSets` gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedSet {
+    /// Absolute, lower case.
+    pub name: String,
+    pub rtype: String,
+    pub ttl: u32,
+    /// The values, unescaped (as `record_sets` gives them).
+    pub values: Vec<String>,
+}
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Every `<tag>...</tag>` in `xml`, in order.
+fn xml_all<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find(&open) {
+        let body = &rest[start + open.len()..];
+        let Some(end) = body.find(&close) else { break };
+        out.push(&body[..end]);
+        rest = &body[end + close.len()..];
+    }
+    out
+}
+
+/// One page of a `ListResourceRecordSets` response: the sets with plain records
+/// (alias sets, which have no TTL, are left out: this publisher never writes one),
+/// and where the next page starts (`name`, `type`) when the list is truncated.
+pub fn parse_record_sets(xml: &str) -> (Vec<ListedSet>, Option<(String, String)>) {
+    let mut sets = Vec::new();
+    for set in xml_all(xml, "ResourceRecordSet") {
+        let (Some(name), Some(rtype), Some(ttl)) =
+            (xml_text(set, "Name"), xml_text(set, "Type"), xml_text(set, "TTL"))
+        else {
+            continue;
+        };
+        let Ok(ttl) = ttl.trim().parse() else { continue };
+        let mut name = xml_unescape(name).to_ascii_lowercase();
+        if !name.ends_with('.') {
+            name.push('.');
+        }
+        let values = xml_all(set, "Value").into_iter().map(xml_unescape).collect();
+        sets.push(ListedSet { name, rtype: rtype.to_string(), ttl, values });
+    }
+    let truncated = xml_text(xml, "IsTruncated").is_some_and(|t| t.trim() == "true");
+    let next = match (truncated, xml_text(xml, "NextRecordName"), xml_text(xml, "NextRecordType")) {
+        (true, Some(name), Some(rtype)) => Some((xml_unescape(name), rtype.to_string())),
+        _ => None,
+    };
+    (sets, next)
+}
+
+/// The sets of `listed` that an earlier membership published and this one does not:
+/// the A/AAAA sets at DOMAIN and at `<ip>.ipaddr.DOMAIN`, the SRV set at
+/// `_concoord._tcp.DOMAIN` and the TXT set at DOMAIN that `record_sets` of
+/// `members` leaves out (a member that left, the last IPv6 member gone). Other
+/// sets of the zone are not this publisher's and are never touched.
+pub fn stale_sets(domain: &Name, members: &[ZoneMember], listed: &[ListedSet]) -> Vec<ListedSet> {
+    let apex = domain.to_ascii().to_ascii_lowercase();
+    let srv = format!("_concoord._tcp.{apex}");
+    let ipaddr = format!(".ipaddr.{apex}");
+    let wanted: Vec<(String, &str)> = record_sets(domain, members)
+        .into_iter()
+        .map(|(name, rtype, _)| (name.to_ascii_lowercase(), rtype))
+        .collect();
+    listed
+        .iter()
+        .filter(|set| {
+            let address = matches!(set.rtype.as_str(), "A" | "AAAA");
+            let ours = (set.name == apex && (address || set.rtype == "TXT"))
+                || (set.name == srv && set.rtype == "SRV")
+                || (set.name.ends_with(&ipaddr) && address);
+            ours && !wanted.iter().any(|(n, t)| *n == set.name && *t == set.rtype)
+        })
+        .cloned()
+        .collect()
+}
+
+fn change(action: &str, name: &str, rtype: &str, ttl: u32, values: &[String]) -> String {
+    let records: String = values
+        .iter()
+        .map(|v| format!("<ResourceRecord><Value>{}</Value></ResourceRecord>", xml_escape(v)))
+        .collect();
+    format!(
+        "<Change><Action>{action}</Action><ResourceRecordSet><Name>{}</Name><Type>{rtype}</Type>\
+         <TTL>{ttl}</TTL><ResourceRecords>{records}</ResourceRecords></ResourceRecordSet></Change>",
+        xml_escape(name)
+    )
+}
+
+/// The `ChangeResourceRecordSets` body: one DELETE per stale set (with the exact
+/// values Route53 listed, as a DELETE requires) and one UPSERT per record set of
+/// `members`, in one batch, so the zone moves from one membership to the next at once.
+pub fn change_batch(
+    domain: &Name,
+    members: &[ZoneMember],
+    serial: u64,
+    stale: &[ListedSet],
+) -> String {
     let mut changes = String::new();
+    for set in stale {
+        changes.push_str(&change("DELETE", &set.name, &set.rtype, set.ttl, &set.values));
+    }
     for (name, rtype, values) in record_sets(domain, members) {
-        let records: String = values
-            .iter()
-            .map(|v| format!("<ResourceRecord><Value>{}</Value></ResourceRecord>", xml_escape(v)))
-            .collect();
-        changes.push_str(&format!(
-            "<Change><Action>UPSERT</Action><ResourceRecordSet><Name>{}</Name><Type>{rtype}</Type>\
-             <TTL>{ROUTE53_TTL}</TTL><ResourceRecords>{records}</ResourceRecords>\
-             </ResourceRecordSet></Change>",
-            xml_escape(&name)
-        ));
+        changes.push_str(&change("UPSERT", &name, rtype, ROUTE53_TTL, &values));
     }
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ChangeResourceRecordSetsRequest \
@@ -463,8 +568,43 @@ impl Route53 {
                 z
             }
         };
-        let body = change_batch(&self.domain, &want.members, want.serial);
         let path = format!("{API}/hostedzone/{zone}/rrset");
+        // What the zone holds now, whoever published it (an earlier leader too): the
+        // sets a departed member left behind are deleted in the same batch.
+        let mut listed = Vec::new();
+        let mut next: Option<(String, String)> = None;
+        for page in 0.. {
+            if page == LIST_PAGES_MAX {
+                return Err(Route53Error::Http(format!(
+                    "the zone {} holds more than {} record sets",
+                    self.domain,
+                    LIST_PAGES_MAX * LIST_PAGE_ITEMS
+                )));
+            }
+            let query = match &next {
+                None => format!("maxitems={LIST_PAGE_ITEMS}"),
+                Some((name, rtype)) => format!(
+                    "maxitems={LIST_PAGE_ITEMS}&name={}&type={}",
+                    uri_encode(name),
+                    uri_encode(rtype)
+                ),
+            };
+            let xml = match self.request("GET", &path, &query, Vec::new()).await {
+                Err(Route53Error::Api { code, .. }) if code == "NoSuchHostedZone" => {
+                    self.zone_id = None;
+                    return Err(Route53Error::NoZone(self.domain.to_ascii()));
+                }
+                other => other?,
+            };
+            let (sets, more) = parse_record_sets(&xml);
+            listed.extend(sets);
+            next = more;
+            if next.is_none() {
+                break;
+            }
+        }
+        let stale = stale_sets(&self.domain, &want.members, &listed);
+        let body = change_batch(&self.domain, &want.members, want.serial, &stale);
         match self.request("POST", &path, "", body.into_bytes()).await {
             Err(Route53Error::Api { code, .. }) if code == "NoSuchHostedZone" => {
                 self.zone_id = None;
@@ -643,9 +783,84 @@ mod tests {
                 ("127.0.0.2.ipaddr.cc.example.test.".into(), "A", vec!["127.0.0.2".into()]),
             ]
         );
-        let xml = change_batch(&domain, &members, 9);
+        let xml = change_batch(&domain, &members, 9, &[]);
         assert_eq!(xml.matches("<Action>UPSERT</Action>").count(), 5);
         assert_eq!(xml.matches("<ChangeBatch>").count(), 1, "one batch");
+    }
+
+    /// A listing as Route53 (and moto) gives it: the zone's own NS and SOA, the sets
+    /// of a membership that had an IPv6 member and a member at 127.0.0.3, one page.
+    const LISTING: &str = "<?xml version=\"1.0\"?><ListResourceRecordSetsResponse>\
+        <ResourceRecordSets>\
+        <ResourceRecordSet><Name>cc.example.test.</Name><Type>NS</Type><TTL>172800</TTL>\
+        <ResourceRecords><ResourceRecord><Value>ns-1.awsdns.com.</Value></ResourceRecord>\
+        </ResourceRecords></ResourceRecordSet>\
+        <ResourceRecordSet><Name>cc.example.test.</Name><Type>AAAA</Type><TTL>600</TTL>\
+        <ResourceRecords><ResourceRecord><Value>2001:db8::1</Value></ResourceRecord>\
+        </ResourceRecords></ResourceRecordSet>\
+        <ResourceRecordSet><Name>cc.example.test.</Name><Type>TXT</Type><TTL>600</TTL>\
+        <ResourceRecords><ResourceRecord><Value>&quot;REPLICA 127.0.0.3:14000&quot;</Value>\
+        </ResourceRecord></ResourceRecords></ResourceRecordSet>\
+        <ResourceRecordSet><Name>127.0.0.3.ipaddr.cc.example.test.</Name><Type>A</Type>\
+        <TTL>600</TTL><ResourceRecords><ResourceRecord><Value>127.0.0.3</Value>\
+        </ResourceRecord></ResourceRecords></ResourceRecordSet>\
+        <ResourceRecordSet><Name>2001-db8-0-0-0-0-0-1.ipaddr.cc.example.test.</Name>\
+        <Type>AAAA</Type><TTL>600</TTL><ResourceRecords><ResourceRecord>\
+        <Value>2001:db8::1</Value></ResourceRecord></ResourceRecords></ResourceRecordSet>\
+        <ResourceRecordSet><Name>127.0.0.1.ipaddr.cc.example.test.</Name><Type>A</Type>\
+        <TTL>600</TTL><ResourceRecords><ResourceRecord><Value>127.0.0.1</Value>\
+        </ResourceRecord></ResourceRecords></ResourceRecordSet>\
+        <ResourceRecordSet><Name>www.cc.example.test.</Name><Type>A</Type><AliasTarget>\
+        <DNSName>x.</DNSName></AliasTarget></ResourceRecordSet>\
+        </ResourceRecordSets><IsTruncated>true</IsTruncated>\
+        <NextRecordName>x.cc.example.test.</NextRecordName><NextRecordType>A</NextRecordType>\
+        <MaxItems>300</MaxItems></ListResourceRecordSetsResponse>";
+
+    /// The sets a departed member left (its `ipaddr` A set, and the AAAA sets of the
+    /// last IPv6 member) are deleted with their exact values in the publishing batch;
+    /// the zone's own sets and the sets still wanted are left alone.
+    #[test]
+    fn stale_sets_of_departed_members_are_deleted_in_the_same_batch() {
+        let domain = Name::from_ascii("cc.example.test.").unwrap();
+        let (listed, next) = parse_record_sets(LISTING);
+        assert_eq!(next, Some(("x.cc.example.test.".into(), "A".into())));
+        assert_eq!(listed.len(), 6, "the alias set is left out: {listed:?}");
+        assert_eq!(listed[2].values, ["\"REPLICA 127.0.0.3:14000\""]);
+        let members: Vec<ZoneMember> = ["127.0.0.1:14000", "127.0.0.2:14001"]
+            .iter()
+            .map(|a| ZoneMember { addr: a.to_string(), nameserver: false })
+            .collect();
+        let stale = stale_sets(&domain, &members, &listed);
+        let names: Vec<(&str, &str)> =
+            stale.iter().map(|s| (s.name.as_str(), s.rtype.as_str())).collect();
+        assert_eq!(
+            names,
+            [
+                ("cc.example.test.", "AAAA"),
+                ("127.0.0.3.ipaddr.cc.example.test.", "A"),
+                ("2001-db8-0-0-0-0-0-1.ipaddr.cc.example.test.", "AAAA"),
+            ]
+        );
+        let xml = change_batch(&domain, &members, 9, &stale);
+        assert_eq!(xml.matches("<Action>DELETE</Action>").count(), 3);
+        assert_eq!(xml.matches("<Action>UPSERT</Action>").count(), 5);
+        assert!(xml.contains(
+            "<Action>DELETE</Action><ResourceRecordSet><Name>127.0.0.3.ipaddr.cc.example.test.\
+             </Name><Type>A</Type><TTL>600</TTL><ResourceRecords><ResourceRecord><Value>\
+             127.0.0.3</Value>"
+        ));
+        assert_eq!(xml.matches("<ChangeBatch>").count(), 1, "one batch");
+        // Nothing is stale once the zone holds exactly the membership's sets.
+        let current: Vec<ListedSet> = record_sets(&domain, &members)
+            .into_iter()
+            .map(|(name, rtype, values)| ListedSet {
+                name,
+                rtype: rtype.into(),
+                ttl: ROUTE53_TTL,
+                values,
+            })
+            .collect();
+        assert!(stale_sets(&domain, &members, &current).is_empty());
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! Records (TTL configurable, 30 s by default as the original):
 //! - `DOMAIN A/AAAA`: every member's IP address;
 //! - `_concoord._tcp.DOMAIN SRV 0 100 <port> <target>` per member;
-//! - `DOMAIN TXT "REPLICA ip:port;NAMESERVER ip:port;..."`, split into 255-byte strings;
-//! - `DOMAIN NS <target>` per member, with the targets' addresses as glue;
+//! - `DOMAIN TXT "REPLICA ip:port;NAMESERVER ip:port;..."`, split into 255-byte strings
+//!   (`NAMESERVER` for the members that run a name server);
+//! - `DOMAIN NS <target>` per member that runs a name server, with glue;
 //! - `DOMAIN SOA` with the serial given by the caller (derived from the log);
 //! - `<ip>.ipaddr.DOMAIN A/AAAA`: the targets of SRV and NS, so that they resolve.
 //!

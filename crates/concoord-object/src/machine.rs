@@ -25,6 +25,8 @@ pub const LEASE_MAX: Span = Span::from_millis(3_600_000);
 pub const OBJECTS_MAX: usize = 10_000;
 
 /// The method names that re-initialise an instance through the log (`Machine::reinit`).
+/// The error kind of the answer to a request numbered below its session's `acked`.
+pub const ACKNOWLEDGED_ERROR: &str = "AcknowledgedError";
 const REINIT_METHODS: [&str; 2] = ["__init__", "__concoordinit__"];
 
 /// Object-layer bugs the simulator can switch on to prove its checkers catch them.
@@ -488,7 +490,17 @@ impl Machine {
             return Execution::Duplicate;
         }
         if request < s.acked && !duplicate_runs {
-            // Acknowledged long ago: the client does not wait for it.
+            // Acknowledged: its reply is forgotten and it must not run now. A client
+            // that still waits for it has a bug; tell it rather than stay silent.
+            let e = ObjectError::new(
+                ACKNOWLEDGED_ERROR,
+                format!(
+                    "request {} of session {} is below acked {}: the client said it holds \
+                     its reply, which is forgotten, and it is not run again",
+                    request.0, session.0, s.acked.0
+                ),
+            );
+            responses.push(Response { call, reply: Reply::Error(e), slot, position });
             return Execution::Refused;
         }
         if s.replies.len() >= REPLIES_PER_SESSION_MAX {

@@ -164,6 +164,24 @@ pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ObjectEr
         .map_err(|e| ObjectError::value_error(format!("malformed message: {e}")))
 }
 
+/// The `id` of a `Request` frame whose body `decode` refuses (an integer beyond
+/// i64 among its arguments, an unknown request kind, a missing field), so that the
+/// refusal can name the request it is about; `None` for any other frame or bytes.
+pub fn request_id_of(body: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    enum Head {
+        Request {
+            id: u64,
+            #[allow(dead_code)]
+            request: serde::de::IgnoredAny,
+        },
+    }
+    match rmp_serde::from_slice::<Head>(body) {
+        Ok(Head::Request { id, .. }) => Some(id),
+        Err(_) => None,
+    }
+}
+
 /// Converts a reply into the call result a client returns.
 pub fn reply_result(reply: Reply) -> Option<Result<Value, ObjectError>> {
     match reply {

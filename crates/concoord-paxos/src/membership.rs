@@ -228,7 +228,7 @@ mod tests {
     use super::*;
 
     fn member(id: u64) -> Member {
-        Member { id: ReplicaId(id), addr: format!("n{id}") }
+        Member::new(ReplicaId(id), format!("n{id}"))
     }
 
     #[test]

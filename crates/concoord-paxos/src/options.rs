@@ -155,6 +155,10 @@ pub struct Options {
     /// Whether promises and accepted entries are persisted (`-w`). Without it, a
     /// restarted replica must rejoin under a fresh identity.
     pub durable: bool,
+    /// The port of the DNS name server this replica runs (`-n`), announced in the
+    /// member record it joins with (`Member::dns_port`). Not a tunable of the
+    /// protocol: the core only copies it, as it copies the replica's address.
+    pub dns_port: Option<u16>,
     /// Seed for election jitter.
     pub seed: u64,
     /// Injected bugs (simulator only; empty in production).
@@ -181,6 +185,7 @@ impl Default for Options {
             remove_dead_after: None,
             remove_dead_after_floor: Span::from_millis(2_000),
             durable: true,
+            dns_port: None,
             seed: 0,
             bugs: BTreeSet::new(),
         }

@@ -1049,7 +1049,11 @@ impl Replica {
                 if let State::Joining { retry_at } = &mut self.state {
                     if now >= *retry_at {
                         *retry_at = now + join_retry;
-                        let member = Member { id: self.id, addr: self.addr.clone() };
+                        let member = Member {
+                            id: self.id,
+                            addr: self.addr.clone(),
+                            dns_port: self.opts.dns_port,
+                        };
                         effects.push(Effect::SendToBootstrap(Message::JoinRequest { member }));
                         // A restarted joiner that knows some members also asks one of
                         // them what it missed (it may learn it was added, or removed).

@@ -8,12 +8,62 @@ use concoord_wire::{ReplicaId, Time};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A replica as the membership knows it: its acceptor identity and an address the
-/// shell can use to reach it. The core never parses the address.
+/// A replica as the membership knows it: its acceptor identity, an address the
+/// shell can use to reach it, and the port of the DNS name server it runs on that
+/// address's host (`-n`), if it runs one. The core never parses the address.
+///
+/// Encoding: the serialized form is still `{ id, addr }`, the shape written before
+/// members carried a name-server port, so logs, snapshots and peer messages written
+/// then still decode (as members without a name server). A name-server port travels
+/// inside the address string as a ` dns=PORT` suffix, which no `host:port` contains.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(try_from = "MemberWire", into = "MemberWire")]
 pub struct Member {
     pub id: ReplicaId,
     pub addr: String,
+    pub dns_port: Option<u16>,
+}
+
+impl Member {
+    /// A member that runs no name server.
+    pub fn new(id: ReplicaId, addr: impl Into<String>) -> Member {
+        Member { id, addr: addr.into(), dns_port: None }
+    }
+}
+
+/// Separates a member's address from its name-server port in `MemberWire::addr`.
+const DNS_PORT_MARK: &str = " dns=";
+
+/// `Member` as it is serialized (see `Member`).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename = "Member")]
+struct MemberWire {
+    id: ReplicaId,
+    addr: String,
+}
+
+impl From<Member> for MemberWire {
+    fn from(m: Member) -> MemberWire {
+        let addr = match m.dns_port {
+            Some(port) => format!("{}{DNS_PORT_MARK}{port}", m.addr),
+            None => m.addr,
+        };
+        MemberWire { id: m.id, addr }
+    }
+}
+
+impl TryFrom<MemberWire> for Member {
+    type Error = String;
+
+    fn try_from(w: MemberWire) -> Result<Member, String> {
+        match w.addr.split_once(DNS_PORT_MARK) {
+            None => Ok(Member { id: w.id, addr: w.addr, dns_port: None }),
+            Some((addr, port)) => match port.parse::<u16>() {
+                Ok(port) => Ok(Member { id: w.id, addr: addr.to_string(), dns_port: Some(port) }),
+                Err(_) => Err(format!("member {} has a bad name-server port {port:?}", w.id.0)),
+            },
+        }
+    }
 }
 
 /// A membership change. It is committed at some slot `s` and takes effect at

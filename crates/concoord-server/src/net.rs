@@ -50,8 +50,10 @@ pub type ConnId = u64;
 pub const PEER_FRAME_MAX: usize = 256 << 20;
 /// The first bytes of a replica's first frame.
 /// Version 2: every message names the identity it is meant for (`PeerEnvelope`), and
-/// the hello carries the cluster id.
-pub const PEER_MAGIC: &[u8] = b"concoord-peer/2\0";
+/// the hello carries the cluster id. Version 3: a member record may carry the port of
+/// the member's name server (`Member::dns_port`), which version 2 would misread as
+/// part of the member's address.
+pub const PEER_MAGIC: &[u8] = b"concoord-peer/3\0";
 /// Frames queued to one client before the replica drops the connection (a client
 /// that does not read must not make the replica buffer without bound).
 pub const CLIENT_QUEUE_MAX: usize = 16_384;
@@ -672,7 +674,18 @@ async fn serve_client(
                     break;
                 }
             }
-            Err(e) => refuse(ErrorKind::BadFrame, e.message),
+            Err(e) => {
+                // A request the replica cannot read (an integer beyond i64 among its
+                // arguments, say): the refusal names it, so the client fails that
+                // request alone instead of waiting for it.
+                let id = protocol::request_id_of(&body);
+                let message = match id {
+                    Some(id) => format!("request {id}: {}", e.message),
+                    None => e.message,
+                };
+                let error = ServerFrame::Error { id, kind: ErrorKind::BadFrame, message };
+                let _ = tx.try_send(client_frame(&error));
+            }
         }
     }
     drop(tx);
@@ -887,9 +900,7 @@ mod tests {
                 commit_max: Slot(2),
                 accepted: vec![AcceptedEntry { slot: Slot(3), ballot, value: entry }],
             },
-            Message::JoinRequest {
-                member: Member { id: ReplicaId(9), addr: "127.0.0.1:1".into() },
-            },
+            Message::JoinRequest { member: Member::new(ReplicaId(9), "127.0.0.1:1") },
         ];
         let client = [
             ClientFrame::Hello {

@@ -196,6 +196,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let now = clock.now();
     let mut opts = config.paxos.clone();
     opts.durable = config.data_dir.is_some();
+    // Members record whether they serve DNS, so name servers list only real ones.
+    opts.dns_port = naming.as_ref().and_then(|n| n.addr()).map(|a| a.port());
 
     let mut effects = Vec::new();
     let mut founded = false;
@@ -387,7 +389,7 @@ fn fresh_replica(
 ) -> Replica {
     let now = clock.now();
     if boot.is_empty() {
-        let me = Member { id, addr: addr.to_string() };
+        let me = Member { id, addr: addr.to_string(), dns_port: opts.dns_port };
         let cluster = ClusterId(random_u64(clock));
         Replica::new(id, addr.to_string(), opts, cluster, Membership::voters([me]), now)
     } else {
@@ -1183,7 +1185,7 @@ impl Server {
             if let Some((from, m)) = self.replica.schedule().entry_at(self.applied.next()) {
                 let leading = self.replica.is_leader();
                 naming.update(from.0, leading, || {
-                    m.members.values().map(|(m, _)| m.addr.clone()).collect()
+                    m.members.values().map(|(m, _)| (m.addr.clone(), m.dns_port)).collect()
                 });
             }
         }

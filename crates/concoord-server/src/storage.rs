@@ -1003,9 +1003,7 @@ mod tests {
     }
 
     fn membership() -> Membership {
-        Membership::voters(
-            (1..=3).map(|i| Member { id: ReplicaId(i), addr: format!("h{i}:14000") }),
-        )
+        Membership::voters((1..=3).map(|i| Member::new(ReplicaId(i), format!("h{i}:14000"))))
     }
 
     fn snapshot(slot: u64) -> Snapshot {

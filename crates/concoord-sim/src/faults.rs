@@ -518,7 +518,7 @@ impl Faults {
         let local = w.nodes[node].local(w.now);
         let opts = w.replica_options(id);
         let n = &mut w.nodes[node];
-        let genesis = Membership::voters([Member { id, addr: n.addr.clone() }]);
+        let genesis = Membership::voters([Member::new(id, n.addr.clone())]);
         n.gen += 1;
         n.id = id;
         n.stranger = true;

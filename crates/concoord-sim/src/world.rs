@@ -1021,9 +1021,7 @@ impl World {
 /// The founding membership: voters `1..=nodes` at addresses `node0..`.
 pub(crate) fn founders(nodes: usize) -> Membership {
     Membership::voters(
-        (0..nodes).map(|i| concoord_paxos::Member {
-            id: ReplicaId(i as u64 + 1),
-            addr: format!("node{i}"),
-        }),
+        (0..nodes)
+            .map(|i| concoord_paxos::Member::new(ReplicaId(i as u64 + 1), format!("node{i}"))),
     )
 }

@@ -108,6 +108,56 @@ fn seconds(what: &str, value: f64) -> Result<Duration> {
     }
 }
 
+/// `--create TYPE [--init ARG]... METHOD [ARG]...` creates the object (if it does
+/// not exist yet) and then calls the method: two requests, and the creation stands
+/// whatever the call does. It cannot be undone, because creation is create-if-absent
+/// and the instance may be another client's by the time the call fails; and the
+/// protocol has no request that removes an object. So what can be known before
+/// anything reaches the cluster is checked here, for a built-in TYPE: its
+/// constructor must accept the `--init` arguments, and METHOD must be one of its
+/// methods, taking at least that many arguments. The method's own refusal of the
+/// call (a release of a lock not held) still comes after the creation, and the
+/// error says the instance was created. A hosted Python class is checked by the
+/// cluster only.
+fn check_create(
+    object: &str,
+    type_name: &str,
+    init: &[concoord_object::Value],
+    method: &str,
+    arg_count: usize,
+) -> Result<()> {
+    let types = concoord_server::object_types();
+    if !types.contains(type_name) {
+        return Ok(());
+    }
+    let refused = |kind: &str, message: String| -> anyhow::Error {
+        let message = format!("creating {object}: {kind}: {message} (nothing was created)");
+        Failed { code: EXIT_RAISED, message }.into()
+    };
+    let instance = types.construct(type_name, init).map_err(|e| refused(&e.kind, e.message))?;
+    if ["__init__", "__concoordinit__"].contains(&method) {
+        return Ok(());
+    }
+    let Some(info) = instance.methods().iter().find(|m| m.name == method) else {
+        let known: Vec<&str> = instance.methods().iter().map(|m| m.name).collect();
+        return Err(refused(
+            "AttributeError",
+            format!(
+                "'{}' object has no attribute '{method}'; its methods: {}",
+                instance.type_name(),
+                known.join(", ")
+            ),
+        ));
+    };
+    if arg_count > info.args.len() {
+        return Err(refused(
+            "TypeError",
+            format!("{method}() takes {} arguments but {arg_count} were given", info.args.len()),
+        ));
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> Result<()> {
     // Checked before anything reaches the cluster: a bad argument creates nothing.
     let call_args = args
@@ -121,6 +171,9 @@ pub fn run(args: Args) -> Result<()> {
         .iter()
         .map(|a| json::parse_arg(a).map_err(|e| usage(format!("--init {a}: {e}"))))
         .collect::<Result<Vec<_>>>()?;
+    if let Some(type_name) = &args.create {
+        check_create(&args.object, type_name, &init_args, &args.method, call_args.len())?;
+    }
     let budget = args
         .timeout
         .map(|t| seconds("--timeout", t))
@@ -194,6 +247,7 @@ pub fn run(args: Args) -> Result<()> {
             }
             None => client.call(&args.object, &args.method, call_args).await,
         };
+
         if args.hold {
             if let Ok(value) = &result {
                 println!("{}", json::to_json(value));
@@ -214,7 +268,21 @@ pub fn run(args: Args) -> Result<()> {
                 println!("{}", json::to_json(&value));
                 Ok(())
             }
-            Err(e) => Err(failed(e, &format!("calling {}.{}", args.object, args.method))),
+            Err(e) => {
+                let error = failed(e, &format!("calling {}.{}", args.object, args.method));
+                match (&args.create, error.downcast::<Failed>()) {
+                    // The creation stands whatever the call did (see `check_create`).
+                    (Some(type_name), Ok(mut f)) => {
+                        f.message = format!(
+                            "{} ({} was created by --create {type_name} and stays)",
+                            f.message, args.object
+                        );
+                        Err(f.into())
+                    }
+                    (_, Ok(f)) => Err(f.into()),
+                    (_, Err(e)) => Err(e),
+                }
+            }
         }
     })
 }

@@ -33,7 +33,7 @@ pub fn ms(n: u64) -> Span {
 }
 
 pub fn member(id: ReplicaId) -> Member {
-    Member { id, addr: format!("r{}", id.0) }
+    Member::new(id, format!("r{}", id.0))
 }
 
 pub fn app(text: &str) -> Command {

@@ -134,7 +134,7 @@ mod tests {
     use concoord_paxos::Member;
 
     fn m(id: u64) -> Member {
-        Member { id: ReplicaId(id), addr: format!("a{id}") }
+        Member::new(ReplicaId(id), format!("a{id}"))
     }
 
     #[test]

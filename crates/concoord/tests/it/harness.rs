@@ -60,6 +60,8 @@ pub struct Setup {
     /// How the test's clients speak TLS to replicas started with `--tls-cert` (in
     /// `extra`).
     pub tls: Option<ClientTls>,
+    /// More arguments for replica `i` only, after `extra`.
+    pub extra_for: std::collections::BTreeMap<usize, Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -184,6 +186,7 @@ impl Cluster {
             args.push(token.clone());
         }
         args.extend(self.setup.extra.iter().cloned());
+        args.extend(self.setup.extra_for.get(&index).into_iter().flatten().cloned());
         args
     }
 

@@ -61,19 +61,25 @@ async fn view(server: SocketAddr) -> View {
     View { a, srv, txt, ns, serial }
 }
 
-/// The view every name server must give for these member addresses.
-fn expected(members: &[String], serial: u32) -> View {
+/// The view every name server must give for these member addresses, of which the
+/// ones `is_ns` accepts run a name server.
+fn expected(members: &[String], is_ns: &dyn Fn(&str) -> bool, serial: u32) -> View {
     let mut a = BTreeSet::new();
     let mut srv = BTreeSet::new();
     let mut ns = BTreeSet::new();
+    let mut txt = Vec::new();
     for m in members {
         let (ip, port) = m.rsplit_once(':').unwrap();
         a.insert(ip.to_string());
         srv.insert(format!("0 100 {port} {ip}.ipaddr.{DOMAIN}"));
-        ns.insert(format!("{ip}.ipaddr.{DOMAIN}"));
+        if is_ns(m) {
+            ns.insert(format!("{ip}.ipaddr.{DOMAIN}"));
+            txt.push(format!("NAMESERVER {m}"));
+        } else {
+            txt.push(format!("REPLICA {m}"));
+        }
     }
-    let txt = members.iter().map(|m| format!("NAMESERVER {m}")).collect::<Vec<_>>().join(";");
-    View { a, srv, txt, ns, serial }
+    View { a, srv, txt: txt.join(";"), ns, serial }
 }
 
 /// The leader's member addresses, in the membership's order (by replica id).
@@ -84,16 +90,28 @@ async fn members(cluster: &Cluster) -> Vec<String> {
 }
 
 /// Waits (10 s at most) until every live replica's name server shows `members`
-/// with one and the same serial; returns that serial.
+/// with one and the same serial; returns that serial. Every member serves DNS.
 async fn wait_views(cluster: &Cluster, members: &[String], what: &str) -> u32 {
+    wait_views_of(cluster, &cluster.live(), members, &|_| true, what).await
+}
+
+/// `wait_views` for the name servers of replicas `servers`, where the members
+/// `is_ns` accepts are the ones that serve DNS.
+async fn wait_views_of(
+    cluster: &Cluster,
+    servers: &[usize],
+    members: &[String],
+    is_ns: &dyn Fn(&str) -> bool,
+    what: &str,
+) -> u32 {
     let mut last = Vec::new();
     for _ in 0..100 {
         last.clear();
-        for i in cluster.live() {
-            last.push(view(dns_addr(cluster, i)).await);
+        for i in servers {
+            last.push(view(dns_addr(cluster, *i)).await);
         }
         let serial = last[0].serial;
-        if last.iter().all(|v| *v == expected(members, serial)) {
+        if last.iter().all(|v| *v == expected(members, is_ns, serial)) {
             return serial;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -274,7 +292,7 @@ async fn the_dns_listener_survives_garbage() {
         let _ = tcp.write_all(&junk).await;
     }
     // Still serving, over both transports, and the replica is fine.
-    assert_eq!(view(server).await, expected(&one, view(server).await.serial));
+    assert_eq!(view(server).await, expected(&one, &|_| true, view(server).await.serial));
     if dig_available() {
         let tcp = dig(server, &["+tcp", "+short", DOMAIN, "A"]);
         assert_eq!(tcp.trim(), "127.0.0.1", "{tcp}");
@@ -318,4 +336,116 @@ async fn a_replica_joins_through_a_dns_boot_entry() {
         .expect("run concoord replica");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("cannot look up the replicas"), "{err}");
+}
+
+/// Only the members started with `-n` are name servers: NS (with its glue) and the
+/// TXT `NAMESERVER` entries list them alone, and every name server says the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_members_started_with_n_are_listed_as_name_servers() {
+    let _serial = serial();
+    let with_n: Vec<String> =
+        ["-n", DOMAIN, "--dns-port", "0"].iter().map(|s| s.to_string()).collect();
+    let setup = Setup {
+        distinct_hosts: true,
+        extra_for: [(0, with_n.clone()), (2, with_n)].into_iter().collect(),
+        ..Setup::default()
+    };
+    let cluster = Cluster::start(3, setup).await;
+    let three = members(&cluster).await;
+    assert_eq!(three.len(), 3);
+    let servers = [cluster.addrs[0].clone(), cluster.addrs[2].clone()];
+    let is_ns = |m: &str| servers.iter().any(|s| s == m);
+    wait_views_of(&cluster, &[0, 2], &three, &is_ns, "replicas 0 and 2 serve DNS").await;
+
+    let server = dns_addr(&cluster, 2);
+    let ns = ask(server, DOMAIN, RecordType::NS).await;
+    let glue: BTreeSet<String> = ns.additionals.iter().map(|r| r.data.to_string()).collect();
+    let ips: BTreeSet<String> =
+        servers.iter().map(|s| s.rsplit_once(':').unwrap().0.to_string()).collect();
+    assert_eq!(glue, ips, "glue for the two name servers only: {ns:?}");
+
+    if dig_available() {
+        let ns = dig(server, &[DOMAIN, "NS", "+short"]);
+        let mut listed: Vec<&str> = ns.lines().collect();
+        listed.sort_unstable();
+        let mut want: Vec<String> = ips.iter().map(|ip| format!("{ip}.ipaddr.{DOMAIN}")).collect();
+        want.sort_unstable();
+        assert_eq!(listed, want, "{ns}");
+        let txt = dig(dns_addr(&cluster, 0), &[DOMAIN, "TXT", "+short"]);
+        let replica = &cluster.addrs[1];
+        assert!(txt.contains(&format!("REPLICA {replica}")), "{txt}");
+        assert_eq!(txt.matches("NAMESERVER ").count(), 2, "{txt}");
+    }
+}
+
+/// A data directory written before member records carried a name-server port
+/// (`tests/fixtures/data-before-dns-port`, see its README) still recovers: the
+/// objects keep their state, the cluster serves calls, and the old members are
+/// listed as plain replicas (their records say nothing about DNS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_from_before_dns_ports_recovers() {
+    let _serial = serial();
+    // The fixture's replicas have fixed addresses (they are in its log): hold a
+    // machine-wide lock so two checkouts running this test never share them.
+    let lock_path = std::env::temp_dir().join("concoord-test-127.0.0.41.lock");
+    let lock = std::fs::File::create(&lock_path).expect("create the fixture lock");
+    lock.lock().expect("lock the fixture addresses");
+    let scratch = crate::harness::Scratch::new("old-data");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/data-before-dns-port");
+    struct Kill(Vec<crate::harness::Replica>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            for r in &mut self.0 {
+                r.kill();
+            }
+        }
+    }
+    let mut replicas = Kill(Vec::new());
+    for (name, ip) in [("a", "127.0.0.41"), ("b", "127.0.0.42")] {
+        let dir = scratch.0.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in ["identity", "log", "snapshot"] {
+            std::fs::copy(fixture.join(name).join(file), dir.join(file)).unwrap();
+        }
+        let mut args: Vec<String> = ["-a", ip, "-p", "14000", "-o", "Counter", "--data-dir"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(dir.display().to_string());
+        args.extend(["-n", DOMAIN, "--dns-port", "0"].iter().map(|s| s.to_string()));
+        let log = scratch.0.join(format!("{name}.log"));
+        replicas.0.push(crate::harness::spawn_replica(&args, &log));
+    }
+    let boot = "127.0.0.41:14000,127.0.0.42:14000";
+    let client = Client::connect(boot, Default::default()).await.expect("connect");
+    let value = client.call("default", "getvalue", vec![]).await.expect("getvalue");
+    assert_eq!(value.to_string(), "20", "the fixture's counter");
+    client.call("default", "increment", vec![]).await.expect("increment");
+    let value = client.call("default", "getvalue", vec![]).await.expect("getvalue");
+    assert_eq!(value.to_string(), "21");
+    client.close().await;
+
+    let log = std::fs::read_to_string(&replicas.0[0].log).unwrap_or_default();
+    let server: SocketAddr = log
+        .lines()
+        .filter_map(|l| l.split("name server listening on ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .next()
+        .unwrap_or_else(|| panic!("no name server line\n{log}"));
+    let want = "REPLICA 127.0.0.41:14000;REPLICA 127.0.0.42:14000";
+    let mut txt = String::new();
+    for _ in 0..100 {
+        let m = ask(server, DOMAIN, RecordType::TXT).await;
+        txt = match m.answers.first().map(|r| &r.data) {
+            Some(RData::TXT(t)) => t.txt_data.iter().map(|s| String::from_utf8_lossy(s)).collect(),
+            _ => String::new(),
+        };
+        if txt == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(txt, want);
+    drop(replicas);
 }

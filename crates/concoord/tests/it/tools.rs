@@ -224,6 +224,32 @@ fn status_code(boot: &str) -> (Option<i32>, String) {
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A voter that died and whose address a new process took (started without its
+/// data and without `-b`: it founded a cluster of its own there) is still shown
+/// down and the cluster degraded, not hidden behind whoever answers (N-2.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_a_dead_voter_whose_address_a_stranger_took() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3, Setup::default()).await;
+    let leader = cluster.leader().await;
+    let victim = (0..3).find(|i| *i != leader).unwrap();
+    let boot = cluster.boot();
+    cluster.kill(victim);
+    let mut args = cluster.stopped_args(victim);
+    if let Some(at) = args.iter().position(|a| a == "-b") {
+        args.drain(at..at + 2);
+    }
+    cluster.restart_with(victim, args);
+    let dead = cluster.addrs[victim].clone();
+    let (code, out) = status_code(&boot);
+    assert_eq!(code, Some(2), "a voter of three down is degraded:\n{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(dead.as_str()) && l.contains(" down "))
+        .unwrap_or_else(|| panic!("{dead} not shown down:\n{out}"));
+    assert!(line.contains("of another cluster"), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_exit_codes_tell_healthy_degraded_and_down_apart() {
     let _serial = serial();
@@ -411,11 +437,31 @@ async fn create_takes_constructor_arguments() {
     let (ok, out, err) = call(&["--object", "b", "--create", "Barrier", "--init", "4", "parties"]);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "4");
+    // A bounded Queue: maxsize 1 takes one item, then is full.
+    let (ok, _, err) =
+        call(&["--object", "bq", "--create", "Queue", "--init", "1", "put_nowait", "a"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = call(&["--object", "bq", "put_nowait", "b"]);
+    assert!(!ok && err.contains("Full"), "a bounded queue of 1 took a second item: {err}");
     // The constructor's own checks apply, and a refused constructor creates nothing.
     let (ok, _, err) = call(&["--object", "bad", "--create", "Semaphore", "--init", "-1", "value"]);
     assert!(!ok && err.contains("must be >= 0"), "{err}");
     let (ok, out, _) = call(&["--object", "bad", "value"]);
     assert!(!ok, "a refused constructor left an instance: {out}");
+    // A call that cannot work on a built-in type creates nothing (N-3.9): an
+    // unknown method, too many arguments. Both created the object before.
+    let (ok, _, err) = call(&["--object", "q", "--create", "Queue", "--init", "2", "pusj", "1"]);
+    assert!(!ok && err.contains("AttributeError") && err.contains("nothing was created"), "{err}");
+    assert!(err.contains("put"), "the error lists the methods: {err}");
+    let (ok, _, err) = call(&["--object", "q", "--create", "Queue", "qsize", "1", "2"]);
+    assert!(!ok && err.contains("TypeError") && err.contains("nothing was created"), "{err}");
+    let (ok, out, _) = call(&["--object", "q", "qsize"]);
+    assert!(!ok, "a call refused before reaching the cluster created q: {out}");
+    // The method's own refusal comes after the creation, which stays, and says so.
+    let (ok, _, err) = call(&["--object", "l", "--create", "Lock", "release"]);
+    assert!(!ok && err.contains("l was created by --create Lock and stays"), "{err}");
+    let (ok, out, _) = call(&["--object", "l", "locked"]);
+    assert!(ok && out.trim() == "false", "{out}");
     // --init without --create is a usage error.
     let (ok, _, err) = call(&["--init", "3", "value"]);
     assert!(!ok && err.contains("--create"), "{err}");

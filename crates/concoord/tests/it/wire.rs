@@ -368,3 +368,82 @@ async fn a_replica_of_another_peer_protocol_is_refused_with_a_reason() {
     let log = std::fs::read_to_string(&cluster.replicas[0].as_ref().unwrap().log).unwrap();
     assert!(log.contains("concoord-peer/1"), "the replica says what it refused\n{log}");
 }
+
+/// Protocol gaps (docs/protocol.md §4): a request numbered below its session's
+/// `acked` is answered with an `AcknowledgedError` (it was silence), and a request
+/// the replica cannot read because an argument is an integer beyond i64 gets a
+/// `BadFrame` error that names it (it had no id), so a client fails that request
+/// alone; the connection keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_below_acked_and_integers_beyond_i64_are_answered_by_id() {
+    let _serial = serial();
+    let cluster = Cluster::start(1, Setup::default()).await;
+    let addr = cluster.addrs[0].clone();
+    tokio::task::spawn_blocking(move || {
+        let mut s = connect(&addr);
+        let _ = hello(&mut s, None);
+        let open = Request::OpenSession { nonce: 5, lease_ms: 10_000 };
+        send(&mut s, &ClientFrame::Request { id: 1, request: open });
+        let session = match recv(&mut s) {
+            Some(ServerFrame::Reply {
+                reply: Reply::SessionOpened { nonce: 5, session }, ..
+            }) => session,
+            other => panic!("expected SessionOpened, got {other:?}"),
+        };
+        let call = |request: u64, acked: u64, method: &str, args: Vec<Value>| Request::Call {
+            session,
+            request: RequestNumber(request),
+            acked: RequestNumber(acked),
+            object: "default".into(),
+            method: method.into(),
+            args,
+        };
+        for n in 1..=3 {
+            send(
+                &mut s,
+                &ClientFrame::Request { id: 10 + n, request: call(n, n, "increment", vec![]) },
+            );
+            match recv(&mut s) {
+                Some(ServerFrame::Reply { id, reply: Reply::Value(_), .. }) if id == 10 + n => {}
+                other => panic!("expected the reply to increment {n}, got {other:?}"),
+            }
+        }
+        // Request 1 again, after acked 3 said its reply is held: an answer, not silence.
+        send(&mut s, &ClientFrame::Request { id: 20, request: call(1, 1, "increment", vec![]) });
+        match recv(&mut s) {
+            Some(ServerFrame::Reply { id: 20, reply: Reply::Error(e), .. }) => {
+                assert_eq!(e.kind, "AcknowledgedError", "{e:?}");
+                assert!(e.message.contains("below acked 3"), "{}", e.message);
+            }
+            other => panic!("expected AcknowledgedError for request 1, got {other:?}"),
+        }
+
+        // An integer beyond i64: encode a placeholder i64, then make it u64::MAX.
+        let placeholder = 0x7fff_ffff_ffff_fffe_i64;
+        let frame = ClientFrame::Request {
+            id: 21,
+            request: call(4, 4, "increment", vec![Value::Int(placeholder)]),
+        };
+        let mut body = encode(&frame).unwrap();
+        let encoded = [0xcf, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe];
+        let at = body.windows(9).position(|w| w == encoded).expect("the placeholder");
+        body[at + 1..at + 9].copy_from_slice(&[0xff; 8]);
+        send_body(&mut s, &body);
+        match recv(&mut s) {
+            Some(ServerFrame::Error { id: Some(21), kind: ErrorKind::BadFrame, message }) => {
+                assert!(message.contains("request 21") && message.contains("i64"), "{message}");
+            }
+            other => panic!("expected BadFrame naming request 21, got {other:?}"),
+        }
+        // The connection still serves, and request 1 was not run a second time.
+        send(&mut s, &ClientFrame::Request { id: 22, request: call(4, 4, "getvalue", vec![]) });
+        match recv(&mut s) {
+            Some(ServerFrame::Reply { id: 22, reply: Reply::Value(v), .. }) => {
+                assert_eq!(v, Value::Int(3))
+            }
+            other => panic!("expected getvalue 3, got {other:?}"),
+        }
+    })
+    .await
+    .unwrap();
+}
