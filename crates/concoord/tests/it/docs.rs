@@ -69,3 +69,66 @@ fn documents_refer_only_to_the_repository() {
     }
     assert!(problems.is_empty(), "references outside the repository:\n{}", problems.join("\n"));
 }
+
+fn read(name: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::read_to_string(root.join(name)).expect("read document")
+}
+
+/// N-1.2: a reader who copies the README's commands in order has `concoord` on PATH
+/// before the first command that runs it bare.
+#[test]
+fn the_readme_installs_the_binaries_before_it_runs_a_bare_concoord() {
+    let readme = read("README.md");
+    let lines: Vec<&str> = readme.lines().collect();
+    let install = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("cargo install --path crates/concoord"))
+        .expect("the README says how to install the binaries");
+    let mut in_code = false;
+    let first_bare = lines.iter().enumerate().find_map(|(i, l)| {
+        if l.trim_start().starts_with("```") {
+            in_code = !in_code;
+            return None;
+        }
+        let l = l.trim_start();
+        (in_code && (l.starts_with("concoord ") || l.starts_with("openreplica "))).then_some(i)
+    });
+    let first_bare = first_bare.expect("the README runs concoord somewhere");
+    assert!(
+        install < first_bare,
+        "README line {} runs a bare concoord before line {} installs it",
+        first_bare + 1,
+        install + 1
+    );
+}
+
+/// The row of a Markdown table whose first cell starts with `` `name` `` or `` `name {``.
+fn row<'a>(doc: &'a str, name: &str) -> &'a str {
+    doc.lines()
+        .find(|l| {
+            let first = l.trim_start_matches('|').trim_start();
+            first.starts_with(&format!("`{name}`")) || first.starts_with(&format!("`{name} {{"))
+        })
+        .unwrap_or_else(|| panic!("no table row for {name}"))
+}
+
+/// N-5: the session requests' replies are described alike in the protocol and the
+/// objects documents (and as the server gives them: `sessions` tests), and an
+/// unknown type is documented as the `TypeError` the machine raises.
+#[test]
+fn the_protocol_documents_agree_on_session_replies_and_create_errors() {
+    let protocol = read("docs/protocol.md");
+    let objects = read("docs/objects.md");
+    for doc in [&protocol, &objects] {
+        let keep_alive = row(doc, "KeepAlive");
+        assert!(
+            keep_alive.contains("Value(true)") && keep_alive.contains("Value(false)"),
+            "{keep_alive}"
+        );
+        let close = row(doc, "CloseSession");
+        assert!(close.contains("Value(false)") && !close.contains("Value(true)"), "{close}");
+    }
+    let create = row(&protocol, "Create");
+    assert!(create.contains("`TypeError` for an unknown type"), "{create}");
+}
