@@ -20,6 +20,7 @@ pub mod prefix;
 pub mod stable_leader;
 pub mod state;
 pub mod step_down;
+pub mod timestamps;
 
 use std::fmt;
 

@@ -9,6 +9,7 @@
 use super::{ClientMsg, Driver, Reply};
 use crate::checkers::linearizability::{self, Operation, Verdict};
 use crate::checkers::object_spec::{ObjectCall, ObjectResult, ObjectSpec, SESSION_CLOSED};
+use crate::checkers::timestamps::AppliedTimestamps;
 use crate::world::{Event, Phase, World, MS};
 use concoord_object::builtins::{
     bank::Bank, binary_tree::BinaryTree, bounded_semaphore::BoundedSemaphore,
@@ -100,6 +101,8 @@ pub(crate) struct Objects {
     /// Calls and creations the machine refused, (session, request), since the
     /// driver last looked (the pipelined workload judges them).
     pub(crate) refused: Vec<(u64, u64)>,
+    /// Each node's applied leader timestamps, checked as they are applied.
+    timestamps: AppliedTimestamps,
 }
 
 /// The instances the objects workload creates through the log: (name, type,
@@ -172,7 +175,12 @@ fn object_key(req: &om::Request) -> Option<(u64, u64)> {
 }
 
 impl Objects {
-    pub(crate) fn new(seed: u64, clients: usize, object_bugs: BTreeSet<MachineBug>) -> Objects {
+    pub(crate) fn new(
+        seed: u64,
+        clients: usize,
+        object_bugs: BTreeSet<MachineBug>,
+        alpha: u64,
+    ) -> Objects {
         let mut cancel_rng = Prng::new(seed ^ 0xca9c_e11e_d000_0000);
         let cancel_chance = [0.0, 0.0, 0.1, 0.3][cancel_rng.index(4)];
         Objects {
@@ -185,6 +193,7 @@ impl Objects {
             cancel_chance,
             cancel_rng,
             refused: Vec::new(),
+            timestamps: AppliedTimestamps::new(alpha),
         }
     }
 
@@ -214,6 +223,7 @@ impl Objects {
         value: &concoord_paxos::Value,
         extended: bool,
     ) {
+        w.record(self.timestamps.on_apply(node, slot, value.timestamp));
         let machine = &mut self.nodes[node].machine;
         let mut responses = Vec::new();
         let mut executed = Vec::new();
@@ -841,6 +851,7 @@ impl Driver for Objects {
         n.machine = machine;
         n.waiting.clear();
         n.object_reads.clear();
+        self.timestamps.reset(node);
     }
 
     fn apply(
@@ -864,6 +875,7 @@ impl Driver for Objects {
         machine.set_bugs(self.object_bugs.clone());
         let hash = machine_hash(&machine);
         self.nodes[node].machine = machine;
+        self.timestamps.reset(node);
         Ok(hash)
     }
 
