@@ -48,16 +48,20 @@ pub enum MachineBug {
     /// two grants in one slot (batching), or two sessions expiring before one
     /// command, hand out the same token (issue 13).
     FencingTokenIsSlot,
+    /// A wake-up goes to the newest call parked on the same object instead of the
+    /// one the object woke (the oldest, for the objects that promise FIFO order).
+    WakeNewestWaiter,
 }
 
 impl MachineBug {
-    pub const ALL: [MachineBug; 6] = [
+    pub const ALL: [MachineBug; 7] = [
         MachineBug::ApplyDuplicateTwice,
         MachineBug::KeepHoldingsOnExpiry,
         MachineBug::WakeWrongWaiter,
         MachineBug::CancelWithoutObject,
         MachineBug::CreateAcksEarlier,
         MachineBug::FencingTokenIsSlot,
+        MachineBug::WakeNewestWaiter,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +72,7 @@ impl MachineBug {
             MachineBug::CancelWithoutObject => "cancel-without-object",
             MachineBug::CreateAcksEarlier => "create-acks-earlier",
             MachineBug::FencingTokenIsSlot => "fencing-token-is-slot",
+            MachineBug::WakeNewestWaiter => "wake-newest-waiter",
         }
     }
 
@@ -205,6 +210,9 @@ pub struct Machine {
     ended: Vec<(SessionId, u64)>,
     /// Injected bugs (simulator only; empty in production).
     bugs: BTreeSet<MachineBug>,
+    /// With `WakeNewestWaiter` only: the object each parked call waits on (not
+    /// replicated: a machine restored from a snapshot does not know them).
+    parked_on: BTreeMap<CallId, String>,
 }
 
 impl Machine {
@@ -218,6 +226,7 @@ impl Machine {
             position: 0,
             ended: Vec::new(),
             bugs: BTreeSet::new(),
+            parked_on: BTreeMap::new(),
         }
     }
 
@@ -296,22 +305,35 @@ impl Machine {
                 }
                 Execution::Executed
             }
-            Request::Call { session, request, acked, object, method, args } => self.on_call(
-                slot,
-                session,
-                request,
-                acked,
-                |m, ctx| match m.objects.get_mut(&object) {
-                    Some(_) if REINIT_METHODS.contains(&method.as_str()) => {
-                        m.reinit(ctx, &object, &args)
-                    }
-                    Some(o) => o.call(ctx, &method, &args),
-                    None => Outcome::Raise(ObjectError::attribute_error(format!(
-                        "no object named {object:?}"
-                    ))),
-                },
-                responses,
-            ),
+            Request::Call { session, request, acked, object, method, args } => {
+                let first = responses.len();
+                let newest_first = self.bugs.contains(&MachineBug::WakeNewestWaiter);
+                let parked_on = newest_first.then(|| object.clone());
+                let execution = self.on_call(
+                    slot,
+                    session,
+                    request,
+                    acked,
+                    |m, ctx| match m.objects.get_mut(&object) {
+                        Some(_) if REINIT_METHODS.contains(&method.as_str()) => {
+                            m.reinit(ctx, &object, &args)
+                        }
+                        Some(o) => o.call(ctx, &method, &args),
+                        None => Outcome::Raise(ObjectError::attribute_error(format!(
+                            "no object named {object:?}"
+                        ))),
+                    },
+                    responses,
+                );
+                let call = CallId { session, request };
+                let parked = responses[first..].iter().any(|r| {
+                    r.call == call && r.reply == Reply::Parked && r.position == self.position
+                });
+                if let (Some(object), true) = (parked_on, parked) {
+                    self.parked_on.insert(call, object);
+                }
+                execution
+            }
             Request::Create { session, request, name, type_name, args, acked } => self.on_call(
                 slot,
                 session,
@@ -533,6 +555,23 @@ impl Machine {
                     wake.call = other;
                 }
             }
+            if let Some(object) = self.parked_on.get(&wake.call) {
+                // The newest call still parked on the same object gets this wake-up.
+                let newest = self
+                    .parked_on
+                    .iter()
+                    .filter(|(_, o)| *o == object)
+                    .filter_map(|(call, _)| {
+                        let (_, position, reply) =
+                            self.sessions.get(&call.session)?.replies.get(&call.request)?;
+                        (*reply == Reply::Parked).then_some((*position, *call))
+                    })
+                    .max();
+                if let Some((_, newest)) = newest {
+                    wake.call = newest;
+                }
+                self.parked_on.remove(&wake.call);
+            }
             let Some(s) = self.sessions.get_mut(&wake.call.session) else { continue };
             let Some(entry) = s.replies.get_mut(&wake.call.request) else { continue };
             if entry.2 != Reply::Parked {
@@ -651,6 +690,7 @@ impl Machine {
             position: saved.position,
             ended: Vec::new(),
             bugs: BTreeSet::new(),
+            parked_on: BTreeMap::new(),
         })
     }
 

@@ -10,6 +10,7 @@ pub mod cluster_identity;
 pub mod condition;
 pub mod durability;
 pub mod exactly_once;
+pub mod fifo;
 pub mod linearizability;
 pub mod liveness;
 pub mod mesh;

@@ -7,6 +7,7 @@
 //! the object's own code, plus the rendezvous checkers.
 
 use super::{ClientMsg, Driver, Reply};
+use crate::checkers::fifo::WakeOrder;
 use crate::checkers::linearizability::{self, Operation, Verdict};
 use crate::checkers::object_spec::{ObjectCall, ObjectResult, ObjectSpec, SESSION_CLOSED};
 use crate::checkers::timestamps::AppliedTimestamps;
@@ -103,6 +104,8 @@ pub(crate) struct Objects {
     pub(crate) refused: Vec<(u64, u64)>,
     /// Each node's applied leader timestamps, checked as they are applied.
     timestamps: AppliedTimestamps,
+    /// The calls parked on objects that promise FIFO wake-ups, in line.
+    wake_order: WakeOrder,
 }
 
 /// The instances the objects workload creates through the log: (name, type,
@@ -194,6 +197,7 @@ impl Objects {
             cancel_rng,
             refused: Vec::new(),
             timestamps: AppliedTimestamps::new(alpha),
+            wake_order: WakeOrder::default(),
         }
     }
 
@@ -230,8 +234,31 @@ impl Objects {
         let mut ended = Vec::new();
         for command in &value.commands {
             let Command::App(bytes) = command else { continue };
+            let first = responses.len();
             let execution = machine.apply(slot, value.timestamp, bytes, &mut responses);
-            ended.extend(machine.take_ended());
+            let ended_now = machine.take_ended();
+            if extended {
+                // Sessions end before the command runs (expiry) or as it (a close).
+                for (session, _) in &ended_now {
+                    self.wake_order.on_session_end(session.0);
+                }
+                let called = match om::Request::decode(bytes) {
+                    Ok(om::Request::Call { object, method, .. }) => Some((object, method)),
+                    _ => None,
+                };
+                for r in &responses[first..] {
+                    let call = (r.call.session.0, r.call.request.0);
+                    if r.reply == om::Reply::Parked {
+                        if let Some((object, method)) = &called {
+                            self.wake_order.on_park(call, object, method, r.position);
+                        }
+                    } else {
+                        let woken = matches!(r.reply, om::Reply::Value(_));
+                        w.record(self.wake_order.on_answer(call, r.position, woken));
+                    }
+                }
+            }
+            ended.extend(ended_now);
             if execution == Execution::Executed {
                 if let Ok(om::Request::Call { session, request, .. }) = om::Request::decode(bytes) {
                     executed.push((session.0, request.0));
