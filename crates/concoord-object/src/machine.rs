@@ -51,10 +51,13 @@ pub enum MachineBug {
     /// A wake-up goes to the newest call parked on the same object instead of the
     /// one the object woke (the oldest, for the objects that promise FIFO order).
     WakeNewestWaiter,
+    /// A woken `acquire_token` gets the slot as its token where a grant at once gets
+    /// the position: two counters mixed, so tokens go backwards or repeat.
+    WakeTokenIsSlot,
 }
 
 impl MachineBug {
-    pub const ALL: [MachineBug; 7] = [
+    pub const ALL: [MachineBug; 8] = [
         MachineBug::ApplyDuplicateTwice,
         MachineBug::KeepHoldingsOnExpiry,
         MachineBug::WakeWrongWaiter,
@@ -62,6 +65,7 @@ impl MachineBug {
         MachineBug::CreateAcksEarlier,
         MachineBug::FencingTokenIsSlot,
         MachineBug::WakeNewestWaiter,
+        MachineBug::WakeTokenIsSlot,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +77,7 @@ impl MachineBug {
             MachineBug::CreateAcksEarlier => "create-acks-earlier",
             MachineBug::FencingTokenIsSlot => "fencing-token-is-slot",
             MachineBug::WakeNewestWaiter => "wake-newest-waiter",
+            MachineBug::WakeTokenIsSlot => "wake-token-is-slot",
         }
     }
 
@@ -210,9 +215,9 @@ pub struct Machine {
     ended: Vec<(SessionId, u64)>,
     /// Injected bugs (simulator only; empty in production).
     bugs: BTreeSet<MachineBug>,
-    /// With `WakeNewestWaiter` only: the object each parked call waits on (not
-    /// replicated: a machine restored from a snapshot does not know them).
-    parked_on: BTreeMap<CallId, String>,
+    /// With `WakeNewestWaiter` or `WakeTokenIsSlot` only: the object and method each
+    /// parked call waits on (not replicated: a restored machine does not know them).
+    parked_on: BTreeMap<CallId, (String, String)>,
 }
 
 impl Machine {
@@ -307,8 +312,9 @@ impl Machine {
             }
             Request::Call { session, request, acked, object, method, args } => {
                 let first = responses.len();
-                let newest_first = self.bugs.contains(&MachineBug::WakeNewestWaiter);
-                let parked_on = newest_first.then(|| object.clone());
+                let track = self.bugs.contains(&MachineBug::WakeNewestWaiter)
+                    || self.bugs.contains(&MachineBug::WakeTokenIsSlot);
+                let parked_on = track.then(|| (object.clone(), method.clone()));
                 let execution = self.on_call(
                     slot,
                     session,
@@ -555,12 +561,24 @@ impl Machine {
                     wake.call = other;
                 }
             }
-            if let Some(object) = self.parked_on.get(&wake.call) {
+            if let Some((_, method)) = self.parked_on.get(&wake.call) {
+                if self.bugs.contains(&MachineBug::WakeTokenIsSlot)
+                    && method == "acquire_token"
+                    && wake.result == Ok(Value::Int(self.position as i64))
+                {
+                    wake.result = Ok(Value::Int(slot.0 as i64));
+                }
+            }
+            if let Some((object, _)) = self
+                .parked_on
+                .get(&wake.call)
+                .filter(|_| self.bugs.contains(&MachineBug::WakeNewestWaiter))
+            {
                 // The newest call still parked on the same object gets this wake-up.
                 let newest = self
                     .parked_on
                     .iter()
-                    .filter(|(_, o)| *o == object)
+                    .filter(|(_, (o, _))| o == object)
                     .filter_map(|(call, _)| {
                         let (_, position, reply) =
                             self.sessions.get(&call.session)?.replies.get(&call.request)?;

@@ -778,6 +778,22 @@ impl Objects {
                 return;
             }
         }
+        if let Some(rlock) = histories.get("rlock") {
+            if let Err(mut v) = crate::checkers::mutual_exclusion::check(rlock) {
+                v.detail = format!("object rlock: {}", v.detail);
+                w.violation = Some(v);
+                return;
+            }
+        }
+        for name in ["semaphore", "permits"] {
+            if let Some(permits) = histories.get(name) {
+                if let Err(mut v) = crate::checkers::mutual_exclusion::check_tokens(permits) {
+                    v.detail = format!("object {name}: {}", v.detail);
+                    w.violation = Some(v);
+                    return;
+                }
+            }
+        }
         if let Some(mesh) = histories.get("mesh") {
             if let Err(v) = crate::checkers::mesh::check(mesh) {
                 w.violation = Some(v);
