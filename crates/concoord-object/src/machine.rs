@@ -54,10 +54,12 @@ pub enum MachineBug {
     /// A woken `acquire_token` gets the slot as its token where a grant at once gets
     /// the position: two counters mixed, so tokens go backwards or repeat.
     WakeTokenIsSlot,
+    /// Sessions expire after half their lease.
+    ExpireAtHalfLease,
 }
 
 impl MachineBug {
-    pub const ALL: [MachineBug; 8] = [
+    pub const ALL: [MachineBug; 9] = [
         MachineBug::ApplyDuplicateTwice,
         MachineBug::KeepHoldingsOnExpiry,
         MachineBug::WakeWrongWaiter,
@@ -66,6 +68,7 @@ impl MachineBug {
         MachineBug::FencingTokenIsSlot,
         MachineBug::WakeNewestWaiter,
         MachineBug::WakeTokenIsSlot,
+        MachineBug::ExpireAtHalfLease,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +81,7 @@ impl MachineBug {
             MachineBug::FencingTokenIsSlot => "fencing-token-is-slot",
             MachineBug::WakeNewestWaiter => "wake-newest-waiter",
             MachineBug::WakeTokenIsSlot => "wake-token-is-slot",
+            MachineBug::ExpireAtHalfLease => "expire-at-half-lease",
         }
     }
 
@@ -634,10 +638,12 @@ impl Machine {
 
     fn expire_sessions(&mut self, slot: Slot, responses: &mut Vec<Response>) {
         let clock = self.clock;
+        let half = self.bugs.contains(&MachineBug::ExpireAtHalfLease);
+        let lease_of = |s: &Session| if half { Span(s.lease.0 / 2) } else { s.lease };
         let expired: Vec<SessionId> = self
             .sessions
             .iter()
-            .filter(|(_, s)| clock.since(s.last_active) > s.lease)
+            .filter(|(_, s)| clock.since(s.last_active) > lease_of(s))
             .map(|(id, _)| *id)
             .collect();
         for session in expired {

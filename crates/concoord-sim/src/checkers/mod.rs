@@ -11,6 +11,7 @@ pub mod condition;
 pub mod durability;
 pub mod exactly_once;
 pub mod fifo;
+pub mod leases;
 pub mod linearizability;
 pub mod liveness;
 pub mod mesh;

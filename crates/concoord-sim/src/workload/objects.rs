@@ -8,6 +8,7 @@
 
 use super::{ClientMsg, Driver, Reply};
 use crate::checkers::fifo::WakeOrder;
+use crate::checkers::leases::Leases;
 use crate::checkers::linearizability::{self, Operation, Verdict};
 use crate::checkers::object_spec::{ObjectCall, ObjectResult, ObjectSpec, SESSION_CLOSED};
 use crate::checkers::timestamps::AppliedTimestamps;
@@ -21,7 +22,7 @@ use concoord_object::builtins::{
 use concoord_object::machine::{self as om, Execution, Machine, MachineBug};
 use concoord_object::{ObjectType, Types, Value as ObjValue};
 use concoord_paxos::{Command, Fnv, Input, Prng, ReadId, Rejected};
-use concoord_wire::{ReplicaId, Slot};
+use concoord_wire::{ReplicaId, Slot, Span};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What an objects-workload client sends to a replica.
@@ -106,6 +107,8 @@ pub(crate) struct Objects {
     timestamps: AppliedTimestamps,
     /// The calls parked on objects that promise FIFO wake-ups, in line.
     wake_order: WakeOrder,
+    /// Session leases by the applied timestamps.
+    leases: Leases,
 }
 
 /// The instances the objects workload creates through the log: (name, type,
@@ -198,6 +201,7 @@ impl Objects {
             refused: Vec::new(),
             timestamps: AppliedTimestamps::new(alpha),
             wake_order: WakeOrder::default(),
+            leases: Leases::default(),
         }
     }
 
@@ -238,9 +242,29 @@ impl Objects {
             let execution = machine.apply(slot, value.timestamp, bytes, &mut responses);
             let ended_now = machine.take_ended();
             if extended {
-                // Sessions end before the command runs (expiry) or as it (a close).
+                // Sessions end before the command runs (expiry; the workload never
+                // closes one).
+                self.leases.tick(value.timestamp);
                 for (session, _) in &ended_now {
                     self.wake_order.on_session_end(session.0);
+                    w.record(self.leases.expired(session.0));
+                }
+                match om::Request::decode(bytes) {
+                    Ok(
+                        om::Request::Call { session, .. }
+                        | om::Request::Create { session, .. }
+                        | om::Request::Cancel { session, .. },
+                    ) => self.leases.touch(session.0),
+                    Ok(om::Request::OpenSession { lease_ms, .. }) => {
+                        let lease =
+                            Span::from_millis(lease_ms).max(om::LEASE_MIN).min(om::LEASE_MAX);
+                        for r in &responses[first..] {
+                            if let om::Reply::SessionOpened { session, .. } = r.reply {
+                                self.leases.active(session.0, lease);
+                            }
+                        }
+                    }
+                    _ => {}
                 }
                 let called = match om::Request::decode(bytes) {
                     Ok(om::Request::Call { object, method, .. }) => Some((object, method)),

@@ -108,6 +108,13 @@ fn every_injected_object_bug_is_caught_within_the_first_thousand_seeds() {
     assert!((0..1000).any(|seed| run_seed(seed, &opts).violation.is_some_and(|v| {
         v.checker == "fencing_tokens" || v.detail.starts_with("object rlock")
     })));
+    // Expiring at half the lease must be caught by the lease checker itself.
+    let opts = SimOptions {
+        object_bugs: [MachineBug::ExpireAtHalfLease].into_iter().collect(),
+        ..objects()
+    };
+    assert!((0..1000)
+        .any(|seed| run_seed(seed, &opts).violation.is_some_and(|v| v.checker == "leases")));
     // A duplicate run twice must be caught by the exactly-once checker itself.
     let opts = SimOptions {
         object_bugs: [MachineBug::ApplyDuplicateTwice].into_iter().collect(),
