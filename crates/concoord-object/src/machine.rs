@@ -50,16 +50,27 @@ pub enum MachineBug {
     /// two grants in one slot (batching), or two sessions expiring before one
     /// command, hand out the same token (issue 13).
     FencingTokenIsSlot,
+    /// A wake-up goes to the newest call parked on the same object instead of the
+    /// one the object woke (the oldest, for the objects that promise FIFO order).
+    WakeNewestWaiter,
+    /// A woken `acquire_token` gets the slot as its token where a grant at once gets
+    /// the position: two counters mixed, so tokens go backwards or repeat.
+    WakeTokenIsSlot,
+    /// Sessions expire after half their lease.
+    ExpireAtHalfLease,
 }
 
 impl MachineBug {
-    pub const ALL: [MachineBug; 6] = [
+    pub const ALL: [MachineBug; 9] = [
         MachineBug::ApplyDuplicateTwice,
         MachineBug::KeepHoldingsOnExpiry,
         MachineBug::WakeWrongWaiter,
         MachineBug::CancelWithoutObject,
         MachineBug::CreateAcksEarlier,
         MachineBug::FencingTokenIsSlot,
+        MachineBug::WakeNewestWaiter,
+        MachineBug::WakeTokenIsSlot,
+        MachineBug::ExpireAtHalfLease,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +81,9 @@ impl MachineBug {
             MachineBug::CancelWithoutObject => "cancel-without-object",
             MachineBug::CreateAcksEarlier => "create-acks-earlier",
             MachineBug::FencingTokenIsSlot => "fencing-token-is-slot",
+            MachineBug::WakeNewestWaiter => "wake-newest-waiter",
+            MachineBug::WakeTokenIsSlot => "wake-token-is-slot",
+            MachineBug::ExpireAtHalfLease => "expire-at-half-lease",
         }
     }
 
@@ -207,6 +221,9 @@ pub struct Machine {
     ended: Vec<(SessionId, u64)>,
     /// Injected bugs (simulator only; empty in production).
     bugs: BTreeSet<MachineBug>,
+    /// With `WakeNewestWaiter` or `WakeTokenIsSlot` only: the object and method each
+    /// parked call waits on (not replicated: a restored machine does not know them).
+    parked_on: BTreeMap<CallId, (String, String)>,
 }
 
 impl Machine {
@@ -220,6 +237,7 @@ impl Machine {
             position: 0,
             ended: Vec::new(),
             bugs: BTreeSet::new(),
+            parked_on: BTreeMap::new(),
         }
     }
 
@@ -298,22 +316,36 @@ impl Machine {
                 }
                 Execution::Executed
             }
-            Request::Call { session, request, acked, object, method, args } => self.on_call(
-                slot,
-                session,
-                request,
-                acked,
-                |m, ctx| match m.objects.get_mut(&object) {
-                    Some(_) if REINIT_METHODS.contains(&method.as_str()) => {
-                        m.reinit(ctx, &object, &args)
-                    }
-                    Some(o) => o.call(ctx, &method, &args),
-                    None => Outcome::Raise(ObjectError::attribute_error(format!(
-                        "no object named {object:?}"
-                    ))),
-                },
-                responses,
-            ),
+            Request::Call { session, request, acked, object, method, args } => {
+                let first = responses.len();
+                let track = self.bugs.contains(&MachineBug::WakeNewestWaiter)
+                    || self.bugs.contains(&MachineBug::WakeTokenIsSlot);
+                let parked_on = track.then(|| (object.clone(), method.clone()));
+                let execution = self.on_call(
+                    slot,
+                    session,
+                    request,
+                    acked,
+                    |m, ctx| match m.objects.get_mut(&object) {
+                        Some(_) if REINIT_METHODS.contains(&method.as_str()) => {
+                            m.reinit(ctx, &object, &args)
+                        }
+                        Some(o) => o.call(ctx, &method, &args),
+                        None => Outcome::Raise(ObjectError::attribute_error(format!(
+                            "no object named {object:?}"
+                        ))),
+                    },
+                    responses,
+                );
+                let call = CallId { session, request };
+                let parked = responses[first..].iter().any(|r| {
+                    r.call == call && r.reply == Reply::Parked && r.position == self.position
+                });
+                if let (Some(object), true) = (parked_on, parked) {
+                    self.parked_on.insert(call, object);
+                }
+                execution
+            }
             Request::Create { session, request, name, type_name, args, acked } => self.on_call(
                 slot,
                 session,
@@ -545,6 +577,35 @@ impl Machine {
                     wake.call = other;
                 }
             }
+            if let Some((_, method)) = self.parked_on.get(&wake.call) {
+                if self.bugs.contains(&MachineBug::WakeTokenIsSlot)
+                    && method == "acquire_token"
+                    && wake.result == Ok(Value::Int(self.position as i64))
+                {
+                    wake.result = Ok(Value::Int(slot.0 as i64));
+                }
+            }
+            if let Some((object, _)) = self
+                .parked_on
+                .get(&wake.call)
+                .filter(|_| self.bugs.contains(&MachineBug::WakeNewestWaiter))
+            {
+                // The newest call still parked on the same object gets this wake-up.
+                let newest = self
+                    .parked_on
+                    .iter()
+                    .filter(|(_, (o, _))| o == object)
+                    .filter_map(|(call, _)| {
+                        let (_, position, reply) =
+                            self.sessions.get(&call.session)?.replies.get(&call.request)?;
+                        (*reply == Reply::Parked).then_some((*position, *call))
+                    })
+                    .max();
+                if let Some((_, newest)) = newest {
+                    wake.call = newest;
+                }
+                self.parked_on.remove(&wake.call);
+            }
             let Some(s) = self.sessions.get_mut(&wake.call.session) else { continue };
             let Some(entry) = s.replies.get_mut(&wake.call.request) else { continue };
             if entry.2 != Reply::Parked {
@@ -589,10 +650,12 @@ impl Machine {
 
     fn expire_sessions(&mut self, slot: Slot, responses: &mut Vec<Response>) {
         let clock = self.clock;
+        let half = self.bugs.contains(&MachineBug::ExpireAtHalfLease);
+        let lease_of = |s: &Session| if half { Span(s.lease.0 / 2) } else { s.lease };
         let expired: Vec<SessionId> = self
             .sessions
             .iter()
-            .filter(|(_, s)| clock.since(s.last_active) > s.lease)
+            .filter(|(_, s)| clock.since(s.last_active) > lease_of(s))
             .map(|(id, _)| *id)
             .collect();
         for session in expired {
@@ -663,6 +726,7 @@ impl Machine {
             position: saved.position,
             ended: Vec::new(),
             bugs: BTreeSet::new(),
+            parked_on: BTreeMap::new(),
         })
     }
 

@@ -51,6 +51,10 @@ pub enum Bug {
     /// `Accepted` runs ahead of the write it vouches for. The rule lives in
     /// `EffectGate`, which both shells use.
     SendBeforeDurable,
+    /// The leader stamps a new batch with its own clock alone, not at least the
+    /// highest timestamp it adopted or stamped: after a failover to a replica whose
+    /// clock runs behind, cluster time goes backwards.
+    StampLocalClock,
 }
 
 impl Bug {
@@ -60,7 +64,7 @@ impl Bug {
     /// availability checkers of the cut-off scenarios (`stable_leader`,
     /// `step_down`). `IgnoreClusterId` needs the operator faults the simulator
     /// models (a stranger founded on an old member's address).
-    pub const ALL: [Bug; 16] = [
+    pub const ALL: [Bug; 17] = [
         Bug::SkipPersistPromise,
         Bug::AcceptLowerBallot,
         Bug::CommitOnMinority,
@@ -77,6 +81,7 @@ impl Bug {
         Bug::KeepLeadingAboveBallot,
         Bug::BootListOnly,
         Bug::SendBeforeDurable,
+        Bug::StampLocalClock,
     ];
 
     /// Bugs of a class the simulator does not reach yet: `--inject` takes them and
@@ -103,6 +108,7 @@ impl Bug {
             Bug::KeepLeadingAboveBallot => "keep-leading-above-ballot",
             Bug::BootListOnly => "boot-list-only",
             Bug::SendBeforeDurable => "send-before-durable",
+            Bug::StampLocalClock => "stamp-local-clock",
         }
     }
 

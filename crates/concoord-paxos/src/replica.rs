@@ -1600,8 +1600,12 @@ impl Replica {
         let window_end = self.commit_max.plus(self.opts.alpha);
         let commit_max = self.commit_max;
         let config_busy = self.config_change_in_flight();
+        let applied_time = self.timestamp_max;
         let State::Leader(l) = &mut self.state else { return };
         l.next_slot = l.next_slot.max(commit_max.next());
+        // Entries learned since the election (catch-up, a snapshot) may carry a later
+        // time than anything adopted: cluster time never goes backwards.
+        l.timestamp_floor = l.timestamp_floor.max(applied_time);
         let mut proposed: Vec<(Slot, Value)> = Vec::new();
         let mut config_taken = config_busy;
         while l.next_slot <= window_end {
@@ -1616,7 +1620,11 @@ impl Replica {
             } else if highest_adopted.is_some_and(|h| h > slot) {
                 Value::noop(l.timestamp_floor)
             } else if !l.pending.is_empty() || (!config_taken && !l.pending_config.is_empty()) {
-                let timestamp = l.timestamp_floor.max(now);
+                let timestamp = if self.opts.has_bug(Bug::StampLocalClock) {
+                    now
+                } else {
+                    l.timestamp_floor.max(now)
+                };
                 l.timestamp_floor = timestamp;
                 let mut commands = Vec::new();
                 if !config_taken {

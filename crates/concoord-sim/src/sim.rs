@@ -174,9 +174,10 @@ impl Sim {
         let mut world = World::new(seed, opts, Prng::new(seed));
         let clients = world.params.clients;
         let mut driver: Box<dyn Driver> = match world.opts.workload {
-            Workload::Registers => Box::new(Registers::new(clients)),
+            Workload::Registers => Box::new(Registers::new(clients, world.params.alpha)),
             Workload::Objects => {
-                Box::new(Objects::new(seed, clients, world.opts.object_bugs.clone()))
+                let bugs = world.opts.object_bugs.clone();
+                Box::new(Objects::new(seed, clients, bugs, world.params.alpha))
             }
             Workload::Pipelined => {
                 let bugs = world.opts.object_bugs.clone();

@@ -10,6 +10,8 @@ pub mod cluster_identity;
 pub mod condition;
 pub mod durability;
 pub mod exactly_once;
+pub mod fifo;
+pub mod leases;
 pub mod linearizability;
 pub mod liveness;
 pub mod mesh;
@@ -20,6 +22,7 @@ pub mod prefix;
 pub mod stable_leader;
 pub mod state;
 pub mod step_down;
+pub mod timestamps;
 
 use std::fmt;
 

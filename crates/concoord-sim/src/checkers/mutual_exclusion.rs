@@ -1,5 +1,7 @@
-//! Mutual exclusion with fencing tokens: a lock is held by one session at a time,
-//! and every grant's token is above the token of every grant before it.
+//! Mutual exclusion with fencing tokens: a lock (`Lock`, `RLock`) is held by one
+//! session at a time, and every grant's token is above the token of every grant
+//! before it; a semaphore's permits, held by several at once, still get tokens that
+//! increase with the position that granted them (`check_tokens`).
 //!
 //! Source: the fencing-token discipline of lock services (Burrows, "The Chubby lock
 //! service", OSDI 2006, §2.4 sequencers; Kleppmann, "How to do distributed locking",
@@ -71,6 +73,36 @@ pub fn check(history: &[Operation<ObjectCall, ObjectResult>]) -> Check {
     Ok(())
 }
 
+/// Checks the fencing tokens of a counting object (a semaphore's permits), which
+/// several sessions hold at once: ordered by the position that granted them, tokens
+/// increase strictly from one position to the next. Grants at one position (a release
+/// that wakes several waiters) share that position's token.
+pub fn check_tokens(history: &[Operation<ObjectCall, ObjectResult>]) -> Check {
+    let mut grants: Vec<(u64, i64)> = history
+        .iter()
+        .filter(|op| op.op.method == "acquire_token")
+        .filter_map(|op| match &op.complete {
+            Some((_, ObjectResult { position, result: Ok(Value::Int(token)), .. })) => {
+                Some((*position, *token))
+            }
+            _ => None,
+        })
+        .collect();
+    grants.sort();
+    for pair in grants.windows(2) {
+        let ((p0, t0), (p1, t1)) = (pair[0], pair[1]);
+        if (p1 > p0 && t1 <= t0) || (p1 == p0 && t1 != t0) {
+            return Err(Violation {
+                checker: "fencing_tokens",
+                detail: format!(
+                    "token {t1} granted at position {p1} after token {t0} at position {p0}:                      fencing tokens must increase with the grant's position"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +146,20 @@ mod tests {
             op(2, "acquire_token", 5, Value::Int(2)),
         ];
         assert!(check(&stale).is_err());
+    }
+
+    #[test]
+    fn a_shared_or_stale_permit_token_is_caught() {
+        let good = vec![
+            op(1, "acquire_token", 3, Value::Int(3)),
+            op(2, "acquire_token", 3, Value::Int(3)),
+            op(3, "acquire_token", 5, Value::Int(5)),
+        ];
+        assert_eq!(check_tokens(&good), Ok(()));
+        let shared = vec![
+            op(1, "acquire_token", 3, Value::Int(3)),
+            op(2, "acquire_token", 4, Value::Int(3)),
+        ];
+        assert!(check_tokens(&shared).is_err());
     }
 }

@@ -7,8 +7,11 @@
 //! the object's own code, plus the rendezvous checkers.
 
 use super::{ClientMsg, Driver, Reply};
+use crate::checkers::fifo::WakeOrder;
+use crate::checkers::leases::Leases;
 use crate::checkers::linearizability::{self, Operation, Verdict};
 use crate::checkers::object_spec::{ObjectCall, ObjectResult, ObjectSpec, SESSION_CLOSED};
+use crate::checkers::timestamps::AppliedTimestamps;
 use crate::world::{Event, Phase, World, MS};
 use concoord_object::builtins::{
     bank::Bank, binary_tree::BinaryTree, bounded_semaphore::BoundedSemaphore,
@@ -19,7 +22,7 @@ use concoord_object::builtins::{
 use concoord_object::machine::{self as om, Execution, Machine, MachineBug};
 use concoord_object::{ObjectType, Types, Value as ObjValue};
 use concoord_paxos::{Command, Fnv, Input, Prng, ReadId, Rejected};
-use concoord_wire::{ReplicaId, Slot};
+use concoord_wire::{ReplicaId, Slot, Span};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What an objects-workload client sends to a replica.
@@ -100,6 +103,12 @@ pub(crate) struct Objects {
     /// Calls and creations the machine refused, (session, request), since the
     /// driver last looked (the pipelined workload judges them).
     pub(crate) refused: Vec<(u64, u64)>,
+    /// Each node's applied leader timestamps, checked as they are applied.
+    timestamps: AppliedTimestamps,
+    /// The calls parked on objects that promise FIFO wake-ups, in line.
+    wake_order: WakeOrder,
+    /// Session leases by the applied timestamps.
+    leases: Leases,
 }
 
 /// The instances the objects workload creates through the log: (name, type,
@@ -172,7 +181,12 @@ fn object_key(req: &om::Request) -> Option<(u64, u64)> {
 }
 
 impl Objects {
-    pub(crate) fn new(seed: u64, clients: usize, object_bugs: BTreeSet<MachineBug>) -> Objects {
+    pub(crate) fn new(
+        seed: u64,
+        clients: usize,
+        object_bugs: BTreeSet<MachineBug>,
+        alpha: u64,
+    ) -> Objects {
         let mut cancel_rng = Prng::new(seed ^ 0xca9c_e11e_d000_0000);
         let cancel_chance = [0.0, 0.0, 0.1, 0.3][cancel_rng.index(4)];
         Objects {
@@ -185,6 +199,9 @@ impl Objects {
             cancel_chance,
             cancel_rng,
             refused: Vec::new(),
+            timestamps: AppliedTimestamps::new(alpha),
+            wake_order: WakeOrder::default(),
+            leases: Leases::default(),
         }
     }
 
@@ -214,14 +231,58 @@ impl Objects {
         value: &concoord_paxos::Value,
         extended: bool,
     ) {
+        w.record(self.timestamps.on_apply(node, slot, value.timestamp));
         let machine = &mut self.nodes[node].machine;
         let mut responses = Vec::new();
         let mut executed = Vec::new();
         let mut ended = Vec::new();
         for command in &value.commands {
             let Command::App(bytes) = command else { continue };
+            let first = responses.len();
             let execution = machine.apply(slot, value.timestamp, bytes, &mut responses);
-            ended.extend(machine.take_ended());
+            let ended_now = machine.take_ended();
+            if extended {
+                // Sessions end before the command runs (expiry; the workload never
+                // closes one).
+                self.leases.tick(value.timestamp);
+                for (session, _) in &ended_now {
+                    self.wake_order.on_session_end(session.0);
+                    w.record(self.leases.expired(session.0));
+                }
+                match om::Request::decode(bytes) {
+                    Ok(
+                        om::Request::Call { session, .. }
+                        | om::Request::Create { session, .. }
+                        | om::Request::Cancel { session, .. },
+                    ) => self.leases.touch(session.0),
+                    Ok(om::Request::OpenSession { lease_ms, .. }) => {
+                        let lease =
+                            Span::from_millis(lease_ms).max(om::LEASE_MIN).min(om::LEASE_MAX);
+                        for r in &responses[first..] {
+                            if let om::Reply::SessionOpened { session, .. } = r.reply {
+                                self.leases.active(session.0, lease);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                let called = match om::Request::decode(bytes) {
+                    Ok(om::Request::Call { object, method, .. }) => Some((object, method)),
+                    _ => None,
+                };
+                for r in &responses[first..] {
+                    let call = (r.call.session.0, r.call.request.0);
+                    if r.reply == om::Reply::Parked {
+                        if let Some((object, method)) = &called {
+                            self.wake_order.on_park(call, object, method, r.position);
+                        }
+                    } else {
+                        let woken = matches!(r.reply, om::Reply::Value(_));
+                        w.record(self.wake_order.on_answer(call, r.position, woken));
+                    }
+                }
+            }
+            ended.extend(ended_now);
             if execution == Execution::Executed {
                 if let Ok(om::Request::Call { session, request, .. }) = om::Request::decode(bytes) {
                     executed.push((session.0, request.0));
@@ -741,6 +802,22 @@ impl Objects {
                 return;
             }
         }
+        if let Some(rlock) = histories.get("rlock") {
+            if let Err(mut v) = crate::checkers::mutual_exclusion::check(rlock) {
+                v.detail = format!("object rlock: {}", v.detail);
+                w.violation = Some(v);
+                return;
+            }
+        }
+        for name in ["semaphore", "permits"] {
+            if let Some(permits) = histories.get(name) {
+                if let Err(mut v) = crate::checkers::mutual_exclusion::check_tokens(permits) {
+                    v.detail = format!("object {name}: {}", v.detail);
+                    w.violation = Some(v);
+                    return;
+                }
+            }
+        }
         if let Some(mesh) = histories.get("mesh") {
             if let Err(v) = crate::checkers::mesh::check(mesh) {
                 w.violation = Some(v);
@@ -841,6 +918,7 @@ impl Driver for Objects {
         n.machine = machine;
         n.waiting.clear();
         n.object_reads.clear();
+        self.timestamps.reset(node);
     }
 
     fn apply(
@@ -864,6 +942,7 @@ impl Driver for Objects {
         machine.set_bugs(self.object_bugs.clone());
         let hash = machine_hash(&machine);
         self.nodes[node].machine = machine;
+        self.timestamps.reset(node);
         Ok(hash)
     }
 

@@ -80,7 +80,7 @@ impl Pipelined {
         let window = [32, 128, 512][w.rng.index(3)];
         let burst = [16, 64, 128][w.rng.index(3)];
         Pipelined {
-            inner: Objects::new(seed, 0, bugs),
+            inner: Objects::new(seed, 0, bugs, w.params.alpha),
             pipes: (0..clients).map(|i| Pipe { id: i as u64 + 1, ..Pipe::default() }).collect(),
             window,
             burst,

@@ -6,6 +6,7 @@
 use super::{ClientMsg, Driver, Reply};
 use crate::app::{App, Op, Outcome, Request};
 use crate::checkers::linearizability::{self, Model, Operation, Verdict};
+use crate::checkers::timestamps::AppliedTimestamps;
 use crate::world::{Phase, World, MS};
 use concoord_paxos::{Command, Input, ReadId, Rejected};
 use concoord_wire::{ReplicaId, Slot};
@@ -43,15 +44,18 @@ pub(crate) struct Registers {
     clients: Vec<Client>,
     nodes: Vec<NodeApp>,
     history: Vec<(u8, Operation<Op, i64>)>,
+    /// Each node's applied leader timestamps, checked as they are applied.
+    timestamps: AppliedTimestamps,
 }
 
 impl Registers {
-    pub(crate) fn new(clients: usize) -> Registers {
+    pub(crate) fn new(clients: usize, alpha: u64) -> Registers {
         Registers {
             clients: (0..clients)
                 .map(|i| Client { id: i as u64 + 1, next_seq: 1, favourite: None, current: None })
                 .collect(),
             nodes: Vec::new(),
+            timestamps: AppliedTimestamps::new(alpha),
             history: Vec::new(),
         }
     }
@@ -76,6 +80,7 @@ impl Driver for Registers {
 
     fn crash(&mut self, node: usize) {
         self.nodes[node] = NodeApp::default();
+        self.timestamps.reset(node);
     }
 
     fn apply(
@@ -86,6 +91,7 @@ impl Driver for Registers {
         value: &concoord_paxos::Value,
         _extended: bool,
     ) {
+        w.record(self.timestamps.on_apply(node, slot, value.timestamp));
         let n = &mut self.nodes[node];
         let outcomes = n.app.apply(value);
         w.nodes[node].app_applied = slot;
@@ -120,6 +126,7 @@ impl Driver for Registers {
         let app = App::decode(data).ok_or("an undecodable snapshot")?;
         let hash = app.state_hash();
         self.nodes[node].app = app;
+        self.timestamps.reset(node);
         Ok(hash)
     }
 

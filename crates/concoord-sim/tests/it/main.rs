@@ -92,6 +92,29 @@ fn every_injected_object_bug_is_caught_within_the_first_thousand_seeds() {
             None => panic!("object bug {} was not caught in seeds 0..1000", bug.name()),
         }
     }
+    // Waking the newest waiter first must be caught by the FIFO checker itself.
+    let opts = SimOptions {
+        object_bugs: [MachineBug::WakeNewestWaiter].into_iter().collect(),
+        ..objects()
+    };
+    assert!(
+        (0..1000).any(|seed| run_seed(seed, &opts).violation.is_some_and(|v| v.checker == "fifo"))
+    );
+    // Mixed token counters must be caught on the RLock or a semaphore's permits.
+    let opts = SimOptions {
+        object_bugs: [MachineBug::WakeTokenIsSlot].into_iter().collect(),
+        ..objects()
+    };
+    assert!((0..1000).any(|seed| run_seed(seed, &opts).violation.is_some_and(|v| {
+        v.checker == "fencing_tokens" || v.detail.starts_with("object rlock")
+    })));
+    // Expiring at half the lease must be caught by the lease checker itself.
+    let opts = SimOptions {
+        object_bugs: [MachineBug::ExpireAtHalfLease].into_iter().collect(),
+        ..objects()
+    };
+    assert!((0..1000)
+        .any(|seed| run_seed(seed, &opts).violation.is_some_and(|v| v.checker == "leases")));
     // A duplicate run twice must be caught by the exactly-once checker itself.
     let opts = SimOptions {
         object_bugs: [MachineBug::ApplyDuplicateTwice].into_iter().collect(),
