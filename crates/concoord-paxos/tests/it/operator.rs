@@ -411,3 +411,43 @@ fn a_torn_catch_up_recovers_whatever_prefix_reached_the_disk() {
         assert!(r.commit_max() >= torn.commit_max, "prefix {keep}: commit point lost");
     }
 }
+
+/// Cluster time never goes backwards (docs/consensus.md §e): a leader that learns,
+/// after its election, a chosen entry stamped later than anything it adopted (here by
+/// catch-up, from a predecessor whose clock ran ahead) stamps its next proposal no
+/// earlier than that entry. Before the fix its floor came from phase 1 only, and it
+/// stamped the next slot with its own, earlier clock.
+#[test]
+fn a_leader_stamps_no_earlier_than_an_entry_it_caught_up_after_its_election() {
+    use concoord_paxos::Value;
+    use concoord_wire::Time;
+    let mut t = Cluster::new(3);
+    let leader = t.run_until_leader();
+    t.propose(leader, apps(["a"])).unwrap();
+    t.run_until_applied(&[R1, R2, R3], 1);
+    let other = *t.live().iter().find(|id| **id != leader).unwrap();
+    let slot = t.replica(leader).commit_max().next();
+    // Chosen at a lower label by a predecessor whose clock read a day ahead.
+    let ahead = Time(t.replica(leader).accepted(Slot(1)).unwrap().1.timestamp.0 + 86_400_000_000);
+    let entry = AcceptedEntry {
+        slot,
+        ballot: Ballot { round: 0, leader: other },
+        value: Value { timestamp: ahead, commands: apps(["from the past leader"]) },
+    };
+    t.inject(
+        other,
+        leader,
+        Message::Catchup { entries: vec![entry], commit_max: slot, genesis: None },
+    );
+    assert!(t.replica(leader).is_leader());
+    assert_eq!(t.replica(leader).commit_max(), slot);
+    t.propose(leader, apps(["b"])).unwrap();
+    t.run_until_applied(&[leader], 3);
+    let (_, next) = t.replica(leader).accepted(slot.next()).unwrap();
+    assert!(
+        next.timestamp >= ahead,
+        "slot {:?} stamped {:?}, before the caught-up slot's {ahead:?}",
+        slot.next(),
+        next.timestamp
+    );
+}
