@@ -143,13 +143,9 @@ impl EffectGate {
         released
     }
 
-    /// The last write handed out, and the last durable one.
+    /// The last write handed out.
     pub fn written(&self) -> u64 {
         self.written
-    }
-
-    pub fn durable_seq(&self) -> u64 {
-        self.durable
     }
 
     /// Whether some write that needs a sync is not durable yet.

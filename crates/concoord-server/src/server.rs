@@ -549,11 +549,7 @@ impl Server {
                 }
                 Some(event) = next_disk_event(&mut disk_events) => {
                     match event {
-                        DiskEvent::Durable(seq) => {
-                            for effect in self.gate.durable(seq) {
-                                self.execute(effect)?;
-                            }
-                        }
+                        DiskEvent::Durable(seq) => self.durable(seq)?,
                         DiskEvent::Failed(e) => return Err(e.into()),
                     }
                 }
@@ -896,11 +892,7 @@ impl Server {
                         Some(disk) => disk.write(seq, op, sync),
                         // Never happens (an in-memory core writes nothing); if it
                         // did, nothing could ever make it durable.
-                        None => {
-                            for effect in self.gate.durable(seq) {
-                                self.execute(effect)?;
-                            }
-                        }
+                        None => self.durable(seq)?,
                     },
                     Gated::Held => {}
                     Gated::Run(effect) => self.execute(effect)?,
@@ -911,6 +903,14 @@ impl Server {
             for msg in std::mem::take(&mut self.local) {
                 let _ = self.step(Input::Message { from: me, cluster, msg });
             }
+        }
+        Ok(())
+    }
+
+    /// Every write up to `seq` is durable: carry out the effects that waited for it.
+    fn durable(&mut self, seq: u64) -> Result<(), ServerError> {
+        for effect in self.gate.durable(seq) {
+            self.execute(effect)?;
         }
         Ok(())
     }
