@@ -21,15 +21,15 @@
 //! fault and the network loses and duplicates nothing, so what the checkers
 //! see is the protocol's doing.
 
-use crate::checkers::stable_leader::CutFollower;
+use crate::checkers::stable_leader::{established, CutFollower, VoterView};
 use crate::checkers::step_down::CutLeader;
 use crate::workload::Driver;
 use crate::world::{Event, Phase, World, CLUSTER, MS, SEC};
 use concoord_paxos::{
     Command, ConfigChange, DurableState, Input, Member, Membership, Prng, Replica, Role, RoleKind,
 };
-use concoord_wire::{ClusterId, ReplicaId, Slot};
-use std::collections::BTreeSet;
+use concoord_wire::{ClusterId, ReplicaId, Slot, Time};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The operator faults a seed uses, and their own random stream.
 #[derive(Debug)]
@@ -608,7 +608,31 @@ impl Faults {
         let leader = w.leader_node()?;
         let r = w.nodes[leader].replica.as_ref()?;
         let settled = r.pending_len() == 0 && r.membership() == r.schedule().latest();
-        settled.then_some(leader)
+        (settled && Self::established(w, leader)).then_some(leader)
+    }
+
+    /// Whether every other running voter of the leader's window follows it (see
+    /// `stable_leader::established`): a scenario judges a leader, not a candidate.
+    fn established(w: &World, leader: usize) -> bool {
+        let Some(r) = w.nodes[leader].replica.as_ref() else { return false };
+        let Some(ballot) = r.ballot() else { return false };
+        let window = Self::window(w, leader);
+        let local_now = w.nodes[leader].local(w.now);
+        let heard: BTreeMap<ReplicaId, Time> =
+            r.progress().into_iter().map(|(id, _, at)| (id, at)).collect();
+        let voters: Vec<VoterView> = (0..w.nodes.len())
+            .filter(|i| *i != leader && w.in_cluster(*i))
+            .filter(|i| window.iter().any(|m| m.is_voter(w.nodes[*i].id)))
+            .filter_map(|i| {
+                let f = w.nodes[i].replica.as_ref()?;
+                Some(VoterView {
+                    promised: f.promised(),
+                    commit_max: f.commit_max(),
+                    heard_ago: heard.get(&w.nodes[i].id).map(|at| local_now.since(*at).0),
+                })
+            })
+            .collect();
+        established(ballot, r.commit_max(), &voters, election_timeout(w) / 2)
     }
 
     /// The memberships governing the leader's window (public status).
