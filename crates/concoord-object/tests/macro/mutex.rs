@@ -1,6 +1,6 @@
 //! The `Mutex` of `docs/objects.md` §5, copied verbatim so the documented example keeps
 //! compiling, with a few tests of what it shows: no constructor (so `Default`), a
-//! fencing token from `ctx.slot()`, parking, and release on session end. It is not the
+//! fencing token from `ctx.fencing_token()`, parking, and release on session end. It is not the
 //! built-in `Lock`.
 
 use crate::host::Host;
