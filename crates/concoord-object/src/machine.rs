@@ -58,10 +58,14 @@ pub enum MachineBug {
     WakeTokenIsSlot,
     /// Sessions expire after half their lease.
     ExpireAtHalfLease,
+    /// A `Condition`'s `notify` puts the waiters it moves at the head of the lock's
+    /// acquire queue, ahead of calls already waiting for the lock (a branch in
+    /// `builtins/condition.rs`).
+    NotifyJumpsQueue,
 }
 
 impl MachineBug {
-    pub const ALL: [MachineBug; 9] = [
+    pub const ALL: [MachineBug; 10] = [
         MachineBug::ApplyDuplicateTwice,
         MachineBug::KeepHoldingsOnExpiry,
         MachineBug::WakeWrongWaiter,
@@ -71,6 +75,7 @@ impl MachineBug {
         MachineBug::WakeNewestWaiter,
         MachineBug::WakeTokenIsSlot,
         MachineBug::ExpireAtHalfLease,
+        MachineBug::NotifyJumpsQueue,
     ];
 
     pub fn name(self) -> &'static str {
@@ -84,6 +89,7 @@ impl MachineBug {
             MachineBug::WakeNewestWaiter => "wake-newest-waiter",
             MachineBug::WakeTokenIsSlot => "wake-token-is-slot",
             MachineBug::ExpireAtHalfLease => "expire-at-half-lease",
+            MachineBug::NotifyJumpsQueue => "notify-jumps-queue",
         }
     }
 
@@ -545,7 +551,8 @@ impl Machine {
         let mut wakes = Vec::new();
         let outcome = {
             let token = self.fencing_token(slot, position);
-            let mut ctx = Ctx::at(call, clock, slot, token, &mut wakes);
+            let bugs = self.bugs.clone();
+            let mut ctx = Ctx::at(call, clock, slot, token, &mut wakes).with_bugs(bugs);
             run(self, &mut ctx)
         };
         let reply = match outcome {
@@ -687,7 +694,8 @@ impl Machine {
         let release = !self.bugs.contains(&MachineBug::KeepHoldingsOnExpiry);
         let token = self.fencing_token(slot, self.position);
         for object in self.objects.values_mut().filter(|_| release) {
-            let mut ctx = Ctx::at(call, self.clock, slot, token, &mut wakes);
+            let mut ctx =
+                Ctx::at(call, self.clock, slot, token, &mut wakes).with_bugs(self.bugs.clone());
             object.session_closed(&mut ctx, session);
         }
         self.deliver_wakes(slot, wakes, responses);

@@ -9,9 +9,10 @@
 //! come in through `Ctx`. The `#[concoord::object]` macro writes the `Object` impl.
 
 use crate::error::ObjectError;
+use crate::machine::MachineBug;
 use crate::value::{IntoValue, Value};
 use concoord_wire::{RequestNumber, SessionId, Slot, Time};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -95,12 +96,15 @@ pub struct Ctx<'a> {
     slot: Slot,
     position: u64,
     wakes: &'a mut Vec<Wake>,
+    /// Injected object bugs that live in a built-in's own code (simulator only;
+    /// empty in production).
+    bugs: BTreeSet<MachineBug>,
 }
 
 impl<'a> Ctx<'a> {
     /// A context whose command position is its slot (one command per slot).
     pub fn new(call: CallId, timestamp: Time, slot: Slot, wakes: &'a mut Vec<Wake>) -> Ctx<'a> {
-        Ctx { call, timestamp, slot, position: slot.0, wakes }
+        Ctx { call, timestamp, slot, position: slot.0, wakes, bugs: BTreeSet::new() }
     }
 
     /// A context at command `position` of the log: a slot holds a batch of commands,
@@ -112,7 +116,19 @@ impl<'a> Ctx<'a> {
         position: u64,
         wakes: &'a mut Vec<Wake>,
     ) -> Ctx<'a> {
-        Ctx { call, timestamp, slot, position, wakes }
+        Ctx { call, timestamp, slot, position, wakes, bugs: BTreeSet::new() }
+    }
+
+    /// The same context with injected bugs switched on (the machine passes its own,
+    /// for the few that live in a built-in's code).
+    pub fn with_bugs(mut self, bugs: BTreeSet<MachineBug>) -> Ctx<'a> {
+        self.bugs = bugs;
+        self
+    }
+
+    /// Whether an injected bug is on: a built-in takes its buggy branch only then.
+    pub fn injected(&self, bug: MachineBug) -> bool {
+        self.bugs.contains(&bug)
     }
 
     /// The call being executed (store it to park the caller).

@@ -14,6 +14,7 @@
 //! no `wait_for(predicate)` (a predicate cannot travel to the replicas), and no
 //! external lock argument (the original ignored it too).
 
+use crate::machine::MachineBug;
 use crate::{Blocking, CallId, Ctx, ObjectError, Types};
 use concoord_wire::SessionId;
 use serde::{Deserialize, Serialize};
@@ -99,7 +100,7 @@ impl Condition {
         self.owned_by(ctx, "cannot notify on un-acquired lock")?;
         let n = usize::try_from(n.unwrap_or(1).max(0)).unwrap_or(usize::MAX);
         let moved = n.min(self.waiters.len());
-        self.acquirers.extend(self.waiters.drain(..moved));
+        self.move_waiters(ctx, moved);
         Ok(())
     }
 
@@ -154,8 +155,21 @@ impl Condition {
 
     fn notify_everyone(&mut self, ctx: &mut Ctx) -> Result<(), ObjectError> {
         self.owned_by(ctx, "cannot notify on un-acquired lock")?;
-        self.acquirers.extend(self.waiters.drain(..));
+        self.move_waiters(ctx, self.waiters.len());
         Ok(())
+    }
+
+    /// Moves the `count` longest waiting waiters, in order, to the back of the lock's
+    /// acquire queue: calls already waiting for the lock keep their turn.
+    fn move_waiters(&mut self, ctx: &Ctx, count: usize) {
+        let moved = self.waiters.drain(..count);
+        if ctx.injected(MachineBug::NotifyJumpsQueue) {
+            for (i, parked) in moved.enumerate() {
+                self.acquirers.insert(i, parked);
+            }
+        } else {
+            self.acquirers.extend(moved);
+        }
     }
 
     /// Frees the lock and grants it to the first in line, with its count; further

@@ -10,6 +10,7 @@ use super::{ClientMsg, Driver, Reply};
 use crate::checkers::fifo::WakeOrder;
 use crate::checkers::leases::Leases;
 use crate::checkers::linearizability::{self, Operation, Verdict};
+use crate::checkers::mutual_exclusion::{Answer, ConditionLock};
 use crate::checkers::object_spec::{ObjectCall, ObjectResult, ObjectSpec, SESSION_CLOSED};
 use crate::checkers::timestamps::AppliedTimestamps;
 use crate::world::{Event, Phase, World, MS};
@@ -107,6 +108,8 @@ pub(crate) struct Objects {
     timestamps: AppliedTimestamps,
     /// The calls parked on objects that promise FIFO wake-ups, in line.
     wake_order: WakeOrder,
+    /// The condition's lock, followed in log order.
+    condition_lock: ConditionLock,
     /// Session leases by the applied timestamps.
     leases: Leases,
 }
@@ -143,6 +146,9 @@ fn cancellable(op: &ObjOp) -> bool {
             | ("barrier" | "mesh", "wait")
     )
 }
+
+/// A command that calls an object: (session, request), object, method, arguments.
+type Called = ((u64, u64), String, String, Vec<ObjValue>);
 
 /// Session lease of the objects workload's clients.
 const OBJECT_LEASE_MS: u64 = 8_000;
@@ -201,8 +207,59 @@ impl Objects {
             refused: Vec::new(),
             timestamps: AppliedTimestamps::new(alpha),
             wake_order: WakeOrder::default(),
+            condition_lock: ConditionLock::default(),
             leases: Leases::default(),
         }
+    }
+
+    /// Follows the condition's lock through one answer, in log order: a wake-up or drop
+    /// of a call parked on it, or the answer of a command on it that ran.
+    fn follow_condition_lock(
+        lock: &mut ConditionLock,
+        called: &Option<Called>,
+        execution: Execution,
+        r: &om::Response,
+    ) -> crate::checkers::Check {
+        let call = (r.call.session.0, r.call.request.0);
+        if lock.is_parked(call) && r.reply != om::Reply::Parked {
+            let woken = r.reply == om::Reply::Value(ObjValue::Bool(true));
+            return lock.on_answer(call, woken, r.position);
+        }
+        let Some((own, object, method, _)) = called else { return Ok(()) };
+        if *own != call || object != "cond" || execution != Execution::Executed {
+            return Ok(());
+        }
+        let answer = match &r.reply {
+            om::Reply::Value(ObjValue::Bool(true)) => Answer::Granted,
+            om::Reply::Parked => Answer::Parked,
+            om::Reply::Error(_) => Answer::Raised,
+            _ => Answer::Returned,
+        };
+        lock.on_call(call, method, answer, r.position)
+    }
+
+    /// Whether response `r` to `call` is the answer of the command `called` itself, a
+    /// `notify` that ran: then the object it notified and how many waits it moved
+    /// (`None`: all). A wake-up of the same call (a session's end woke it before its
+    /// retry ran) is not.
+    fn notified<'c>(
+        called: &'c Option<Called>,
+        call: (u64, u64),
+        r: &om::Response,
+    ) -> Option<(&'c str, Option<u64>)> {
+        let (own, object, method, args) = called.as_ref()?;
+        if *own != call || r.reply != om::Reply::Value(ObjValue::Nil) {
+            return None;
+        }
+        let count = match method.as_str() {
+            "notify" => match args.first() {
+                Some(ObjValue::Int(n)) => Some((*n).max(0) as u64),
+                _ => Some(1),
+            },
+            "notify_all" | "notifyAll" => None,
+            _ => return None,
+        };
+        Some((object, count))
     }
 
     /// A query of `object` on `node`'s machine, as the replica would answer it.
@@ -247,6 +304,7 @@ impl Objects {
                 self.leases.tick(value.timestamp);
                 for (session, _) in &ended_now {
                     self.wake_order.on_session_end(session.0);
+                    self.condition_lock.on_session_end(session.0);
                     w.record(self.leases.expired(session.0));
                 }
                 match om::Request::decode(bytes) {
@@ -267,15 +325,27 @@ impl Objects {
                     _ => {}
                 }
                 let called = match om::Request::decode(bytes) {
-                    Ok(om::Request::Call { object, method, .. }) => Some((object, method)),
+                    Ok(om::Request::Call { session, request, object, method, args, .. }) => {
+                        Some(((session.0, request.0), object, method, args))
+                    }
                     _ => None,
                 };
                 for r in &responses[first..] {
                     let call = (r.call.session.0, r.call.request.0);
+                    w.record(Self::follow_condition_lock(
+                        &mut self.condition_lock,
+                        &called,
+                        execution,
+                        r,
+                    ));
                     if r.reply == om::Reply::Parked {
-                        if let Some((object, method)) = &called {
+                        if let Some((_, object, method, _)) = &called {
                             self.wake_order.on_park(call, object, method, r.position);
                         }
+                    } else if let Some((object, count)) = Self::notified(&called, call, r)
+                        .filter(|_| execution == Execution::Executed)
+                    {
+                        self.wake_order.on_notify(object, count, r.position);
                     } else {
                         let woken = matches!(r.reply, om::Reply::Value(_));
                         w.record(self.wake_order.on_answer(call, r.position, woken));

@@ -100,6 +100,17 @@ fn every_injected_object_bug_is_caught_within_the_first_thousand_seeds() {
     assert!(
         (0..1000).any(|seed| run_seed(seed, &opts).violation.is_some_and(|v| v.checker == "fifo"))
     );
+    // Notified waits that jump the lock's queue must be caught by the FIFO checker,
+    // which follows the condition's queue.
+    let opts = SimOptions {
+        object_bugs: [MachineBug::NotifyJumpsQueue].into_iter().collect(),
+        ..objects()
+    };
+    assert!((0..1000).any(|seed| {
+        run_seed(seed, &opts)
+            .violation
+            .is_some_and(|v| v.checker == "fifo" && v.detail.starts_with("cond"))
+    }));
     // Mixed token counters must be caught on the RLock or a semaphore's permits.
     let opts = SimOptions {
         object_bugs: [MachineBug::WakeTokenIsSlot].into_iter().collect(),
