@@ -831,11 +831,16 @@ fn no_dead_identity(w: &World, victim: usize) -> bool {
         .map(|i| w.nodes[i].id)
         .collect();
     // Judged in the view of every running replica, a leader among them, with
-    // nothing pending.
+    // nothing pending and no change accepted but not chosen yet: a deposed leader's
+    // change, adopted and chosen later, is in nobody's schedule until then (seed 83515
+    // of the registers workload: a removal accepted long before, chosen after the
+    // stranger struck, left two voters, one of them the dead identity).
     w.leader_node().is_some()
         && (0..w.nodes.len()).filter(|i| w.in_cluster(*i)).all(|i| {
             let Some(r) = &w.nodes[i].replica else { return true };
-            let settled = r.pending_len() == 0 && r.membership() == r.schedule().latest();
+            let settled = r.pending_len() == 0
+                && r.membership() == r.schedule().latest()
+                && !holds_unchosen_change(r);
             settled
                 && r.schedule().governing(r.commit_max().next(), far).iter().all(|m| {
                     m.member_ids().all(live) && m.voter_count() >= 3 && m.is_quorum(&survivors)

@@ -399,9 +399,26 @@ impl Sim {
                         .iter()
                         .filter_map(|n| n.replica.as_ref())
                         .map(|r| {
-                            let members = r.membership().map(|m| m.member_ids().count());
+                            // Who may vote matters when no leader emerges.
+                            let members = r.membership().map(|m| {
+                                m.members
+                                    .iter()
+                                    .map(|(id, (_, role))| format!("{id:?} {role:?}"))
+                                    .collect::<Vec<_>>()
+                            });
+                            // The elections need a quorum of every membership of the window.
+                            let window: Vec<Vec<ReplicaId>> = r
+                                .schedule()
+                                .governing(
+                                    r.commit_max().next(),
+                                    r.commit_max().plus(w.params.alpha),
+                                )
+                                .iter()
+                                .map(|m| m.voter_ids().collect())
+                                .collect();
                             format!(
-                                "{:?} {:?} commit {:?} cluster {:?} members {members:?}",
+                                "{:?} {:?} commit {:?} cluster {:?} members {members:?} \
+                                 window voters {window:?}",
                                 r.id(),
                                 r.role(),
                                 r.commit_max(),

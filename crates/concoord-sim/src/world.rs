@@ -977,16 +977,21 @@ impl World {
         self.schedule_timer(node);
     }
 
-    /// Whether every running member of the membership that removed `node` has
-    /// applied as far as `node` has: only then may a removed replica go away, since
-    /// the slots before its removal took effect may exist nowhere else.
+    /// Whether every member of the membership that removed `node` has applied as far
+    /// as `node` has: only then may a removed replica go away, since the slots before
+    /// its removal took effect may exist nowhere else. A durable member that is down
+    /// counts as behind: it comes back with its disk and may need those slots (seed
+    /// 74144 of the registers workload: the removed replica left while the only other
+    /// voter of those slots was down, and no quorum could ever choose them again). An
+    /// in-memory one comes back without its identity, so there is nothing to wait for.
     pub(crate) fn successors_caught_up(&self, node: usize) -> bool {
         let Some(r) = &self.nodes[node].replica else { return true };
         let Some(m) = r.membership() else { return true };
         m.member_ids().all(|id| match self.id_to_node.get(&id) {
-            Some(&i) if self.nodes[i].id == id => {
-                self.nodes[i].replica.as_ref().is_none_or(|s| s.commit_max() >= r.commit_max())
-            }
+            Some(&i) if self.nodes[i].id == id => match &self.nodes[i].replica {
+                Some(s) => s.commit_max() >= r.commit_max(),
+                None => !self.params.durable || self.nodes[i].retired,
+            },
             _ => true,
         })
     }
