@@ -31,6 +31,10 @@ use std::collections::{BTreeMap, BTreeSet};
 pub(crate) enum ObjectMsg {
     /// A command for the log.
     Log(om::Request),
+    /// Commands a client wrote back to back, which the replica reads in one turn and
+    /// proposes together, as the server does (`Server::flush_proposals`): the leader
+    /// can put them all in one slot.
+    Batch(Vec<om::Request>),
     /// A query served after a read barrier.
     Query { session: u64, seq: u64, op: ObjOp },
 }
@@ -680,6 +684,26 @@ impl Objects {
             return;
         }
         let (seq, result) = match msg {
+            ObjectMsg::Batch(reqs) => {
+                let keys: Vec<(u64, u64)> = reqs.iter().filter_map(object_key).collect();
+                let commands = reqs.iter().map(|r| Command::App(r.encode())).collect();
+                let result = w.step(self, node, Input::Propose(commands));
+                for key in keys {
+                    match result {
+                        Ok(()) => {
+                            self.nodes[node].waiting.insert(key, client);
+                        }
+                        Err(Rejected::NotLeader { leader_hint }) => {
+                            w.reply(node, client, Reply::Redirect { seq: key.1, hint: leader_hint })
+                        }
+                        Err(Rejected::Busy) => {
+                            let hint = Some(w.nodes[node].id);
+                            w.reply(node, client, Reply::Redirect { seq: key.1, hint });
+                        }
+                    }
+                }
+                return;
+            }
             ObjectMsg::Log(req) => {
                 let Some(key) = object_key(&req) else { return };
                 let result = w.step(self, node, Input::Propose(vec![Command::App(req.encode())]));

@@ -1,7 +1,8 @@
 //! The `pipelined` workload: the object layer loaded the way a busy real client
 //! loads it. Each client keeps many requests in flight in one session (up to a
 //! window drawn per seed), sends them in bursts that fill the leader's batches and
-//! its pipeline window, creates objects in the middle of the stream while earlier
+//! its pipeline window (a burst goes to one replica, which proposes it in one turn, as
+//! the server proposes what it read in one turn), creates objects in the middle of the stream while earlier
 //! calls are unanswered, and sends `acked` exactly as `concoord-client`'s core
 //! does: the lowest request number still waiting for its reply, or the new
 //! request's own number when none waits. Retries keep their request numbers.
@@ -109,10 +110,11 @@ impl Pipelined {
         w.schedule(timeout, Event::ClientTimeout { client, seq: nonce, attempt });
     }
 
-    /// Numbers one request and sends it, with `acked` as the real client computes it.
-    fn issue(&mut self, w: &mut World, client: usize, what: What) {
+    /// Numbers one request for `target`, with `acked` as the real client computes
+    /// it, and arms its timeout; the caller sends it (in a burst).
+    fn issue(&mut self, w: &mut World, client: usize, what: What, target: usize) -> Option<u64> {
         let p = &mut self.pipes[client];
-        let Some(session) = p.session else { return };
+        let session = p.session?;
         let (session, request) = (SessionId(session), RequestNumber(p.next));
         let acked = RequestNumber(p.in_flight.keys().next().copied().unwrap_or(p.next));
         let req = match what {
@@ -133,14 +135,12 @@ impl Pipelined {
                 args: Vec::new(),
             },
         };
-        let target = match p.favourite {
-            Some(f) if !w.rng.chance(0.05) => f,
-            _ => w.rng.index(w.nodes.len()),
-        };
         let seq = p.next;
         p.next += 1;
-        p.in_flight.insert(seq, InFlight { what, msg: ObjectMsg::Log(req), attempt: 0, target });
-        self.send(w, client, seq, 0);
+        p.in_flight.insert(seq, InFlight { what, msg: ObjectMsg::Log(req), attempt: 1, target });
+        let timeout = w.now + w.params.client_timeout;
+        w.schedule(timeout, Event::ClientTimeout { client, seq, attempt: 1 });
+        Some(seq)
     }
 
     fn burst(&mut self, w: &mut World, client: usize) {
@@ -152,7 +152,15 @@ impl Pipelined {
             }
             return;
         }
-        let n = w.rng.range(1, self.burst + 1);
+        // A burst goes to one replica, written back to back on one connection: the
+        // replica reads it in one turn and proposes it as one batch. Retries go
+        // one by one.
+        let target = match p.favourite {
+            Some(f) if !w.rng.chance(0.05) => f,
+            _ => w.rng.index(w.nodes.len()),
+        };
+        let n = w.rng.range(self.burst / 4, self.burst + 1);
+        let mut batch = Vec::new();
         for _ in 0..n {
             let p = &mut self.pipes[client];
             // The window bounds the requests in flight, and, as the replicas keep
@@ -169,14 +177,24 @@ impl Pipelined {
             if ready.is_empty() && p.counters.len() > ready.len() {
                 break; // the first creation is still on its way
             }
-            if ready.is_empty() || (p.counters.len() < 6 && w.rng.chance(0.03)) {
+            let what = if ready.is_empty() || (p.counters.len() < 6 && w.rng.chance(0.03)) {
                 p.counters.push((false, 0));
-                let counter = p.counters.len() - 1;
-                self.issue(w, client, What::Create { counter });
+                What::Create { counter: p.counters.len() - 1 }
             } else {
-                let counter = ready[w.rng.index(ready.len())];
-                self.issue(w, client, What::Increment { counter });
-            }
+                What::Increment { counter: ready[w.rng.index(ready.len())] }
+            };
+            batch.extend(self.issue(w, client, what, target));
+        }
+        let p = &self.pipes[client];
+        let reqs: Vec<om::Request> = batch
+            .iter()
+            .filter_map(|seq| match &p.in_flight.get(seq)?.msg {
+                ObjectMsg::Log(req) => Some(req.clone()),
+                _ => None,
+            })
+            .collect();
+        if !reqs.is_empty() {
+            w.request(target, p.id, ClientMsg::Object(ObjectMsg::Batch(reqs)), 0);
         }
     }
 }

@@ -166,7 +166,8 @@ fn durability_bugs_are_caught_in_every_durable_seed() {
 }
 
 /// The pipelined workload: many requests in flight per session, in bursts, with
-/// creations mid-stream; it batches (more than 5 commands per slot on average).
+/// creations mid-stream; it batches (at least 6 commands per slot on average: about
+/// 12 on these seeds, and at least 10 on other ranges of 30).
 #[test]
 fn the_pipelined_workload_passes_a_fixed_seed_range_and_fills_batches() {
     let opts = SimOptions { workload: Workload::Pipelined, ..SimOptions::default() };
@@ -180,5 +181,5 @@ fn the_pipelined_workload_passes_a_fixed_seed_range_and_fills_batches() {
         })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(commands > 5 * slots, "{commands} commands in {slots} slots");
+    assert!(commands >= 6 * slots, "{commands} commands in {slots} slots");
 }
