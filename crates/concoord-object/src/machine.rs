@@ -224,6 +224,16 @@ pub struct Machine {
     /// With `WakeNewestWaiter` or `WakeTokenIsSlot` only: the object and method each
     /// parked call waits on (not replicated: a restored machine does not know them).
     parked_on: BTreeMap<CallId, (String, String)>,
+    /// Every session by the time its lease runs out (`last_active + lease`), so a
+    /// command finds the expired ones without looking at the others. Derived from
+    /// `sessions` (rebuilt on restore, never saved).
+    expiry: BTreeSet<(Time, SessionId)>,
+}
+
+impl Session {
+    fn deadline(&self) -> Time {
+        self.last_active + self.lease
+    }
 }
 
 impl Machine {
@@ -238,6 +248,7 @@ impl Machine {
             ended: Vec::new(),
             bugs: BTreeSet::new(),
             parked_on: BTreeMap::new(),
+            expiry: BTreeSet::new(),
         }
     }
 
@@ -306,7 +317,9 @@ impl Machine {
             }
             Request::KeepAlive { session } => {
                 if let Some(s) = self.sessions.get_mut(&session) {
+                    self.expiry.remove(&(s.deadline(), session));
                     s.last_active = self.clock;
+                    self.expiry.insert((s.deadline(), session));
                 }
                 Execution::Executed
             }
@@ -511,7 +524,9 @@ impl Machine {
             responses.push(Response { call, reply: Reply::SessionUnknown, slot, position });
             return Execution::Refused;
         };
+        self.expiry.remove(&(s.deadline(), session));
         s.last_active = clock;
+        self.expiry.insert((s.deadline(), session));
         // The client has every reply below `acked` (never this request's own).
         s.acked = s.acked.max(acked.min(request));
         let watermark = s.acked;
@@ -636,28 +651,32 @@ impl Machine {
         let id = SessionId(self.next_session);
         self.next_session += 1;
         let lease = lease.max(LEASE_MIN).min(LEASE_MAX);
-        self.sessions.insert(
-            id,
-            Session {
-                lease,
-                last_active: self.clock,
-                replies: BTreeMap::new(),
-                acked: RequestNumber(0),
-            },
-        );
+        let session = Session {
+            lease,
+            last_active: self.clock,
+            replies: BTreeMap::new(),
+            acked: RequestNumber(0),
+        };
+        self.expiry.insert((session.deadline(), id));
+        self.sessions.insert(id, session);
         id
     }
 
+    /// Ends every session whose lease ran out before the cluster time (idle for
+    /// longer than its lease), in session order.
     fn expire_sessions(&mut self, slot: Slot, responses: &mut Vec<Response>) {
         let clock = self.clock;
-        let half = self.bugs.contains(&MachineBug::ExpireAtHalfLease);
-        let lease_of = |s: &Session| if half { Span(s.lease.0 / 2) } else { s.lease };
-        let expired: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| clock.since(s.last_active) > lease_of(s))
-            .map(|(id, _)| *id)
-            .collect();
+        let mut expired: Vec<SessionId> = if self.bugs.contains(&MachineBug::ExpireAtHalfLease) {
+            let early = |s: &Session| clock.since(s.last_active) > Span(s.lease.0 / 2);
+            self.sessions.iter().filter(|(_, s)| early(s)).map(|(id, _)| *id).collect()
+        } else {
+            // Idle for longer than the lease: `clock - last_active > lease`, that is
+            // a deadline (`last_active + lease`) before `clock`.
+            self.expiry.range(..(clock, SessionId(0))).map(|(_, id)| *id).collect()
+        };
+        // Session order, whatever the deadlines: replicas of every version end them
+        // (and hand out what they held) in the same order.
+        expired.sort_unstable();
         for session in expired {
             self.end_session(slot, session, responses);
         }
@@ -675,7 +694,9 @@ impl Machine {
     /// Ends a session: every object releases what it held (waking others), then the
     /// session and its parked calls are gone.
     fn end_session(&mut self, slot: Slot, session: SessionId, responses: &mut Vec<Response>) {
-        self.sessions.remove(&session);
+        if let Some(s) = self.sessions.remove(&session) {
+            self.expiry.remove(&(s.deadline(), session));
+        }
         // Ending a session is a step of its own: what it releases is granted at a
         // fresh position, so fencing tokens stay unique even when several sessions
         // end before one command.
@@ -717,9 +738,11 @@ impl Machine {
         for (name, type_name, state) in saved.objects {
             objects.insert(name, types.restore(&type_name, &state)?);
         }
+        let expiry = saved.sessions.iter().map(|(id, s)| (s.deadline(), *id)).collect();
         Ok(Machine {
             types,
             objects,
+            expiry,
             sessions: saved.sessions,
             next_session: saved.next_session,
             clock: saved.clock,
@@ -733,6 +756,9 @@ impl Machine {
     /// Asserts the table's limits.
     pub fn check_invariants(&self) {
         assert!(self.sessions.len() <= SESSIONS_MAX, "session table over its limit");
+        let derived: BTreeSet<(Time, SessionId)> =
+            self.sessions.iter().map(|(id, s)| (s.deadline(), *id)).collect();
+        assert_eq!(self.expiry, derived, "session expiry index out of step with the sessions");
         assert!(self.objects.len() <= OBJECTS_MAX, "too many objects");
         for (id, s) in &self.sessions {
             assert!(id.0 < self.next_session, "session id not yet issued");
@@ -1378,6 +1404,41 @@ mod tests {
         assert!(matches!(woken, Some(Reply::Value(Value::Int(_)))), "waiter not woken");
         assert_eq!(t.call(dead, 2, "release"), Execution::Refused);
         assert_eq!(t.reply_to(dead, 2), Some(&Reply::SessionUnknown));
+    }
+
+    #[test]
+    fn sessions_expire_exactly_when_idle_past_their_own_lease_in_session_order() {
+        let mut t = Log::new();
+        t.machine.take_ended();
+        // Opened in this order, at about the same time: the longest lease first.
+        let long = t.open_with(9_000);
+        let short = t.open_with(2_000);
+        let middle = t.open_with(4_000);
+        let (opened_long, opened_short) = (t.time - 2_000, t.time - 1_000);
+        // A command stamped exactly `lease` after `short`'s last activity keeps it.
+        t.time = opened_short + 2_000_000 - 1_000;
+        t.step(Request::KeepAlive { session: long });
+        assert!(t.machine.has_session(short), "idle for exactly its lease is not expired");
+        // One microsecond later it is gone, and only it.
+        t.time += 1;
+        t.step(Request::KeepAlive { session: long });
+        assert!(!t.machine.has_session(short));
+        assert!(t.machine.has_session(middle) && t.machine.has_session(long));
+        // Far beyond every lease, one command ends all three left, in session order,
+        // although their deadlines come in another (`middle`'s first, `long`'s last,
+        // since it was touched): replicas of any version hand out what they held in
+        // the same order. A restored machine knows the same deadlines.
+        assert!(opened_long < opened_short);
+        let bytes = t.machine.snapshot().unwrap();
+        let mut types = Types::new();
+        types.register::<TestLock>(&["tests.TestLock"]);
+        t.machine = Machine::restore(types, &bytes).unwrap();
+        t.machine.take_ended();
+        let first = t.machine.sessions.keys().next().copied().unwrap();
+        t.time += 60_000_000;
+        t.step(Request::OpenSession { nonce: 8, lease_ms: 5_000 });
+        let ended: Vec<SessionId> = t.machine.take_ended().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(ended, vec![first, long, middle], "expired sessions end in session order");
     }
 
     #[test]
