@@ -553,11 +553,12 @@ impl Object for HostedObject {
         args: &[Value],
     ) {
         let item = (call.session.0, call.request.0, position, timestamp.0, method, args);
-        // Encoding integers, strings and values into a Vec cannot fail; if it did,
-        // `collect` would find the count and the items disagree and fail the host.
-        if rmp_serde::encode::write(&mut self.queue, &item).is_ok() {
-            self.queued += 1;
+        // Encoding integers, strings and values into a Vec does not fail; if it
+        // did, the host is failed (the replica stops) rather than skip a call.
+        if let Err(e) = rmp_serde::encode::write(&mut self.queue, &item) {
+            self.host.shared.lock().fail(format!("cannot encode a call for the object host: {e}"));
         }
+        self.queued += 1;
     }
 
     fn collect(&mut self) -> Vec<(Outcome, Vec<Wake>)> {
