@@ -1049,6 +1049,10 @@ impl Server {
                 }
             }
         }
+        // Calls to a pipelined (hosted) object were only submitted: run them now,
+        // in one exchange with the host, and check it before any reply leaves.
+        self.machine.settle(&mut responses);
+        self.check_host()?;
         self.applied = slot;
         let commands = value.commands.len() as u64;
         self.metrics.applied_slots.inc();
