@@ -16,6 +16,7 @@ asyncio client (``concoord.aio`` is).
 """
 
 import concurrent.futures
+import contextlib
 import logging
 import math
 import random
@@ -111,6 +112,14 @@ class _Refused(Exception):
         self.message = message
 
 
+# Per thread: while a thread reads replies under the shell's lock, the locks of the
+# waiters it resolves, released only once it has let go of the shell's lock
+# (``_Shell.deferring_wakes``). A woken caller usually calls again at once: woken
+# while the reader still held the shell's lock, it would block on it and be woken
+# a second time.
+_deferred = threading.local()
+
+
 class _Waiter:
     """What a thread in ``Client.call`` waits on: the part of a
     ``concurrent.futures.Future`` the core and the shell use, on one lock held until
@@ -136,13 +145,20 @@ class _Waiter:
         assert not self._done, "the core resolves a waiter once"
         self._value = value
         self._done = True
-        self._lock.release()
+        self._wake()
 
     def set_exception(self, error):
         assert not self._done, "the core resolves a waiter once"
         self._error = error
         self._done = True
-        self._lock.release()
+        self._wake()
+
+    def _wake(self):
+        locks = getattr(_deferred, "locks", None)
+        if locks is None:
+            self._lock.release()
+        else:
+            locks.append(self._lock)
 
     def result(self):
         if not self._done:
@@ -374,7 +390,7 @@ class _Shell:
                 continue
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             events = self.selector.select(timeout)
-            with self.lock:
+            with self.deferring_wakes(), self.lock:
                 self.sleeping_until = float("-inf")
                 for key, mask in events:
                     if key.fileobj is self.wake_r:
@@ -389,6 +405,18 @@ class _Shell:
                 deadline = self.core.next_deadline()
                 if deadline is not None and now >= deadline:
                     self.core.on_tick(now)
+
+    @contextlib.contextmanager
+    def deferring_wakes(self):
+        """Entered before the shell's lock and left after it: the callers whose
+        calls are resolved inside are woken once the lock is free (``_deferred``)."""
+        locks = _deferred.locks = []
+        try:
+            yield
+        finally:
+            _deferred.locks = None
+            for lock in locks:
+                lock.release()
 
     def watch_socket(self, want_write):
         if self.sock is None:
@@ -514,7 +542,7 @@ class _Shell:
                     left = math.ceil((self.reader_deadline - time.monotonic()) * 1000)
                     timeout_ms = max(0, min(READER_POLL_MS, left))
             events = poller.poll(timeout_ms)
-            with self.lock:
+            with self.deferring_wakes(), self.lock:
                 if future.done() or self.sock is not sock or self.exiting:
                     return
                 now = time.monotonic()

@@ -223,3 +223,34 @@ def test_a_barrier_wakes_every_waiter_with_its_index_and_starts_over():
     assert t.host.obj.b.barrier.waiting == []
     with pytest.raises(ValueError):
         Barrier(0)
+
+
+def test_a_batch_answers_as_the_same_calls_one_at_a_time():
+    """The replica sends the calls of a log slot in one ``batch`` message: the
+    answers, in order, are those of the same ``call`` messages one by one, parking,
+    waking, exceptions and unsendable results included."""
+
+    class Mixed(Original):
+        def bad(self):
+            return {1, 2}
+
+        def boom(self):
+            raise KeyError("k")
+
+    script = [(1, "wait"), (2, "wait"), (3, "boom"), (3, "wake_first"), (3, "bad"),
+              (3, "release_all"), (1, "nosuch"), (3, "release_all")]
+    one = Session(Mixed)
+    singles = [one.call(session, method) for session, method in script]
+    snapshot = one.host.handle(["snapshot"])
+
+    many = Session(Mixed)
+    items, next_request = [], {}
+    for position, (session, method) in enumerate(script, 1):
+        next_request[session] = next_request.get(session, 0) + 1
+        items.append([session, next_request[session], position, 0, method, []])
+    answer = many.host.handle(["batch", items])
+    assert answer == ["batch", singles]
+    assert singles[3] == ["return", "done", [[1, 1, True, 7]]]
+    assert singles[4][:2] == ["raise", "TypeError"]
+    assert many.host.handle(["snapshot"]) == snapshot
+    assert many.host.handle(["batch", []]) == ["batch", []]

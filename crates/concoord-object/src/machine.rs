@@ -230,6 +230,28 @@ pub struct Machine {
     /// With `WakeNewestWaiter` or `WakeTokenIsSlot` only: the object and method each
     /// parked call waits on (not replicated: a restored machine does not know them).
     parked_on: BTreeMap<CallId, (String, String)>,
+    /// Every session by the time its lease runs out (`last_active + lease`), so a
+    /// command finds the expired ones without looking at the others. Derived from
+    /// `sessions` (rebuilt on restore, never saved).
+    expiry: BTreeSet<(Time, SessionId)>,
+    /// Calls handed to pipelined objects (`Object::submit`) whose outcomes `settle`
+    /// has not taken yet, in log order. Empty between slots.
+    pending: Vec<Pending>,
+}
+
+/// A call submitted to a pipelined object, waiting for its outcome.
+#[derive(Debug)]
+struct Pending {
+    object: String,
+    call: CallId,
+    slot: Slot,
+    position: u64,
+}
+
+impl Session {
+    fn deadline(&self) -> Time {
+        self.last_active + self.lease
+    }
 }
 
 impl Machine {
@@ -244,6 +266,8 @@ impl Machine {
             ended: Vec::new(),
             bugs: BTreeSet::new(),
             parked_on: BTreeMap::new(),
+            expiry: BTreeSet::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -284,6 +308,12 @@ impl Machine {
     /// Applies one command of slot `slot`, stamped `timestamp` by the leader.
     /// Expired sessions are ended first, so a dead client's lock is free for this
     /// very command. Returns the responses to deliver, in order.
+    ///
+    /// A call to a pipelined object (`Object::pipelined`) may be only submitted
+    /// here: its response comes from `settle`, which the caller must run after the
+    /// last command of the slot (and before queries, snapshots or replies). The
+    /// responses, their order and the resulting state are the same as if every call
+    /// had run here, one by one.
     pub fn apply(
         &mut self,
         slot: Slot,
@@ -300,6 +330,8 @@ impl Machine {
         };
         match request {
             Request::OpenSession { nonce, lease_ms } => {
+                // Its answer comes after those of the calls before it.
+                self.settle(responses);
                 let session = self.open_session(slot, Span::from_millis(lease_ms), responses);
                 let call = CallId { session: SessionId(0), request: RequestNumber(nonce) };
                 responses.push(Response {
@@ -312,7 +344,9 @@ impl Machine {
             }
             Request::KeepAlive { session } => {
                 if let Some(s) = self.sessions.get_mut(&session) {
+                    self.expiry.remove(&(s.deadline(), session));
                     s.last_active = self.clock;
+                    self.expiry.insert((s.deadline(), session));
                 }
                 Execution::Executed
             }
@@ -323,6 +357,10 @@ impl Machine {
                 Execution::Executed
             }
             Request::Call { session, request, acked, object, method, args } => {
+                if self.submit(slot, session, request, acked, &object, &method, &args) {
+                    return Execution::Executed;
+                }
+                self.settle(responses);
                 let first = responses.len();
                 let track = self.bugs.contains(&MachineBug::WakeNewestWaiter)
                     || self.bugs.contains(&MachineBug::WakeTokenIsSlot);
@@ -352,23 +390,127 @@ impl Machine {
                 }
                 execution
             }
-            Request::Create { session, request, name, type_name, args, acked } => self.on_call(
-                slot,
-                session,
-                request,
-                if self.bugs.contains(&MachineBug::CreateAcksEarlier) { request } else { acked },
-                |m, _| m.create(&name, &type_name, &args),
-                responses,
-            ),
-            Request::Cancel { session, request, target } => self.on_call(
-                slot,
-                session,
-                request,
-                // A cancel acknowledges nothing: it never moves the reply watermark.
-                RequestNumber(0),
-                |m, ctx| Outcome::Return(Value::Bool(m.cancel(ctx, session, target))),
-                responses,
-            ),
+            Request::Create { session, request, name, type_name, args, acked } => {
+                self.settle(responses);
+                self.on_call(
+                    slot,
+                    session,
+                    request,
+                    if self.bugs.contains(&MachineBug::CreateAcksEarlier) {
+                        request
+                    } else {
+                        acked
+                    },
+                    |m, _| m.create(&name, &type_name, &args),
+                    responses,
+                )
+            }
+            Request::Cancel { session, request, target } => {
+                self.settle(responses);
+                self.on_call(
+                    slot,
+                    session,
+                    request,
+                    // A cancel acknowledges nothing: it never moves the reply watermark.
+                    RequestNumber(0),
+                    |m, ctx| Outcome::Return(Value::Bool(m.cancel(ctx, session, target))),
+                    responses,
+                )
+            }
+        }
+    }
+
+    /// Submits a call to a pipelined object instead of running it, when its
+    /// outcome cannot change what the machine decides before `settle`: the session
+    /// exists, the call is new (no cached reply, nothing of it pending, not below
+    /// `acked`), its session's reply table has room whatever the pending calls
+    /// return, it is not `__init__`, and no bug is injected. Does what `on_call`
+    /// does to the session before running a call, and returns true; false changes
+    /// nothing.
+    #[allow(clippy::too_many_arguments)]
+    fn submit(
+        &mut self,
+        slot: Slot,
+        session: SessionId,
+        request: RequestNumber,
+        acked: RequestNumber,
+        object: &str,
+        method: &str,
+        args: &[Value],
+    ) -> bool {
+        if !self.bugs.is_empty() || REINIT_METHODS.contains(&method) {
+            return false;
+        }
+        if !self.objects.get(object).is_some_and(|o| o.pipelined()) {
+            return false;
+        }
+        let call = CallId { session, request };
+        let Some(s) = self.sessions.get(&session) else { return false };
+        let watermark = s.acked.max(acked.min(request));
+        let pending_here = self.pending.iter().filter(|p| p.call.session == session).count();
+        if request < watermark
+            || s.replies.contains_key(&request)
+            || self.pending.iter().any(|p| p.call == call)
+            || s.replies.len() + pending_here + 1 >= REPLIES_PER_SESSION_MAX
+        {
+            return false;
+        }
+        let (clock, position) = (self.clock, self.position);
+        if let Some(s) = self.sessions.get_mut(&session) {
+            self.expiry.remove(&(s.deadline(), session));
+            s.last_active = clock;
+            self.expiry.insert((s.deadline(), session));
+            s.acked = watermark;
+            s.replies.retain(|n, (_, _, reply)| *n >= watermark || *reply == Reply::Parked);
+        }
+        if let Some(o) = self.objects.get_mut(object) {
+            o.submit(call, clock, position, method, args);
+        }
+        self.pending.push(Pending { object: object.to_string(), call, slot, position });
+        true
+    }
+
+    /// Takes the outcomes of the calls submitted to pipelined objects, in log
+    /// order, and does with each what `on_call` does with an outcome: records the
+    /// reply in its session, answers it, and delivers the calls it woke, all at the
+    /// call's own slot and position. Run it after the last command of a slot;
+    /// `apply` runs it itself before anything whose effect could depend on those
+    /// outcomes.
+    pub fn settle(&mut self, responses: &mut Vec<Response>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let names: BTreeSet<&str> = pending.iter().map(|p| p.object.as_str()).collect();
+        let mut outcomes: BTreeMap<String, std::vec::IntoIter<(Outcome, Vec<Wake>)>> =
+            BTreeMap::new();
+        for name in names {
+            let collected = self.objects.get_mut(name).map(|o| o.collect()).unwrap_or_default();
+            outcomes.insert(name.to_string(), collected.into_iter());
+        }
+        for p in pending {
+            let (outcome, wakes) =
+                outcomes.get_mut(&p.object).and_then(Iterator::next).unwrap_or_else(|| {
+                    let e = ObjectError::runtime_error(format!(
+                        "the object {:?} lost a submitted call",
+                        p.object
+                    ));
+                    (Outcome::Raise(e), Vec::new())
+                });
+            let reply = match outcome {
+                Outcome::Return(v) => Reply::Value(v),
+                Outcome::Raise(e) => Reply::Error(e),
+                Outcome::Park => Reply::Parked,
+            };
+            if let Some(s) = self.sessions.get_mut(&p.call.session) {
+                // A later call of the session may have acknowledged this one: the
+                // reply would have been dropped then, unless the call parked.
+                if p.call.request >= s.acked || reply == Reply::Parked {
+                    s.replies.insert(p.call.request, (p.slot, p.position, reply.clone()));
+                }
+            }
+            responses.push(Response { call: p.call, reply, slot: p.slot, position: p.position });
+            self.deliver_wakes(p.slot, p.position, wakes, responses);
         }
     }
 
@@ -385,6 +527,7 @@ impl Machine {
     /// Runs a query on `object` between commands (after a read barrier): no log
     /// write, no session needed.
     pub fn query(&self, object: &str, method: &str, args: &[Value]) -> Result<Value, ObjectError> {
+        assert!(self.pending.is_empty(), "query with submitted calls not settled");
         let o = self
             .objects
             .get(object)
@@ -517,7 +660,9 @@ impl Machine {
             responses.push(Response { call, reply: Reply::SessionUnknown, slot, position });
             return Execution::Refused;
         };
+        self.expiry.remove(&(s.deadline(), session));
         s.last_active = clock;
+        self.expiry.insert((s.deadline(), session));
         // The client has every reply below `acked` (never this request's own).
         s.acked = s.acked.max(acked.min(request));
         let watermark = s.acked;
@@ -564,13 +709,20 @@ impl Machine {
             s.replies.insert(request, (slot, position, reply.clone()));
         }
         responses.push(Response { call, reply, slot, position });
-        self.deliver_wakes(slot, wakes, responses);
+        self.deliver_wakes(slot, position, wakes, responses);
         Execution::Executed
     }
 
-    /// Records woken calls' results in their sessions and answers them. A wake for
-    /// a call that is not parked (an object bug, or a session that ended) is dropped.
-    fn deliver_wakes(&mut self, slot: Slot, wakes: Vec<Wake>, responses: &mut Vec<Response>) {
+    /// Records woken calls' results in their sessions and answers them, as decided
+    /// at `slot` and command `position`. A wake for a call that is not parked (an
+    /// object bug, or a session that ended) is dropped.
+    fn deliver_wakes(
+        &mut self,
+        slot: Slot,
+        position: u64,
+        wakes: Vec<Wake>,
+        responses: &mut Vec<Response>,
+    ) {
         for mut wake in wakes {
             if self.bugs.contains(&MachineBug::WakeWrongWaiter) {
                 // Another parked call, if any, gets this wake-up instead.
@@ -587,7 +739,7 @@ impl Machine {
             if let Some((_, method)) = self.parked_on.get(&wake.call) {
                 if self.bugs.contains(&MachineBug::WakeTokenIsSlot)
                     && method == "acquire_token"
-                    && wake.result == Ok(Value::Int(self.position as i64))
+                    && wake.result == Ok(Value::Int(position as i64))
                 {
                     wake.result = Ok(Value::Int(slot.0 as i64));
                 }
@@ -622,8 +774,8 @@ impl Machine {
                 Ok(v) => Reply::Value(v),
                 Err(e) => Reply::Error(e),
             };
-            *entry = (slot, self.position, reply.clone());
-            responses.push(Response { call: wake.call, reply, slot, position: self.position });
+            *entry = (slot, position, reply.clone());
+            responses.push(Response { call: wake.call, reply, slot, position });
         }
     }
 
@@ -643,28 +795,32 @@ impl Machine {
         let id = SessionId(self.next_session);
         self.next_session += 1;
         let lease = lease.max(LEASE_MIN).min(LEASE_MAX);
-        self.sessions.insert(
-            id,
-            Session {
-                lease,
-                last_active: self.clock,
-                replies: BTreeMap::new(),
-                acked: RequestNumber(0),
-            },
-        );
+        let session = Session {
+            lease,
+            last_active: self.clock,
+            replies: BTreeMap::new(),
+            acked: RequestNumber(0),
+        };
+        self.expiry.insert((session.deadline(), id));
+        self.sessions.insert(id, session);
         id
     }
 
+    /// Ends every session whose lease ran out before the cluster time (idle for
+    /// longer than its lease), in session order.
     fn expire_sessions(&mut self, slot: Slot, responses: &mut Vec<Response>) {
         let clock = self.clock;
-        let half = self.bugs.contains(&MachineBug::ExpireAtHalfLease);
-        let lease_of = |s: &Session| if half { Span(s.lease.0 / 2) } else { s.lease };
-        let expired: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| clock.since(s.last_active) > lease_of(s))
-            .map(|(id, _)| *id)
-            .collect();
+        let mut expired: Vec<SessionId> = if self.bugs.contains(&MachineBug::ExpireAtHalfLease) {
+            let early = |s: &Session| clock.since(s.last_active) > Span(s.lease.0 / 2);
+            self.sessions.iter().filter(|(_, s)| early(s)).map(|(id, _)| *id).collect()
+        } else {
+            // Idle for longer than the lease: `clock - last_active > lease`, that is
+            // a deadline (`last_active + lease`) before `clock`.
+            self.expiry.range(..(clock, SessionId(0))).map(|(_, id)| *id).collect()
+        };
+        // Session order, whatever the deadlines: replicas of every version end them
+        // (and hand out what they held) in the same order.
+        expired.sort_unstable();
         for session in expired {
             self.end_session(slot, session, responses);
         }
@@ -682,7 +838,11 @@ impl Machine {
     /// Ends a session: every object releases what it held (waking others), then the
     /// session and its parked calls are gone.
     fn end_session(&mut self, slot: Slot, session: SessionId, responses: &mut Vec<Response>) {
-        self.sessions.remove(&session);
+        // What the session releases depends on what its pending calls did.
+        self.settle(responses);
+        if let Some(s) = self.sessions.remove(&session) {
+            self.expiry.remove(&(s.deadline(), session));
+        }
         // Ending a session is a step of its own: what it releases is granted at a
         // fresh position, so fencing tokens stay unique even when several sessions
         // end before one command.
@@ -698,12 +858,13 @@ impl Machine {
                 Ctx::at(call, self.clock, slot, token, &mut wakes).with_bugs(self.bugs.clone());
             object.session_closed(&mut ctx, session);
         }
-        self.deliver_wakes(slot, wakes, responses);
+        self.deliver_wakes(slot, self.position, wakes, responses);
     }
 
     /// The whole state as bytes (objects, sessions with cached replies and parked
     /// markers, cluster time).
     pub fn snapshot(&self) -> Result<Vec<u8>, ObjectError> {
+        assert!(self.pending.is_empty(), "snapshot with submitted calls not settled");
         let mut objects = Vec::with_capacity(self.objects.len());
         for (name, object) in &self.objects {
             objects.push((name.clone(), object.type_name().to_string(), object.snapshot()?));
@@ -725,9 +886,11 @@ impl Machine {
         for (name, type_name, state) in saved.objects {
             objects.insert(name, types.restore(&type_name, &state)?);
         }
+        let expiry = saved.sessions.iter().map(|(id, s)| (s.deadline(), *id)).collect();
         Ok(Machine {
             types,
             objects,
+            expiry,
             sessions: saved.sessions,
             next_session: saved.next_session,
             clock: saved.clock,
@@ -735,12 +898,16 @@ impl Machine {
             ended: Vec::new(),
             bugs: BTreeSet::new(),
             parked_on: BTreeMap::new(),
+            pending: Vec::new(),
         })
     }
 
     /// Asserts the table's limits.
     pub fn check_invariants(&self) {
         assert!(self.sessions.len() <= SESSIONS_MAX, "session table over its limit");
+        let derived: BTreeSet<(Time, SessionId)> =
+            self.sessions.iter().map(|(id, s)| (s.deadline(), *id)).collect();
+        assert_eq!(self.expiry, derived, "session expiry index out of step with the sessions");
         assert!(self.objects.len() <= OBJECTS_MAX, "too many objects");
         for (id, s) in &self.sessions {
             assert!(id.0 < self.next_session, "session id not yet issued");
@@ -1389,6 +1556,41 @@ mod tests {
     }
 
     #[test]
+    fn sessions_expire_exactly_when_idle_past_their_own_lease_in_session_order() {
+        let mut t = Log::new();
+        t.machine.take_ended();
+        // Opened in this order, at about the same time: the longest lease first.
+        let long = t.open_with(9_000);
+        let short = t.open_with(2_000);
+        let middle = t.open_with(4_000);
+        let (opened_long, opened_short) = (t.time - 2_000, t.time - 1_000);
+        // A command stamped exactly `lease` after `short`'s last activity keeps it.
+        t.time = opened_short + 2_000_000 - 1_000;
+        t.step(Request::KeepAlive { session: long });
+        assert!(t.machine.has_session(short), "idle for exactly its lease is not expired");
+        // One microsecond later it is gone, and only it.
+        t.time += 1;
+        t.step(Request::KeepAlive { session: long });
+        assert!(!t.machine.has_session(short));
+        assert!(t.machine.has_session(middle) && t.machine.has_session(long));
+        // Far beyond every lease, one command ends all three left, in session order,
+        // although their deadlines come in another (`middle`'s first, `long`'s last,
+        // since it was touched): replicas of any version hand out what they held in
+        // the same order. A restored machine knows the same deadlines.
+        assert!(opened_long < opened_short);
+        let bytes = t.machine.snapshot().unwrap();
+        let mut types = Types::new();
+        types.register::<TestLock>(&["tests.TestLock"]);
+        t.machine = Machine::restore(types, &bytes).unwrap();
+        t.machine.take_ended();
+        let first = t.machine.sessions.keys().next().copied().unwrap();
+        t.time += 60_000_000;
+        t.step(Request::OpenSession { nonce: 8, lease_ms: 5_000 });
+        let ended: Vec<SessionId> = t.machine.take_ended().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(ended, vec![first, long, middle], "expired sessions end in session order");
+    }
+
+    #[test]
     fn a_snapshot_keeps_parked_calls_and_cached_replies() {
         let mut t = Log::new();
         let (a, b) = (t.open(), t.open());
@@ -1480,5 +1682,228 @@ mod tests {
         }
         assert_eq!(t.machine.session_count(), SESSIONS_MAX);
         assert!(!t.machine.has_session(first));
+    }
+
+    /// A lock whose grants are fencing tokens, run either call by call or through
+    /// `submit`/`collect` (`PIPELINED`), to show the two give the same history.
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    struct TokenLock<const PIPELINED: bool> {
+        holder: Option<SessionId>,
+        waiters: VecDeque<CallId>,
+        #[serde(skip)]
+        queue: Vec<(CallId, Time, u64, String)>,
+    }
+
+    /// Calls that went through `submit` (only the equivalence test uses it).
+    static SUBMITTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    const TOKEN_METHODS: &[MethodInfo] = &[
+        MethodInfo { name: "acquire", kind: MethodKind::Command, args: &[] },
+        MethodInfo { name: "release", kind: MethodKind::Command, args: &[] },
+        MethodInfo { name: "fail", kind: MethodKind::Command, args: &[] },
+    ];
+
+    impl<const PIPELINED: bool> Object for TokenLock<PIPELINED> {
+        fn type_name(&self) -> &'static str {
+            "TokenLock"
+        }
+
+        fn methods(&self) -> &'static [MethodInfo] {
+            TOKEN_METHODS
+        }
+
+        fn call(&mut self, ctx: &mut Ctx<'_>, method: &str, _args: &[Value]) -> Outcome {
+            assert!(self.queue.is_empty(), "call with submitted calls not collected");
+            match method {
+                "acquire" if self.holder.is_none() => {
+                    self.holder = Some(ctx.session());
+                    Outcome::Return(Value::Int(ctx.fencing_token() as i64))
+                }
+                "acquire" => {
+                    self.waiters.push_back(ctx.call());
+                    Outcome::Park
+                }
+                "release" if self.holder == Some(ctx.session()) => {
+                    self.hand_over(ctx);
+                    Outcome::Return(Value::Nil)
+                }
+                "release" => Outcome::Raise(ObjectError::runtime_error("not held")),
+                _ => Outcome::Raise(ObjectError::value_error(format!("{method} failed"))),
+            }
+        }
+
+        fn query(&self, _method: &str, _args: &[Value]) -> Option<Result<Value, ObjectError>> {
+            None
+        }
+
+        fn session_closed(&mut self, ctx: &mut Ctx<'_>, session: SessionId) {
+            self.waiters.retain(|c| c.session != session);
+            if self.holder == Some(session) {
+                self.hand_over(ctx);
+            }
+        }
+
+        fn cancel(&mut self, _ctx: &mut Ctx<'_>, call: CallId) -> bool {
+            let before = self.waiters.len();
+            self.waiters.retain(|c| *c != call);
+            self.waiters.len() < before
+        }
+
+        fn snapshot(&self) -> Result<Vec<u8>, ObjectError> {
+            crate::object::encode_state(self)
+        }
+
+        fn pipelined(&self) -> bool {
+            PIPELINED
+        }
+
+        fn submit(
+            &mut self,
+            call: CallId,
+            timestamp: Time,
+            position: u64,
+            method: &str,
+            _: &[Value],
+        ) {
+            SUBMITTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.queue.push((call, timestamp, position, method.to_string()));
+        }
+
+        fn collect(&mut self) -> Vec<(Outcome, Vec<Wake>)> {
+            let queue = std::mem::take(&mut self.queue);
+            let mut out = Vec::with_capacity(queue.len());
+            for (call, timestamp, position, method) in queue {
+                let mut wakes = Vec::new();
+                let mut ctx = Ctx::at(call, timestamp, Slot(0), position, &mut wakes);
+                let outcome = self.call(&mut ctx, &method, &[]);
+                out.push((outcome, wakes));
+            }
+            out
+        }
+    }
+
+    impl<const PIPELINED: bool> TokenLock<PIPELINED> {
+        fn hand_over(&mut self, ctx: &mut Ctx<'_>) {
+            self.holder = None;
+            if let Some(next) = self.waiters.pop_front() {
+                self.holder = Some(next.session);
+                ctx.wake(next, ctx.fencing_token() as i64);
+            }
+        }
+    }
+
+    impl<const PIPELINED: bool> ObjectType for TokenLock<PIPELINED> {
+        const TYPE_NAME: &'static str = "TokenLock";
+
+        fn construct(_args: &[Value]) -> Result<Self, ObjectError> {
+            Ok(TokenLock::default())
+        }
+
+        fn restore(bytes: &[u8]) -> Result<Self, ObjectError> {
+            crate::object::decode_state(bytes)
+        }
+    }
+
+    #[test]
+    fn pipelined_calls_give_the_same_replies_order_and_state_as_calls_one_by_one() {
+        let machine_of = |pipelined: bool| {
+            let mut types = Types::new();
+            if pipelined {
+                types.register::<TokenLock<true>>(&[]);
+            } else {
+                types.register::<TokenLock<false>>(&[]);
+            }
+            types.register::<TestLock>(&[]);
+            let mut m = Machine::new(types);
+            m.create_default("lock", "TokenLock").unwrap();
+            m.create_default("other", "TestLock").unwrap();
+            m
+        };
+        let (mut one_by_one, mut pipelined) = (machine_of(false), machine_of(true));
+        // A small deterministic generator (xorshift), so the script is the same
+        // on every run.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut sessions: Vec<(SessionId, u64)> = Vec::new();
+        let mut time = 1_000_000u64;
+        let before = SUBMITTED.load(std::sync::atomic::Ordering::Relaxed);
+        for slot in 1..=3_000u64 {
+            // Now and then a long pause, so that sessions expire (their leases are
+            // 1 to 3 s).
+            time += if next(40) == 0 { 2_500_000 } else { 1_000 };
+            let mut commands = Vec::new();
+            for _ in 0..1 + next(8) {
+                let pick = next(100);
+                if sessions.is_empty() || pick < 6 {
+                    let lease_ms = 1_000 + next(2_000);
+                    commands.push(Request::OpenSession { nonce: slot, lease_ms });
+                    continue;
+                }
+                let i = next(sessions.len() as u64) as usize;
+                let (session, last) = sessions[i];
+                let request = match next(10) {
+                    0 => last.saturating_sub(next(3)).max(1), // a retry
+                    _ => last + 1,
+                };
+                sessions[i].1 = sessions[i].1.max(request);
+                let acked = RequestNumber(match next(4) {
+                    0 => request,
+                    1 => request.saturating_sub(5),
+                    _ => 1,
+                });
+                let (object, method) = match next(20) {
+                    0 => ("other", "acquire"),
+                    1 => ("other", "release"),
+                    2..=7 => ("lock", "release"),
+                    8 => ("lock", "fail"),
+                    9 => ("lock", "__init__"),
+                    _ => ("lock", "acquire"),
+                };
+                commands.push(match pick {
+                    6..=8 => Request::KeepAlive { session },
+                    9 => Request::CloseSession { session },
+                    10..=11 => Request::Cancel {
+                        session,
+                        request: RequestNumber(request),
+                        target: RequestNumber(last.saturating_sub(next(3))),
+                    },
+                    _ => Request::Call {
+                        session,
+                        request: RequestNumber(request),
+                        acked,
+                        object: object.into(),
+                        method: method.into(),
+                        args: vec![],
+                    },
+                });
+            }
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for command in &commands {
+                let bytes = command.encode();
+                let x = one_by_one.apply(Slot(slot), Time(time), &bytes, &mut a);
+                let y = pipelined.apply(Slot(slot), Time(time), &bytes, &mut b);
+                assert_eq!(x, y, "slot {slot}: {command:?}");
+            }
+            one_by_one.settle(&mut a);
+            pipelined.settle(&mut b);
+            assert_eq!(a, b, "slot {slot}: {commands:?}");
+            for response in &a {
+                if let Reply::SessionOpened { session, .. } = response.reply {
+                    sessions.push((session, 0));
+                }
+            }
+            sessions.retain(|(s, _)| one_by_one.has_session(*s));
+            pipelined.check_invariants();
+            if slot % 100 == 0 {
+                assert_eq!(one_by_one.snapshot().unwrap(), pipelined.snapshot().unwrap());
+            }
+        }
+        let submitted = SUBMITTED.load(std::sync::atomic::Ordering::Relaxed) - before;
+        assert!(submitted > 1_000, "only {submitted} calls were pipelined");
     }
 }

@@ -223,6 +223,39 @@ pub trait Object: fmt::Debug + Send {
 
     /// The object's whole state, for snapshots.
     fn snapshot(&self) -> Result<Vec<u8>, ObjectError>;
+
+    /// Whether this object takes commands ahead of their outcomes: the machine then
+    /// hands it the commands of a slot one by one with `submit` and takes their
+    /// outcomes together with `collect`, instead of calling `call` for each. An
+    /// object whose code runs elsewhere (a hosted Python object, over a pipe) says
+    /// yes, to pay one round trip per slot rather than one per command. The
+    /// default, false, keeps `call`.
+    fn pipelined(&self) -> bool {
+        false
+    }
+
+    /// Queues the command `method(args)` of `call`, stamped `timestamp`, at command
+    /// `position` of the log (its fencing token), to run after every command queued
+    /// before it. Only called when `pipelined` is true; the machine calls `collect`
+    /// before the object is used any other way.
+    fn submit(
+        &mut self,
+        call: CallId,
+        timestamp: Time,
+        position: u64,
+        method: &str,
+        args: &[Value],
+    ) {
+        let _ = (call, timestamp, position, method, args);
+    }
+
+    /// Runs the commands queued by `submit` and returns, for each in order, its
+    /// outcome and the parked calls it woke: exactly what `call` would have given,
+    /// one command after the other. A list shorter than the queue answers the
+    /// missing commands with `RuntimeError` (an object that failed).
+    fn collect(&mut self) -> Vec<(Outcome, Vec<Wake>)> {
+        Vec::new()
+    }
 }
 
 /// A constructible, restorable object type.

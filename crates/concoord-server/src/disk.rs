@@ -5,8 +5,11 @@
 //! thread appends them in that order and syncs (one fdatasync for everything that
 //! arrived while the previous one ran: group commit), then reports the highest
 //! durable number back to the loop, which releases the effects that waited for it.
-//! A write marked `sync: false` (a `Commit` record) asks for no sync of its own: it
-//! reaches the disk with the next sync, or with the idle flush the thread does when
+//! A write marked `sync: false` (a `Commit` record) asks for no sync of its own: the
+//! loop keeps it until it hands over the next write that needs a sync (both go in
+//! one message, so a commit point costs the thread no wake-up of its own), or until
+//! it has kept it for `IDLE_FLUSH` (`Disk::flush_due`, from the loop's ticks); the
+//! thread then writes it with its next sync, or with the idle flush it does when
 //! nothing has come for `IDLE_FLUSH`. Snapshots are written (and the log compacted
 //! behind them) on this thread too, so a large snapshot no longer stalls the loop.
 //!
@@ -18,6 +21,7 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::storage::{Identity, Storage, StorageError};
 use concoord_paxos::PersistOp;
+use concoord_wire::Time;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -27,20 +31,21 @@ use std::time::Duration;
 use tokio::sync::mpsc as async_mpsc;
 
 /// After this long without a write, the thread syncs whatever is only written
-/// (unsynced `Commit` records), so an idle replica's disk catches up.
-const IDLE_FLUSH: Duration = Duration::from_millis(50);
+/// (unsynced `Commit` records), so an idle replica's disk catches up; the loop hands
+/// over the `Commit` records it kept after as long.
+pub const IDLE_FLUSH: Duration = Duration::from_millis(50);
 
 enum Job {
-    Write {
-        seq: u64,
-        op: PersistOp,
-        sync: bool,
-    },
+    /// Writes in `seq` order; the last may ask for a sync, the others do not.
+    Write(Vec<Write>),
     /// Forget everything and take a new identity (a rejoin); answered when done.
-    Wipe {
-        identity: Identity,
-        done: mpsc::Sender<Result<(), StorageError>>,
-    },
+    Wipe { identity: Identity, done: mpsc::Sender<Result<(), StorageError>> },
+}
+
+struct Write {
+    seq: u64,
+    op: PersistOp,
+    sync: bool,
 }
 
 /// What the thread tells the loop.
@@ -57,6 +62,9 @@ pub enum DiskEvent {
 /// lock is free when a stopped replica returns.
 pub struct Disk {
     jobs: Option<mpsc::Sender<Job>>,
+    /// `sync: false` writes not handed over yet, and when the first of them came.
+    held: Vec<Write>,
+    held_since: Option<Time>,
     thread: Option<JoinHandle<()>>,
     log_bytes: Arc<AtomicU64>,
     dir: PathBuf,
@@ -76,20 +84,58 @@ impl Disk {
         let thread = std::thread::Builder::new().name("concoord-disk".into()).spawn(move || {
             Writer { storage, metrics, clock, events: events_tx, log_bytes: bytes }.run(jobs_rx)
         })?;
-        Ok((Disk { jobs: Some(jobs_tx), thread: Some(thread), log_bytes, dir }, events_rx))
+        let disk = Disk {
+            jobs: Some(jobs_tx),
+            held: Vec::new(),
+            held_since: None,
+            thread: Some(thread),
+            log_bytes,
+            dir,
+        };
+        Ok((disk, events_rx))
     }
 
-    /// Hands write `seq` to the thread. Writes must come in `seq` order.
-    pub fn write(&self, seq: u64, op: PersistOp, sync: bool) {
+    /// Takes write `seq` (at `now`). Writes must come in `seq` order. A write that
+    /// needs no sync is kept (see the module documentation); one that does goes to
+    /// the thread at once, with every kept write before it.
+    pub fn write(&mut self, seq: u64, op: PersistOp, sync: bool, now: Time) {
+        if !sync {
+            self.held_since.get_or_insert(now);
+            self.held.push(Write { seq, op, sync });
+            return;
+        }
+        self.held.push(Write { seq, op, sync });
+        self.hand_over();
+    }
+
+    /// When the kept writes must be handed over (`flush_due`), if any are kept.
+    pub fn flush_at(&self) -> Option<Time> {
+        self.held_since.map(|at| at + concoord_wire::Span(IDLE_FLUSH.as_micros() as u64))
+    }
+
+    /// Hands over the kept writes if they have waited `IDLE_FLUSH`.
+    pub fn flush_due(&mut self, now: Time) {
+        if self.flush_at().is_some_and(|at| at <= now) {
+            self.hand_over();
+        }
+    }
+
+    fn hand_over(&mut self) {
+        self.held_since = None;
+        if self.held.is_empty() {
+            return;
+        }
+        let writes = std::mem::take(&mut self.held);
         if let Some(jobs) = &self.jobs {
             // A send fails only if the thread ended, which it reports itself.
-            let _ = jobs.send(Job::Write { seq, op, sync });
+            let _ = jobs.send(Job::Write(writes));
         }
     }
 
     /// Wipes the data directory and records a new identity, after every write
     /// handed over before it. Blocks until it is done (a rare operator event).
-    pub fn wipe(&self, identity: Identity) -> Result<(), StorageError> {
+    pub fn wipe(&mut self, identity: Identity) -> Result<(), StorageError> {
+        self.hand_over();
         let (done_tx, done_rx) = mpsc::channel();
         let stopped = || StorageError::Io {
             path: self.dir.clone(),
@@ -115,6 +161,7 @@ impl std::fmt::Debug for Disk {
 
 impl Drop for Disk {
     fn drop(&mut self) {
+        self.hand_over();
         self.jobs = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -159,13 +206,15 @@ impl Writer {
             let mut job = Some(first);
             while let Some(next) = job.take() {
                 match next {
-                    Job::Write { seq, op, sync } => {
-                        if let Err(e) = self.storage.append(&op) {
-                            return self.fail(e);
+                    Job::Write(writes) => {
+                        for Write { seq, op, sync } in writes {
+                            if let Err(e) = self.storage.append(&op) {
+                                return self.fail(e);
+                            }
+                            last = Some(seq);
+                            needs_sync |= sync;
+                            unsynced = true;
                         }
-                        last = Some(seq);
-                        needs_sync |= sync;
-                        unsynced = true;
                     }
                     Job::Wipe { identity, done } => {
                         // Whatever came before the wipe is durable first, so the
@@ -213,5 +262,60 @@ impl Writer {
 
     fn fail(self, e: StorageError) {
         let _ = self.events.send(DiskEvent::Failed(e));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concoord_paxos::{AcceptedEntry, Ballot, Command, Value};
+    use concoord_wire::{ReplicaId, Slot, Span};
+
+    fn accept(slot: u64) -> PersistOp {
+        let ballot = Ballot { round: 1, leader: ReplicaId(1) };
+        let value = Value { timestamp: Time(slot), commands: vec![Command::App(vec![slot as u8])] };
+        PersistOp::Accept(vec![AcceptedEntry { slot: Slot(slot), ballot, value }])
+    }
+
+    fn durable(events: &mut async_mpsc::UnboundedReceiver<DiskEvent>) -> u64 {
+        match events.blocking_recv() {
+            Some(DiskEvent::Durable(seq)) => seq,
+            other => panic!("expected a durable report, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn commit_records_wait_in_the_loop_for_a_sync_write_or_the_idle_flush_and_lose_nothing() {
+        let dir = std::env::temp_dir().join(format!("concoord-disk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (storage, _) = Storage::open(&dir).unwrap();
+        let (mut disk, mut events) =
+            Disk::start(storage, Arc::new(Metrics::new()), Clock::new()).unwrap();
+        let t0 = Time(1_000_000);
+        disk.write(1, accept(1), true, t0);
+        assert_eq!(durable(&mut events), 1);
+        // A commit record stays with the loop: nothing for the thread to wake up for.
+        disk.write(2, PersistOp::Commit(Slot(1)), false, t0);
+        let due = t0 + Span(IDLE_FLUSH.as_micros() as u64);
+        assert_eq!(disk.flush_at(), Some(due));
+        disk.flush_due(Time(due.0 - 1));
+        assert_eq!(disk.held.len(), 1, "handed over before the idle flush was due");
+        // The next write that needs a sync takes it along, in order.
+        disk.write(3, accept(2), true, Time(due.0 - 1));
+        assert!(disk.held.is_empty() && disk.flush_at().is_none());
+        assert_eq!(durable(&mut events), 3);
+        // With no such write, the idle flush hands it over.
+        disk.write(4, PersistOp::Commit(Slot(2)), false, due);
+        disk.flush_due(due + Span(IDLE_FLUSH.as_micros() as u64));
+        assert!(disk.held.is_empty());
+        // And a kept record is handed over when the disk is dropped, too.
+        disk.write(5, accept(3), true, due);
+        disk.write(6, PersistOp::Commit(Slot(3)), false, due);
+        drop(disk);
+        let (_, recovered) = Storage::open(&dir).unwrap();
+        assert_eq!(recovered.durable.commit_max, Slot(3));
+        assert_eq!(recovered.durable.entries.len(), 3);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

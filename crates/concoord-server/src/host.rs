@@ -3,14 +3,20 @@
 //! commands to the one instance living there, over a pipe.
 //!
 //! `HostedObject` is an ordinary `Object`: the machine, sessions, exactly-once,
-//! parked calls and snapshots work unchanged. Each call is one frame written to the
-//! host's stdin and one frame read from its stdout (little-endian u32 length +
-//! MessagePack, as the client protocol), synchronously, because applying is
-//! synchronous; the applying thread reads the answer itself (a thread hand-off per
-//! call cost more CPU than the Python method), and a watchdog thread stops a host
-//! that does not answer in time. The host answers with the method's result (or exception, or "park"),
-//! plus the parked calls the method woke. Snapshots are the host's pickle bytes,
-//! carried opaque in the machine's snapshot.
+//! parked calls and snapshots work unchanged. Messages are frames written to the
+//! host's stdin and read from its stdout (little-endian u32 length + MessagePack,
+//! as the client protocol), synchronously, because applying is synchronous; the
+//! applying thread reads the answer itself (a thread hand-off per call cost more
+//! CPU than the Python method), and a watchdog thread stops a host that does not
+//! answer in time. The object is *pipelined* (`Object::pipelined`): the machine
+//! submits the calls of a slot one by one, they are queued here, and one `batch`
+//! frame carries them all to the host, which runs them in order and answers all
+//! in one frame, so a slot of n calls costs one round trip (two context switches
+//! per side) instead of n. Each answer is the method's result (or exception, or
+//! "park") plus the parked calls it woke. Calls the machine cannot pipeline
+//! (`__init__`, after a session ended) and session ends, cancels, queries and
+//! snapshots are single exchanges. Snapshots are the host's pickle bytes, carried
+//! opaque in the machine's snapshot.
 //!
 //! State that cannot be pickled fails only that snapshot (an error naming the
 //! attribute and its type): the server keeps its log instead of compacting and tries
@@ -26,9 +32,9 @@
 //! rights; determinism is the class author's contract (docs/python.md).
 
 use concoord_object::{
-    CallId, Ctx, MethodInfo, MethodKind, Object, ObjectError, Outcome, Types, Value,
+    CallId, Ctx, MethodInfo, MethodKind, Object, ObjectError, Outcome, Types, Value, Wake,
 };
-use concoord_wire::{RequestNumber, SessionId};
+use concoord_wire::{RequestNumber, SessionId, Time};
 use serde::Serialize;
 use std::io::{BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -38,7 +44,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Version of the replica-host protocol, checked in the host's hello.
-pub const HOST_PROTOCOL_VERSION: i64 = 1;
+pub const HOST_PROTOCOL_VERSION: i64 = 2;
 /// Largest frame either side sends (a snapshot's pickle travels in one frame).
 pub const HOST_FRAME_MAX: usize = 256 * 1024 * 1024;
 /// How long the host may take to import the class and say hello.
@@ -332,14 +338,14 @@ impl Host {
         }
         expect_ok(state.exchange(&("construct",))?)?;
         state.instances += 1;
-        Ok(Box::new(HostedObject { host: self.clone() }))
+        Ok(Box::new(HostedObject::new(self.clone())))
     }
 
     fn restore(&self, bytes: &[u8]) -> Result<Box<dyn Object>, ObjectError> {
         let mut state = self.shared.lock();
         expect_ok(state.exchange(&("restore", Bin(bytes)))?)?;
         state.instances += 1;
-        Ok(Box::new(HostedObject { host: self.clone() }))
+        Ok(Box::new(HostedObject::new(self.clone())))
     }
 }
 
@@ -356,24 +362,32 @@ impl State {
     /// failed (and stops it) and comes back as a `RuntimeError` that no client will
     /// see: the server stops the replica before replying.
     fn exchange<M: Serialize>(&mut self, message: &M) -> Result<Vec<Value>, ObjectError> {
+        let framed = rmp_serde::to_vec(message)
+            .map_err(|e| format!("cannot encode a message for the object host: {e}"))
+            .and_then(|body| frame(&body));
+        match framed {
+            Ok(framed) => self.exchange_frame(&framed),
+            Err(reason) => Err(self.fail(reason)),
+        }
+    }
+
+    /// Sends one framed message and reads the host's answer, as `exchange`.
+    fn exchange_frame(&mut self, framed: &[u8]) -> Result<Vec<Value>, ObjectError> {
         if let Some(reason) = &self.failed {
             return Err(ObjectError::runtime_error(format!("the object host failed: {reason}")));
         }
-        match self.try_exchange(message) {
+        match self.try_exchange(framed) {
             Ok(Answer::Reply(fields)) => Ok(fields),
             Ok(Answer::Fatal(reason)) => Err(self.fail(reason)),
             Err(reason) => Err(self.fail(reason)),
         }
     }
 
-    fn try_exchange<M: Serialize>(&mut self, message: &M) -> Result<Answer, String> {
+    fn try_exchange(&mut self, framed: &[u8]) -> Result<Answer, String> {
         let Some(pipe) = self.pipe.as_mut() else {
             return Err("the object host is not running".into());
         };
-        let body = rmp_serde::to_vec(message)
-            .map_err(|e| format!("cannot encode a message for the object host: {e}"))?;
-        let framed = frame(&body)?;
-        if let Err(e) = pipe.stdin.write_all(&framed).and_then(|()| pipe.stdin.flush()) {
+        if let Err(e) = pipe.stdin.write_all(framed).and_then(|()| pipe.stdin.flush()) {
             return Err(format!("cannot write to the object host ({e}); {}", pipe.exit_status()));
         }
         let reply = match pipe.read_frame_within(u64::from(WATCH_TICKS)) {
@@ -403,6 +417,10 @@ impl State {
 #[derive(Debug)]
 pub struct HostedObject {
     host: Host,
+    /// The calls submitted since the last `collect`, each encoded as the `batch`
+    /// message's item `[session, request, position, timestamp, method, args]`.
+    queue: Vec<u8>,
+    queued: usize,
 }
 
 impl Drop for HostedObject {
@@ -413,6 +431,10 @@ impl Drop for HostedObject {
 }
 
 impl HostedObject {
+    fn new(host: Host) -> HostedObject {
+        HostedObject { host, queue: Vec::new(), queued: 0 }
+    }
+
     /// Runs a command-like message whose answer may carry wake-ups, applying them.
     fn exchange_waking<M: Serialize>(
         &self,
@@ -450,6 +472,7 @@ impl Object for HostedObject {
     }
 
     fn call(&mut self, ctx: &mut Ctx<'_>, method: &str, args: &[Value]) -> Outcome {
+        assert!(self.queued == 0, "a call while submitted calls wait for collect");
         let call = ctx.call();
         let message = (
             "call",
@@ -517,6 +540,45 @@ impl Object for HostedObject {
         }
     }
 
+    fn pipelined(&self) -> bool {
+        true
+    }
+
+    fn submit(
+        &mut self,
+        call: CallId,
+        timestamp: Time,
+        position: u64,
+        method: &str,
+        args: &[Value],
+    ) {
+        let item = (call.session.0, call.request.0, position, timestamp.0, method, args);
+        // Encoding integers, strings and values into a Vec does not fail; if it
+        // did, the host is failed (the replica stops) rather than skip a call.
+        if let Err(e) = rmp_serde::encode::write(&mut self.queue, &item) {
+            self.host.shared.lock().fail(format!("cannot encode a call for the object host: {e}"));
+        }
+        self.queued += 1;
+    }
+
+    fn collect(&mut self) -> Vec<(Outcome, Vec<Wake>)> {
+        let items = std::mem::take(&mut self.queue);
+        let count = std::mem::take(&mut self.queued);
+        if count == 0 {
+            return Vec::new();
+        }
+        let mut state = self.host.shared.lock();
+        let answers = batch_frame(count, &items)
+            .map_err(|reason| state.fail(reason))
+            .and_then(|framed| state.exchange_frame(&framed))
+            .and_then(|fields| parse_batch(&fields, count).map_err(|reason| state.fail(reason)));
+        match answers {
+            Ok(answers) => answers,
+            // The host failed: the server stops the replica before any reply leaves.
+            Err(e) => vec![(Outcome::Raise(e), Vec::new()); count],
+        }
+    }
+
     fn snapshot(&self) -> Result<Vec<u8>, ObjectError> {
         let mut state = self.host.shared.lock();
         let fields = state.exchange(&("snapshot",))?;
@@ -574,6 +636,51 @@ impl Serialize for Bin<'_> {
 enum Answer {
     Reply(Vec<Value>),
     Fatal(String),
+}
+
+/// The frame of `["batch", [item, ...]]` for `count` items already encoded one
+/// after the other in `items`.
+fn batch_frame(count: usize, items: &[u8]) -> Result<Vec<u8>, String> {
+    let mut body = Vec::with_capacity(16 + items.len());
+    body.extend_from_slice(b"\x92\xa5batch");
+    match u32::try_from(count) {
+        Ok(n) if n < 16 => body.push(0x90 | n as u8),
+        Ok(n) if n <= u32::from(u16::MAX) => {
+            body.push(0xdc);
+            body.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        Ok(n) => {
+            body.push(0xdd);
+            body.extend_from_slice(&n.to_be_bytes());
+        }
+        Err(_) => return Err(format!("{count} calls in one batch")),
+    }
+    body.extend_from_slice(items);
+    frame(&body)
+}
+
+/// The answers to a batch of `count` calls: `["batch", [answer, ...]]`, each answer
+/// as for a single call (`parse_outcome`, `parse_wakes`).
+fn parse_batch(fields: &[Value], count: usize) -> Result<Vec<(Outcome, Vec<Wake>)>, String> {
+    let (Some("batch"), Some(Value::List(answers))) = (tag(fields), fields.get(1)) else {
+        return Err(format!("the object host answered a batch with {fields:?}"));
+    };
+    if answers.len() != count {
+        return Err(format!(
+            "the object host answered {} of a batch of {count} calls",
+            answers.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(count);
+    for answer in answers {
+        let Value::List(answer) = answer else {
+            return Err(format!("the object host sent {answer:?} as an answer in a batch"));
+        };
+        let wakes =
+            parse_wakes(answer)?.into_iter().map(|(call, result)| Wake { call, result }).collect();
+        out.push((parse_outcome(answer)?, wakes));
+    }
+    Ok(out)
 }
 
 /// The frame for `body`: little-endian u32 length, then the body.
@@ -780,6 +887,52 @@ mod tests {
         );
         let body = rmp_serde::to_vec(&("restore", Bin(b"\x80\x04."))).unwrap();
         assert_eq!(body, b"\x92\xa7restore\xc4\x03\x80\x04.");
+    }
+
+    #[test]
+    fn a_batch_is_one_frame_of_items_and_its_answers_come_in_order() {
+        for count in [0usize, 3, 15, 16, 70_000] {
+            let mut items = Vec::new();
+            for i in 0..count {
+                let args = [Value::Int(i as i64)];
+                let item = (7u64, i as u64, 100 + i as u64, 5u64, "add", &args[..]);
+                rmp_serde::encode::write(&mut items, &item).unwrap();
+            }
+            let framed = batch_frame(count, &items).unwrap();
+            let body = read_frame(&mut &framed[..]).unwrap();
+            let Value::List(fields) = rmp_serde::from_slice::<Value>(&body).unwrap() else {
+                panic!()
+            };
+            assert_eq!(fields[0], s("batch"));
+            let Value::List(got) = &fields[1] else { panic!() };
+            assert_eq!(got.len(), count);
+            if let Some(Value::List(last)) = got.last() {
+                assert_eq!(last[1], Value::Int(count as i64 - 1));
+                assert_eq!(last[5], Value::List(vec![Value::Int(count as i64 - 1)]));
+            }
+        }
+        let wake = Value::List(vec![Value::Int(2), Value::Int(9), Value::Bool(true), Value::Nil]);
+        let answers = vec![
+            s("batch"),
+            Value::List(vec![
+                Value::List(vec![s("park"), Value::List(vec![])]),
+                Value::List(vec![s("return"), Value::Int(10), Value::List(vec![wake])]),
+            ]),
+        ];
+        let got = parse_batch(&answers, 2).unwrap();
+        assert_eq!(got[0], (Outcome::Park, vec![]));
+        assert_eq!(
+            got[1],
+            (
+                Outcome::Return(Value::Int(10)),
+                vec![Wake { call: call_id(2, 9), result: Ok(Value::Nil) }]
+            )
+        );
+        // Too few answers, another tag, or a bad answer is the host's failure.
+        assert!(parse_batch(&answers, 3).unwrap_err().contains("2 of a batch of 3"));
+        assert!(parse_batch(&[s("return"), Value::Nil], 1).is_err());
+        let bad = [s("batch"), Value::List(vec![Value::Int(1)])];
+        assert!(parse_batch(&bad, 1).is_err());
     }
 
     #[test]

@@ -568,6 +568,9 @@ impl Server {
 
     fn deadline(&self) -> Time {
         let mut deadline = self.replica.next_deadline();
+        if let Some(at) = self.disk.as_ref().and_then(Disk::flush_at) {
+            deadline = deadline.min(at);
+        }
         if let Some(at) = self.removed_at {
             deadline = deadline.min(at + span(self.config.removed_linger));
         }
@@ -582,6 +585,9 @@ impl Server {
     }
 
     fn on_tick(&mut self) -> Result<(), ServerError> {
+        if let Some(disk) = self.disk.as_mut() {
+            disk.flush_due(self.clock.now());
+        }
         if let Some(at) = self.removed_at {
             if self.clock.now() >= at + span(self.config.removed_linger) {
                 return self.rejoin();
@@ -888,8 +894,8 @@ impl Server {
             assert!(rounds < 1_000_000, "effects never settle");
             for effect in std::mem::take(&mut self.effects) {
                 match self.gate.admit(effect) {
-                    Gated::Write { seq, op, sync } => match &self.disk {
-                        Some(disk) => disk.write(seq, op, sync),
+                    Gated::Write { seq, op, sync } => match &mut self.disk {
+                        Some(disk) => disk.write(seq, op, sync, self.clock.now()),
                         // Never happens (an in-memory core writes nothing); if it
                         // did, nothing could ever make it durable.
                         None => self.durable(seq)?,
@@ -1043,6 +1049,10 @@ impl Server {
                 }
             }
         }
+        // Calls to a pipelined (hosted) object were only submitted: run them now,
+        // in one exchange with the host, and check it before any reply leaves.
+        self.machine.settle(&mut responses);
+        self.check_host()?;
         self.applied = slot;
         let commands = value.commands.len() as u64;
         self.metrics.applied_slots.inc();
@@ -1321,7 +1331,7 @@ impl Server {
         tracing::warn!("replica {} rejoins the cluster as {id}", self.replica.id());
         let mut opts = self.replica.options().clone();
         opts.seed = id.0;
-        if let Some(disk) = self.disk.as_ref() {
+        if let Some(disk) = self.disk.as_mut() {
             // A replica that cannot reset its disk must not rejoin on top of it.
             disk.wipe(Identity {
                 replica: id,

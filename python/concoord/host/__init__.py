@@ -2,9 +2,10 @@
 
 ``concoord replica -o module.Class`` starts ``python3 -m concoord.host
 module.Class`` (with ``PYTHONHASHSEED=0``) and applies the log's commands to the
-instance through this module, one at a time, over the child's stdin and stdout:
+instance through this module, in log order, over the child's stdin and stdout:
 each message is a little-endian u32 length and a MessagePack array (docs/python.md
-§6). This module is also what hosted classes import:
+§6); the calls of one log slot usually come together in one ``batch`` message
+and are answered together. This module is also what hosted classes import:
 
 - ``readonly``: marks a method that only reads, served after a read barrier
   without a log write (``concoord.readonly`` is the same decorator);
@@ -36,7 +37,7 @@ import msgpack
 from .. import _wire, readonly
 from ..exception import BlockingReturn, UnblockingReturn
 
-HOST_PROTOCOL_VERSION = 1
+HOST_PROTOCOL_VERSION = 2
 HOST_FRAME_MAX = 256 * 1024 * 1024
 # Special methods a client may call; other names starting with "_" are private.
 CALLABLE_DUNDERS = frozenset(
@@ -269,6 +270,11 @@ class Host:
 
     def handle(self, message):
         tag = message[0]
+        if tag == "batch":
+            # [[session, request, position, timestamp, method, args], ...]: run in
+            # order, answered in order, as that many "call" messages would be.
+            call = self.call
+            return ["batch", [call(Command(s, r, p, t), m, a) for s, r, p, t, m, a in message[1]]]
         if tag == "call":
             _, session, request, position, timestamp, method, args = message
             return self.call(Command(session, request, position, timestamp), method, args)

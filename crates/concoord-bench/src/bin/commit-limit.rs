@@ -4,6 +4,13 @@
 //! over a preallocated file. A C = 1 put cannot beat their sum on this machine;
 //! `scripts/commit-limit` prints it next to `concoord bench`'s C = 1 put.
 //!
+//! A local cluster keeps its three replicas' logs on one disk, and all three sync
+//! at about the same time (the leader its own copy, the followers theirs); the
+//! command is durable once two of them are done. So the probe also times three
+//! fdatasyncs started together on three files of the same directory, up to the
+//! second to finish: where the disk serves them one after another, that (not one
+//! sync) is the floor of a cluster on one machine.
+//!
 //!   commit-limit [DIR] [ROUNDS]     # DIR: where to put the test file (default /tmp)
 
 use std::fs::{self, OpenOptions};
@@ -114,6 +121,80 @@ fn syncs(dir: &Path, rounds: usize, preallocated: bool) -> std::io::Result<Durat
     Ok(p50(samples))
 }
 
+/// Three files synced at once, one thread each, as the three replicas of a local
+/// cluster do: the time from the start until the second sync is done (a quorum),
+/// p50 over the rounds.
+fn quorum_syncs(dir: &Path, rounds: usize) -> std::io::Result<Duration> {
+    use std::sync::{Arc, Barrier};
+    const REPLICAS: usize = 3;
+    let record = [1u8; 128];
+    let mut files = Vec::new();
+    let mut paths = Vec::new();
+    for r in 0..REPLICAS {
+        let path = dir.join(format!("commit-limit-{}-{r}.tmp", std::process::id()));
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+        let zeros = vec![0u8; 1 << 20];
+        let total = (rounds * record.len()).div_ceil(zeros.len()) + 1;
+        for i in 0..total {
+            file.write_all_at(&zeros, (i * zeros.len()) as u64)?;
+        }
+        file.sync_all()?;
+        files.push(file);
+        paths.push(path);
+    }
+    // Each round: every thread waits at the barrier, writes, syncs and reports when
+    // it finished; the main thread takes the second report.
+    let start = Arc::new(Barrier::new(REPLICAS + 1));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<std::io::Result<std::time::Instant>>();
+    let mut threads = Vec::new();
+    for file in files {
+        let start = start.clone();
+        let done = done_tx.clone();
+        threads.push(std::thread::spawn(move || {
+            for i in 0..rounds {
+                start.wait();
+                let result = file
+                    .write_all_at(&record, (i * record.len()) as u64)
+                    .and_then(|()| file.sync_data())
+                    .map(|()| now());
+                if done.send(result).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(done_tx);
+    let mut samples = Vec::with_capacity(rounds);
+    let mut failed = None;
+    for _ in 0..rounds {
+        let at = now();
+        start.wait();
+        let mut finished = Vec::with_capacity(REPLICAS);
+        for _ in 0..REPLICAS {
+            match done_rx.recv() {
+                Ok(Ok(t)) => finished.push(t),
+                Ok(Err(e)) => failed = Some(e),
+                Err(_) => failed = Some(std::io::Error::other("a sync thread ended")),
+            }
+        }
+        finished.sort();
+        if let Some(second) = finished.get(1) {
+            samples.push(second.duration_since(at));
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    for path in paths {
+        fs::remove_file(&path)?;
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(p50(samples)),
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(args.next().unwrap_or_else(|| "/tmp".into()));
@@ -129,6 +210,7 @@ fn main() {
         let rtt = round_trips(rounds * 5)?;
         let synced = syncs(&dir, rounds, true)?;
         let grown = syncs(&dir, rounds, false)?;
+        let quorum = quorum_syncs(&dir, rounds)?;
         println!(
             "loopback relay client -> leader -> follower -> leader -> client: p50 {}",
             ms(rtt)
@@ -139,7 +221,16 @@ fn main() {
             ms(synced),
             ms(grown)
         );
+        println!(
+            "three such fdatasyncs at once on three files there (one per replica of a local \
+             cluster), until the second is done: p50 {}",
+            ms(quorum)
+        );
         println!("limit for one durable command at C = 1: {}", ms(rtt + synced));
+        println!(
+            "limit for a 3-replica cluster on this one disk (relay + the quorum's syncs at once): {}",
+            ms(rtt + quorum)
+        );
         Ok(())
     };
     if let Err(e) = run() {
