@@ -252,6 +252,15 @@ impl Session {
     fn deadline(&self) -> Time {
         self.last_active + self.lease
     }
+
+    /// A call numbered `request` says its client has every reply below `acked`
+    /// (never its own): moves the watermark and forgets those replies (parked calls
+    /// stay, they are not answered yet).
+    fn acknowledge(&mut self, request: RequestNumber, acked: RequestNumber) {
+        self.acked = self.acked.max(acked.min(request));
+        let watermark = self.acked;
+        self.replies.retain(|n, (_, _, reply)| *n >= watermark || *reply == Reply::Parked);
+    }
 }
 
 impl Machine {
@@ -343,11 +352,7 @@ impl Machine {
                 Execution::Executed
             }
             Request::KeepAlive { session } => {
-                if let Some(s) = self.sessions.get_mut(&session) {
-                    self.expiry.remove(&(s.deadline(), session));
-                    s.last_active = self.clock;
-                    self.expiry.insert((s.deadline(), session));
-                }
+                self.restart_lease(session);
                 Execution::Executed
             }
             Request::CloseSession { session } => {
@@ -456,12 +461,8 @@ impl Machine {
             return false;
         }
         let (clock, position) = (self.clock, self.position);
-        if let Some(s) = self.sessions.get_mut(&session) {
-            self.expiry.remove(&(s.deadline(), session));
-            s.last_active = clock;
-            self.expiry.insert((s.deadline(), session));
-            s.acked = watermark;
-            s.replies.retain(|n, (_, _, reply)| *n >= watermark || *reply == Reply::Parked);
+        if let Some(s) = self.restart_lease(session) {
+            s.acknowledge(request, acked);
         }
         if let Some(o) = self.objects.get_mut(object) {
             o.submit(call, clock, position, method, args);
@@ -656,18 +657,12 @@ impl Machine {
         let call = CallId { session, request };
         let clock = self.clock;
         let position = self.position;
-        let Some(s) = self.sessions.get_mut(&session) else {
+        let duplicate_runs = self.bugs.contains(&MachineBug::ApplyDuplicateTwice);
+        let Some(s) = self.restart_lease(session) else {
             responses.push(Response { call, reply: Reply::SessionUnknown, slot, position });
             return Execution::Refused;
         };
-        self.expiry.remove(&(s.deadline(), session));
-        s.last_active = clock;
-        self.expiry.insert((s.deadline(), session));
-        // The client has every reply below `acked` (never this request's own).
-        s.acked = s.acked.max(acked.min(request));
-        let watermark = s.acked;
-        s.replies.retain(|n, (_, _, reply)| *n >= watermark || *reply == Reply::Parked);
-        let duplicate_runs = self.bugs.contains(&MachineBug::ApplyDuplicateTwice);
+        s.acknowledge(request, acked);
         if let Some((at, pos, reply)) = s.replies.get(&request).filter(|_| !duplicate_runs) {
             responses.push(Response { call, reply: reply.clone(), slot: *at, position: *pos });
             return Execution::Duplicate;
@@ -777,6 +772,16 @@ impl Machine {
             *entry = (slot, position, reply.clone());
             responses.push(Response { call: wake.call, reply, slot, position });
         }
+    }
+
+    /// `session` was active now: its lease starts again (and its place in the
+    /// expiry index moves). `None` for a session that does not exist.
+    fn restart_lease(&mut self, session: SessionId) -> Option<&mut Session> {
+        let s = self.sessions.get_mut(&session)?;
+        self.expiry.remove(&(s.deadline(), session));
+        s.last_active = self.clock;
+        self.expiry.insert((s.deadline(), session));
+        Some(s)
     }
 
     fn open_session(

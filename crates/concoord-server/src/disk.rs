@@ -99,13 +99,12 @@ impl Disk {
     /// needs no sync is kept (see the module documentation); one that does goes to
     /// the thread at once, with every kept write before it.
     pub fn write(&mut self, seq: u64, op: PersistOp, sync: bool, now: Time) {
-        if !sync {
-            self.held_since.get_or_insert(now);
-            self.held.push(Write { seq, op, sync });
-            return;
-        }
         self.held.push(Write { seq, op, sync });
-        self.hand_over();
+        if sync {
+            self.hand_over();
+        } else {
+            self.held_since.get_or_insert(now);
+        }
     }
 
     /// When the kept writes must be handed over (`flush_due`), if any are kept.
